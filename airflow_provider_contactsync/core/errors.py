@@ -1,0 +1,136 @@
+"""One error hierarchy for contactsync: every message names the file, the key or the row.
+
+Configuration problems (a bad YAML file, a formula that does not compile, a mapping that cannot
+fit the Brevo account) raise :class:`ConfigurationError` subclasses before any data moves.
+Per-row problems never raise out of the pipeline: they become :class:`Reject` records in the
+error report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class ContactsyncError(Exception):
+    """Base class of every error contactsync raises on purpose."""
+
+
+class ConfigurationError(ContactsyncError):
+    """A source definition, formula or mapping that cannot work; found before any write.
+
+    :param message: what is wrong, in the user's terms.
+    :param file: the definition file, when known.
+    :param key_path: dotted path of the offending key, e.g. ``transform.email``.
+    :param line: 1-based line in the file (or in the formula for formula errors).
+    :param column: 1-based column, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        key_path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.key_path = key_path
+        self.line = line
+        self.column = column
+        super().__init__(self.__str__())
+
+    def located(self, *, file: str | None = None, key_path: str | None = None) -> ConfigurationError:
+        """Return a copy of this error that also names the file and/or key path."""
+        return type(self)(
+            self.message,
+            file=file or self.file,
+            key_path=key_path or self.key_path,
+            line=self.line,
+            column=self.column,
+        )
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            where.append(self.file)
+        if self.key_path:
+            where.append(self.key_path)
+        if self.line is not None:
+            pos = f"line {self.line}"
+            if self.column is not None:
+                pos += f", column {self.column}"
+            where.append(pos)
+        prefix = ": ".join(where)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class DefinitionError(ConfigurationError):
+    """A YAML source definition that is malformed or breaks the schema."""
+
+
+class FormulaError(ConfigurationError):
+    """A CEL formula that does not compile: syntax, unknown field or function, wrong arity, types.
+
+    ``line``/``column`` are positions inside the formula text.
+    """
+
+
+class MappingError(ConfigurationError):
+    """A mapping that cannot fit the Brevo account: unknown attribute, type mismatch, no identifier."""
+
+
+class BrevoError(ContactsyncError):
+    """Brevo answered with an error the caller must see (after any retries).
+
+    :param status: HTTP status code.
+    :param code: Brevo's ``code`` field (do not branch on it alone: Brevo has changed codes).
+    :param message: Brevo's ``message`` field.
+    :param metadata: Brevo's optional ``metadata`` object.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str | None,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.method = method
+        self.path = path
+        self.metadata = metadata or {}
+        super().__init__(f"Brevo {method} {path} -> {status} {code or ''}: {message}".strip())
+
+
+class RowError(ContactsyncError):
+    """Raised inside per-row code (formula evaluation, value checks); always caught and turned into a Reject."""
+
+    def __init__(self, reason: str, *, field: str | None = None, value: Any = None) -> None:
+        self.reason = reason
+        self.field = field
+        self.value = value
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """One rejected value of one row: what the error report holds.
+
+    :param row: the row's key (or 1-based index when the source has no key).
+    :param field: the field (after transform) that failed, or ``None`` for whole-row reasons.
+    :param value: the offending value, as a short string.
+    :param reason: why, in the user's terms.
+    """
+
+    row: Any
+    field: str | None
+    value: str | None
+    reason: str

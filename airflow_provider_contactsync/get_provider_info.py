@@ -1,0 +1,60 @@
+"""Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider`` entry point.
+
+Connection form fields are declared here (Airflow >= 3.2 reads ``conn-fields`` and
+``ui-field-behaviour`` from provider info; the hook methods that used to do it are deprecated).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_contactsync import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-contactsync",
+        "name": "contactsync",
+        "description": "Sync contacts from databases and file servers into Brevo.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Brevo",
+                "external-doc-url": "https://developers.brevo.com/reference",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Brevo",
+                "python-modules": ["airflow_provider_contactsync.hooks.brevo"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "brevo",
+                "hook-class-name": "airflow_provider_contactsync.hooks.brevo.BrevoHook",
+                "hook-name": "Brevo",
+                "conn-fields": {
+                    "timeout": {
+                        "label": "Request timeout (s)",
+                        "description": "Seconds before an HTTP request to Brevo times out.",
+                        "schema": {"type": ["number", "null"], "default": 30, "minimum": 1},
+                    },
+                    "max_retries": {
+                        "label": "Max retries",
+                        "description": "Retries on 429, 5xx and timeouts for idempotent calls.",
+                        "schema": {"type": ["integer", "null"], "default": 5, "minimum": 0},
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["login", "schema", "port"],
+                    "relabeling": {"password": "API key", "host": "Base URL (optional)"},
+                    "placeholders": {
+                        "host": "https://api.brevo.com/v3 (or a contactsync sandbox URL)",
+                        "password": "xkeysib-...",
+                    },
+                },
+            }
+        ],
+    }
