@@ -1,0 +1,11 @@
+"""Test-wide setup: an isolated AIRFLOW_HOME before anything imports Airflow."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="contactsync-airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+pytest_plugins: list[str] = []
