@@ -22,9 +22,14 @@ class ConfigurationError(ContactsyncError):
     :param message: what is wrong, in the user's terms.
     :param file: the definition file, when known.
     :param key_path: dotted path of the offending key, e.g. ``transform.email``.
-    :param line: 1-based line in the file (or in the formula for formula errors).
+    :param line: 1-based line of the problem (in the file; in the formula for formula errors).
     :param column: 1-based column, when known.
+    :param file_line: 1-based line in the file of the key, when ``line`` is a position elsewhere
+        (a formula's own text).
     """
+
+    #: how positions are introduced in messages ("" for file positions, "formula " for formulas)
+    position_label = ""
 
     def __init__(
         self,
@@ -34,32 +39,37 @@ class ConfigurationError(ContactsyncError):
         key_path: str | None = None,
         line: int | None = None,
         column: int | None = None,
+        file_line: int | None = None,
     ) -> None:
         self.message = message
         self.file = file
         self.key_path = key_path
         self.line = line
         self.column = column
+        self.file_line = file_line
         super().__init__(self.__str__())
 
-    def located(self, *, file: str | None = None, key_path: str | None = None) -> ConfigurationError:
-        """Return a copy of this error that also names the file and/or key path."""
+    def located(
+        self, *, file: str | None = None, key_path: str | None = None, file_line: int | None = None
+    ) -> ConfigurationError:
+        """Return a copy of this error that also names the file, key path and line in the file."""
         return type(self)(
             self.message,
             file=file or self.file,
             key_path=key_path or self.key_path,
             line=self.line,
             column=self.column,
+            file_line=file_line or self.file_line,
         )
 
     def __str__(self) -> str:
         where = []
         if self.file:
-            where.append(self.file)
+            where.append(f"{self.file}:{self.file_line}" if self.file_line else self.file)
         if self.key_path:
             where.append(self.key_path)
         if self.line is not None:
-            pos = f"line {self.line}"
+            pos = f"{self.position_label}line {self.line}"
             if self.column is not None:
                 pos += f", column {self.column}"
             where.append(pos)
@@ -76,6 +86,8 @@ class FormulaError(ConfigurationError):
 
     ``line``/``column`` are positions inside the formula text.
     """
+
+    position_label = "formula "
 
 
 class MappingError(ConfigurationError):
