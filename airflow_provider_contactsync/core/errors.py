@@ -146,3 +146,22 @@ class Reject:
     field: str | None
     value: str | None
     reason: str
+
+
+class DefinitionErrors(DefinitionError):
+    """Several problems in one definition, reported together so a user fixes them in one pass."""
+
+    def __init__(self, errors: list[ConfigurationError], *, file: str | None = None) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(
+            "\n".join(str(error) for error in errors),
+            file=None,
+            key_path=first.key_path,
+            line=first.line,
+            column=first.column,
+        )
+        self.file = file or first.file
+
+    def __str__(self) -> str:
+        return self.message

@@ -1,0 +1,241 @@
+"""The YAML source definition as typed models: validated once, passed everywhere.
+
+The models are the user's documentation: field descriptions feed the JSON Schema that editors
+use and the reference in docs/definition-reference.md. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
+"""Integration and source names: they become part of the DAG id ``contactsync__<integration>__<source>``."""
+
+FIELD_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+"""Field names are CEL identifiers (dots reach into nested documents)."""
+
+ATTRIBUTE_PATTERN = r"^[A-Z][A-Z0-9_]*$"
+"""Brevo attribute names are upper case."""
+
+TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}$"
+"""``table``, ``schema.table`` or ``database.schema.table``; each part is validated then quoted."""
+
+IDENTIFIER_ATTRIBUTES = ("EMAIL", "SMS", "EXT_ID")
+"""Brevo needs at least one of these to identify a contact."""
+
+SCHEDULE_PRESETS = {"manual": None, "hourly": "@hourly", "daily": "@daily"}
+
+
+class StrictModel(BaseModel):
+    """Base: unknown keys are errors, values are not coerced across types silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class CsvOptions(StrictModel):
+    """How to read CSV files."""
+
+    delimiter: str = Field(",", min_length=1, max_length=1, description="One-character field separator.")
+    quotechar: str = Field('"', min_length=1, max_length=1, description="Quote character.")
+    encoding: str = Field("utf-8", description="Text encoding; 'utf-8-sig' strips a BOM.")
+    header: bool = Field(True, description="The first line names the columns.")
+    columns: list[str] | None = Field(
+        None, description="Column names when the file has no header line (header: false)."
+    )
+
+    @model_validator(mode="after")
+    def _columns_when_headerless(self) -> CsvOptions:
+        if not self.header and not self.columns:
+            raise ValueError("columns is required when header is false")
+        return self
+
+
+class _SourceBase(StrictModel):
+    name: str = Field(pattern=NAME_PATTERN, max_length=100, description="Source name, unique in its integration.")
+    fields: list[Annotated[str, Field(pattern=FIELD_PATTERN)]] = Field(
+        min_length=1, description="Fields to read from the source; formulas and mapping see only these."
+    )
+    updated_field: str | None = Field(
+        None,
+        description="Field checked for updates (the cursor). Makes the sync incremental: each run reads "
+        "only rows whose value is newer than the last run's.",
+    )
+    key: str | None = Field(
+        None,
+        description="Unique row key. Tie-breaker of the cursor (required with updated_field) and the row id "
+        "in error reports.",
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _unique_fields(cls, fields: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in fields:
+            if name in seen:
+                raise ValueError(f"field {name!r} is listed twice")
+            seen.add(name)
+        return fields
+
+    @model_validator(mode="after")
+    def _cursor_fields_are_read(self) -> _SourceBase:
+        for attr in ("updated_field", "key"):
+            value = getattr(self, attr)
+            if value is not None and value not in self.fields:
+                raise ValueError(f"{attr} {value!r} is not one of the fields {self.fields}")
+        if self.updated_field and not self.key:
+            raise ValueError("key is required with updated_field: it breaks ties between rows sharing a cursor value")
+        return self
+
+
+class SqlSource(_SourceBase):
+    """A SQL database table or query (PostgreSQL, BigQuery, Snowflake)."""
+
+    type: Literal["postgres", "bigquery", "snowflake"]
+    conn_id: str = Field(description="Airflow connection holding the credentials.")
+    table: str | None = Field(None, pattern=TABLE_PATTERN, description="Table to read, e.g. public.customers.")
+    query: str | None = Field(
+        None, description="SELECT to read instead of a table; the incremental predicate wraps it."
+    )
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SqlSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table or query")
+        if self.query is not None and not re.match(r"^\s*(select|with)\b", self.query, re.IGNORECASE):
+            raise ValueError("query must be a single SELECT (or WITH ... SELECT) statement")
+        return self
+
+
+class MongoSource(_SourceBase):
+    """A MongoDB collection, optionally filtered or aggregated."""
+
+    type: Literal["mongo"]
+    conn_id: str = Field(description="Airflow connection holding the credentials.")
+    database: str | None = Field(None, description="Database; defaults to the connection's schema.")
+    collection: str = Field(min_length=1, description="Collection to read.")
+    filter: dict | None = Field(None, description="Find filter applied before the incremental predicate.")
+    pipeline: list[dict] | None = Field(None, description="Aggregation pipeline, instead of a filter.")
+
+    @model_validator(mode="after")
+    def _filter_or_pipeline(self) -> MongoSource:
+        if self.filter is not None and self.pipeline is not None:
+            raise ValueError("give at most one of filter or pipeline")
+        return self
+
+
+class FileSource(_SourceBase):
+    """Files in a folder: local (or mounted), SFTP or FTP."""
+
+    type: Literal["file", "sftp", "ftp"]
+    conn_id: str | None = Field(None, description="Airflow connection (required for sftp and ftp).")
+    path: str = Field("", description="Folder to look in; optional on servers (the login folder).")
+    pattern: str = Field("*.csv", description="Glob of file names to import, e.g. 'contacts_*.csv'.")
+    format: Literal["csv", "jsonl"] = Field("csv", description="File format.")
+    csv: CsvOptions = Field(default_factory=CsvOptions, description="CSV reading options.")
+
+    @model_validator(mode="after")
+    def _conn_for_servers(self) -> FileSource:
+        if self.type != "file" and not self.conn_id:
+            raise ValueError(f"conn_id is required for {self.type} sources")
+        if self.pattern.startswith("/") or ".." in self.pattern.split("/"):
+            raise ValueError("pattern must stay inside the folder: no absolute paths or '..'")
+        return self
+
+
+Source = Annotated[SqlSource | MongoSource | FileSource, Field(discriminator="type")]
+
+
+class Destination(StrictModel):
+    """Where contacts go in Brevo."""
+
+    conn_id: str = Field("brevo_default", description="Airflow connection of type brevo (API key as password).")
+    list_ids: list[Annotated[int, Field(gt=0)]] = Field(
+        min_length=1, description="Brevo lists every synced contact is added to."
+    )
+    update_existing: bool = Field(True, description="Update contacts that already exist (else only create).")
+    empty_attributes: bool = Field(
+        False, description="A null value erases the attribute in Brevo (else nulls leave it unchanged)."
+    )
+    text_max_length: int = Field(
+        2000, gt=0, description="Longest text value accepted; longer values reject the row."
+    )
+
+
+class Alerts(StrictModel):
+    """Who hears about failures, and when a run with rejected rows counts as failed."""
+
+    emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(
+        default_factory=list, description="Addresses emailed when a task fails or too many rows are rejected."
+    )
+    max_error_rate: float = Field(
+        0.05, ge=0, le=1, description="The run fails when the share of rejected rows is above this."
+    )
+
+
+class SourceDefinition(StrictModel):
+    """One source to sync into Brevo; the DAG factory turns each into one DAG."""
+
+    version: Literal[1] = Field(1, description="Definition format version.")
+    integration: str = Field(
+        pattern=NAME_PATTERN, max_length=100, description="Groups several sources (e.g. crm, shop)."
+    )
+    description: str | None = Field(None, description="Free text shown as the DAG's description.")
+    source: Source
+    schedule: str = Field(
+        "manual", description="manual | hourly | daily | a five-field cron expression, e.g. '*/15 * * * *'."
+    )
+    transform: dict[Annotated[str, Field(pattern=FIELD_PATTERN)], str] = Field(
+        default_factory=dict,
+        description="CEL formula per field; a formula may define a new field. See docs/formulas.md.",
+    )
+    mapping: dict[Annotated[str, Field(pattern=FIELD_PATTERN)], Annotated[str, Field(pattern=ATTRIBUTE_PATTERN)]] = (
+        Field(min_length=1, description="Field -> Brevo contact attribute (EMAIL, SMS, EXT_ID, FIRSTNAME, ...).")
+    )
+    destination: Destination
+    alerts: Alerts = Field(default_factory=Alerts)
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, schedule: str) -> str:
+        if schedule in SCHEDULE_PRESETS:
+            return schedule
+        from croniter import croniter
+
+        if len(schedule.split()) != 5 or not croniter.is_valid(schedule):
+            raise ValueError(f"{schedule!r} is not manual, hourly, daily or a five-field cron expression")
+        return schedule
+
+    @model_validator(mode="after")
+    def _mapping_is_consistent(self) -> SourceDefinition:
+        if len(self.integration) + len(self.source.name) > 240:
+            raise ValueError("integration and source names are too long for a DAG id")
+        if "__" in self.integration or "__" in self.source.name:
+            raise ValueError("integration and source names cannot contain '__' (the DAG id separator)")
+        available = set(self.source.fields) | set(self.transform)
+        for field, attribute in self.mapping.items():
+            if field not in available:
+                raise ValueError(
+                    f"mapping.{field}: {field!r} is neither a source field nor a transform output"
+                )
+        attributes = list(self.mapping.values())
+        for attribute in set(attributes):
+            if attributes.count(attribute) > 1:
+                fields = [f for f, a in self.mapping.items() if a == attribute]
+                raise ValueError(f"attribute {attribute} is mapped from several fields: {fields}")
+        if not set(attributes) & set(IDENTIFIER_ATTRIBUTES):
+            raise ValueError(
+                "mapping must include at least one identifier attribute: EMAIL, SMS or EXT_ID"
+            )
+        return self
+
+    @property
+    def dag_id(self) -> str:
+        return f"contactsync__{self.integration}__{self.source.name}"
+
+    @property
+    def cron(self) -> str | None:
+        """The Airflow schedule: a preset, a cron expression, or None for manual."""
+        return SCHEDULE_PRESETS.get(self.schedule, self.schedule)
