@@ -1,0 +1,171 @@
+"""``contactsync``: check definitions and dry-run them on sample rows, without Airflow running.
+
+Kept free of Airflow imports (unless ``--check-brevo`` asks for a connection) so it starts fast
+enough for editors, pre-commit hooks and CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_contactsync.core.attributes import AttributeCatalog
+from airflow_provider_contactsync.core.errors import ConfigurationError
+from airflow_provider_contactsync.core.pipeline import ContactPipeline
+from airflow_provider_contactsync.core.rows import read_rows
+from airflow_provider_contactsync.core.spec import (
+    FileSource,
+    SourceDefinition,
+    iter_definition_files,
+    load_definition,
+)
+
+PREVIEW_FLUSH_EVERY = 2000
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `contactsync preview ... | head`
+        sys.stderr.close()
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="contactsync", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check definition files (exit 1 on any error)")
+    validate.add_argument("paths", nargs="+", type=Path, help="definition files or folders of them")
+    _catalog_options(validate)
+    validate.set_defaults(run=_validate)
+
+    preview = commands.add_parser("preview", help="dry-run transform and mapping over sample rows")
+    preview.add_argument("definition", type=Path, help="the source definition (YAML)")
+    preview.add_argument("--rows", type=Path, required=True, help="CSV or JSON lines file of source rows")
+    preview.add_argument("--format", choices=("csv", "jsonl"), help="rows file format (default: by extension)")
+    preview.add_argument("--limit", type=int, default=None, help="stop after N rows")
+    _catalog_options(preview)
+    preview.set_defaults(run=_preview)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of definition files")
+    schema.add_argument("--markdown", action="store_true", help="print the Markdown reference instead")
+    schema.set_defaults(run=_schema)
+    return parser
+
+
+def _catalog_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--attributes", type=Path, help="JSON answer of GET /contacts/attributes to check the mapping against"
+    )
+    group.add_argument(
+        "--check-brevo", action="store_true", help="fetch attributes through the definition's Brevo connection"
+    )
+
+
+def _validate(args: argparse.Namespace) -> int:
+    files: list[Path] = []
+    for path in args.paths:
+        found = iter_definition_files(path) if path.is_dir() else [path]
+        if not found:
+            print(f"error: {path}: no definition files (*.yaml, *.yml)", file=sys.stderr)
+            return 1
+        files += found
+    failed = 0
+    for file in files:
+        try:
+            definition = load_definition(file)
+            catalog = _catalog(args, definition)
+            if catalog is not None:
+                ContactPipeline(definition, catalog)
+        except ConfigurationError as exc:
+            failed += 1
+            error = exc if exc.file else exc.located(file=str(file))
+            print(f"error: {error}", file=sys.stderr)
+            continue
+        print(f"ok: {file} ({definition.dag_id})")
+    print(f"{len(files) - failed} valid, {failed} invalid", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    definition = load_definition(args.definition)
+    catalog = _catalog(args, definition)
+    if catalog is None:
+        catalog = _assumed_catalog(definition)
+    pipeline = ContactPipeline(definition, catalog)
+    fmt = args.format or ("jsonl" if args.rows.suffix in (".jsonl", ".ndjson", ".json") else "csv")
+    csv_options = definition.source.csv if isinstance(definition.source, FileSource) else None
+    rows = read_rows(args.rows, format=fmt, fields=definition.source.fields, csv_options=csv_options)
+    if args.limit is not None:
+        rows = itertools.islice(rows, args.limit)
+    counts = {"ok": 0, "rejected": 0}
+    out = sys.stdout
+    buffer: list[str] = []
+    for outcome in pipeline.process(rows):
+        status = "ok" if outcome.ok else "rejected"
+        counts[status] += 1
+        record: dict[str, Any] = {
+            "row": outcome.index,
+            "status": status,
+            "contact": outcome.contact or {},
+            "errors": [{"field": r.field, "value": r.value, "reason": r.reason} for r in outcome.rejects],
+        }
+        buffer.append(json.dumps(record, ensure_ascii=False, default=str))
+        if len(buffer) >= PREVIEW_FLUSH_EVERY:
+            out.write("\n".join(buffer) + "\n")
+            buffer.clear()
+    if buffer:
+        out.write("\n".join(buffer) + "\n")
+    out.flush()
+    print(f"{counts['ok'] + counts['rejected']} rows: {counts['ok']} ok, {counts['rejected']} rejected", file=sys.stderr)
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from airflow_provider_contactsync.core.spec.schema import json_schema_text, render_reference
+
+    sys.stdout.write(render_reference() if args.markdown else json_schema_text())
+    return 0
+
+
+def _catalog(args: argparse.Namespace, definition: SourceDefinition) -> AttributeCatalog | None:
+    if args.attributes:
+        data = json.loads(args.attributes.read_text(encoding="utf-8"))
+        return AttributeCatalog.from_api(data["attributes"] if isinstance(data, dict) else data)
+    if args.check_brevo:
+        from airflow_provider_contactsync.hooks.brevo import BrevoHook
+
+        return AttributeCatalog.from_api(BrevoHook(definition.destination.conn_id).get_attributes())
+    return None
+
+
+def _assumed_catalog(definition: SourceDefinition) -> AttributeCatalog:
+    """Without an account, check identifiers and Brevo's default attributes; take others as text."""
+    from airflow_provider_contactsync.core.attributes import Attribute
+
+    defaults = AttributeCatalog.brevo_defaults()
+    assumed = [defaults.get(name) or Attribute(name, "text") for name in definition.mapping.values()]
+    unknown = sorted(name for name in definition.mapping.values() if defaults.get(name) is None)
+    if unknown and unknown != ["EMAIL"]:
+        print(
+            f"note: {', '.join(n for n in unknown if n != 'EMAIL')} checked as text; "
+            "pass --attributes or --check-brevo to check them against the account",
+            file=sys.stderr,
+        )
+    return AttributeCatalog([a for a in assumed if a is not None])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
