@@ -15,6 +15,10 @@ from airflow_provider_contactsync.core.errors import DefinitionError
 
 KeyPath = tuple[str | int, ...]
 
+PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")
+)
+
 
 @dataclass
 class YamlDocument:
@@ -63,6 +67,13 @@ class _Builder:
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
         document, file = self.document, self.file
         document.lines.setdefault(path, node.start_mark.line + 1)
+        if node.tag not in PLAIN_TAGS:
+            raise DefinitionError(
+                f"YAML tag {node.tag!r} is not allowed: definitions hold plain data only",
+                file=file,
+                key_path=dotted(path) or None,
+                line=node.start_mark.line + 1,
+            )
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -83,7 +94,6 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
         return self.scalar(node)
-
 
     def scalar(self, node: yaml.Node) -> Any:
         try:
