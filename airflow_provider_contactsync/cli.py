@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     _catalog_options(preview)
     preview.set_defaults(run=_preview)
 
+    demo = commands.add_parser("demo", help="run the end-to-end demo sync against a local Brevo sandbox")
+    demo.add_argument("--workdir", type=Path, default=Path(".contactsync-demo"), help="where state is kept")
+    demo.set_defaults(run=_demo)
+
     schema = commands.add_parser("schema", help="print the JSON Schema of definition files")
     schema.add_argument("--markdown", action="store_true", help="print the Markdown reference instead")
     schema.set_defaults(run=_schema)
@@ -130,6 +134,13 @@ def _preview(args: argparse.Namespace) -> int:
         out.write("\n".join(buffer) + "\n")
     out.flush()
     print(f"{counts['ok'] + counts['rejected']} rows: {counts['ok']} ok, {counts['rejected']} rejected", file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from airflow_provider_contactsync.demo import run_demo
+
+    run_demo(args.workdir)
     return 0
 
 

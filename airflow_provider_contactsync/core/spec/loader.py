@@ -45,7 +45,8 @@ def load_definition(path: str | Path) -> SourceDefinition:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionError(f"cannot read the file: {exc}", file=str(path)) from None
-    return parse_definition(text, file=str(path))
+    definition = parse_definition(text, file=str(path))
+    return _resolve_local_folder(definition, path.parent)
 
 
 def parse_definition(text: str, *, file: str = "<definition>") -> SourceDefinition:
@@ -67,6 +68,15 @@ def parse_definition(text: str, *, file: str = "<definition>") -> SourceDefiniti
     if errors:
         raise DefinitionErrors(errors, file=file)
     return definition
+
+
+def _resolve_local_folder(definition: SourceDefinition, base: Path) -> SourceDefinition:
+    """A relative folder of a ``file`` source is relative to the definition file, not the worker's cwd."""
+    source = definition.source
+    if not isinstance(source, FileSource) or source.type != "file" or Path(source.path).is_absolute():
+        return definition
+    resolved = source.model_copy(update={"path": str((base / source.path).resolve())})
+    return definition.model_copy(update={"source": resolved})
 
 
 def check_formulas(
