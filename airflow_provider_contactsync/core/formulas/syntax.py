@@ -1,0 +1,377 @@
+"""Formula text -> a small typed AST, using cel-python's lark parser for the grammar.
+
+cel-python's parse tree mirrors the grammar (one node per precedence level), which is awkward to
+compile. This adapter flattens it into a handful of node classes that carry 1-based line/column
+positions for error messages, decodes literals, and recognises macros (``has``, ``all``, ...).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from celpy.celparser import CELParser
+from lark import Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from ..errors import FormulaError
+from .values import INT_MAX, INT_MIN, UINT_MAX, UInt
+
+MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+
+
+@dataclass(eq=False)
+class Node:
+    """Base node; ``type`` and ``safe`` are filled in by the checker."""
+
+    line: int
+    column: int
+    type: str = field(default="dyn", init=False)
+    #: True when evaluating the node can never raise (lets the compiler drop error plumbing).
+    safe: bool = field(default=False, init=False)
+
+
+@dataclass(eq=False)
+class Literal(Node):
+    value: Any = None
+
+
+@dataclass(eq=False)
+class Ident(Node):
+    name: str = ""
+
+
+@dataclass(eq=False)
+class Select(Node):
+    operand: Node | None = None
+    attr: str = ""
+
+
+@dataclass(eq=False)
+class Index(Node):
+    operand: Node | None = None
+    index: Node | None = None
+
+
+@dataclass(eq=False)
+class Call(Node):
+    name: str = ""
+    target: Node | None = None
+    args: list[Node] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class ListLit(Node):
+    items: list[Node] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class MapLit(Node):
+    entries: list[tuple[Node, Node]] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Unary(Node):
+    op: str = ""
+    operand: Node | None = None
+
+
+@dataclass(eq=False)
+class Binary(Node):
+    op: str = ""
+    left: Node | None = None
+    right: Node | None = None
+
+
+@dataclass(eq=False)
+class Cond(Node):
+    test: Node | None = None
+    then: Node | None = None
+    orelse: Node | None = None
+
+
+@dataclass(eq=False)
+class Has(Node):
+    operand: Node | None = None
+    attr: str = ""
+
+
+@dataclass(eq=False)
+class Comprehension(Node):
+    """``target.all(var, pred)`` and friends; ``step`` is the map transform (None otherwise)."""
+
+    kind: str = ""
+    target: Node | None = None
+    var: str = ""
+    pred: Node | None = None
+    step: Node | None = None
+
+
+_BINARY_RULES = {
+    "relation_lt": "<", "relation_le": "<=", "relation_gt": ">", "relation_ge": ">=",
+    "relation_eq": "==", "relation_ne": "!=", "relation_in": "in",
+    "addition_add": "+", "addition_sub": "-",
+    "multiplication_mul": "*", "multiplication_div": "/", "multiplication_mod": "%",
+}
+
+
+def parse(text: str) -> Node:
+    """Parse formula text; syntax errors become :class:`FormulaError` with line/column."""
+    parser = CELParser()
+    try:
+        tree = parser.parse(text)
+    except Exception as exc:  # CELParseError wraps the lark exception
+        raise _syntax_error(text, exc) from None
+    try:
+        return _Adapter().expr(tree)
+    except RecursionError:
+        raise FormulaError("formula is too deeply nested", line=1, column=1) from None
+
+
+def _syntax_error(text: str, exc: BaseException) -> FormulaError:
+    cause = exc.__context__ if isinstance(exc.__context__, UnexpectedInput) else exc
+    line = getattr(cause, "line", None)
+    column = getattr(cause, "column", None)
+    if isinstance(cause, UnexpectedEOF) or (
+        isinstance(cause, UnexpectedToken) and cause.token.type == "$END"
+    ):
+        lines = text.splitlines() or [""]
+        return FormulaError("syntax error: unexpected end of formula", line=len(lines), column=len(lines[-1]) + 1)
+    if isinstance(cause, UnexpectedToken):
+        message = f"syntax error: unexpected {cause.token.value!r}"
+    elif isinstance(cause, UnexpectedCharacters):
+        message = f"syntax error: unexpected character {text_at(text, line, column)!r}"
+    else:
+        message = "syntax error"
+    if not isinstance(line, int) or line < 1:
+        line, column = None, None
+    return FormulaError(message, line=line, column=column)
+
+
+def text_at(text: str, line: int | None, column: int | None) -> str:
+    """The character at a 1-based position (for messages)."""
+    try:
+        return text.splitlines()[(line or 1) - 1][(column or 1) - 1]
+    except IndexError:
+        return ""
+
+
+def _literal_token(tree: Tree) -> Token | None:
+    """The literal token of a unary -> member -> primary -> literal chain, if that is all it is."""
+    path = ("unary", "member", "primary", "literal")
+    node: Any = tree
+    for rule in path:
+        if not isinstance(node, Tree) or node.data != rule or len(node.children) != 1:
+            return None
+        node = node.children[0]
+    return node if isinstance(node, Token) else None
+
+
+def _pos(item: Tree | Token) -> tuple[int, int]:
+    if isinstance(item, Token):
+        return item.line or 1, item.column or 1
+    meta = item.meta
+    return getattr(meta, "line", 1) or 1, getattr(meta, "column", 1) or 1
+
+
+class _Adapter:
+    """Walks cel-python's lark tree and builds :class:`Node` objects."""
+
+    def expr(self, tree: Tree) -> Node:
+        kids = tree.children
+        if len(kids) == 1:
+            return self.conditionalor(kids[0])
+        line, col = _pos(tree)
+        return Cond(line, col, test=self.conditionalor(kids[0]), then=self.conditionalor(kids[1]),
+                    orelse=self.expr(kids[2]))
+
+    def conditionalor(self, tree: Tree) -> Node:
+        kids = tree.children
+        if len(kids) == 1:
+            return self.conditionaland(kids[0])
+        return self._binary(tree, "||", self.conditionalor(kids[0]), self.conditionaland(kids[1]))
+
+    def conditionaland(self, tree: Tree) -> Node:
+        kids = tree.children
+        if len(kids) == 1:
+            return self.relation(kids[0])
+        return self._binary(tree, "&&", self.conditionaland(kids[0]), self.relation(kids[1]))
+
+    def relation(self, tree: Tree) -> Node:
+        kids = tree.children
+        if len(kids) == 1:
+            return self.addition(kids[0])
+        op_tree = kids[0]
+        return self._binary(op_tree, _BINARY_RULES[op_tree.data], self.relation(op_tree.children[0]),
+                            self.addition(kids[1]))
+
+    def addition(self, tree: Tree) -> Node:
+        kids = tree.children
+        if len(kids) == 1:
+            return self.multiplication(kids[0])
+        op_tree = kids[0]
+        return self._binary(op_tree, _BINARY_RULES[op_tree.data], self.addition(op_tree.children[0]),
+                            self.multiplication(kids[1]))
+
+    def multiplication(self, tree: Tree) -> Node:
+        kids = tree.children
+        if len(kids) == 1:
+            return self.unary(kids[0])
+        op_tree = kids[0]
+        return self._binary(op_tree, _BINARY_RULES[op_tree.data], self.multiplication(op_tree.children[0]),
+                            self.unary(kids[1]))
+
+    def _binary(self, tree: Tree, op: str, left: Node, right: Node) -> Node:
+        line, col = _pos(tree)
+        return Binary(line, col, op=op, left=left, right=right)
+
+    def unary(self, tree: Tree) -> Node:
+        kids = tree.children
+        if len(kids) == 1:
+            return self.member(kids[0])
+        line, col = _pos(tree)
+        op = "!" if kids[0].data == "unary_not" else "-"
+        if op == "-":
+            tok = _literal_token(kids[1])
+            if tok is not None and tok.type in ("INT_LIT", "FLOAT_LIT") and not tok.startswith("-"):
+                # Fold so that "- 9223372036854775808" is the int64 minimum, not an overflow.
+                return _literal(Token(tok.type, "-" + tok, line=line, column=col))
+        return Unary(line, col, op=op, operand=self.unary(kids[1]))
+
+    def member(self, tree: Tree) -> Node:
+        inner = tree.children[0]
+        kind = inner.data
+        line, col = _pos(inner)
+        if kind == "primary":
+            return self.primary(inner)
+        kids = inner.children
+        if kind == "member_dot":
+            name_tok = kids[1]
+            return Select(*_pos(name_tok), operand=self.member(kids[0]), attr=str(name_tok))
+        if kind == "member_dot_arg":
+            name_tok = kids[1]
+            args = self.exprlist(kids[2]) if len(kids) > 2 else []
+            return self._call(name_tok, self.member(kids[0]), args)
+        if kind == "member_index":
+            return Index(line, col, operand=self.member(kids[0]), index=self.expr(kids[1]))
+        raise FormulaError("message construction (Type{field: value}) is not supported", line=line, column=col)
+
+    def primary(self, tree: Tree) -> Node:
+        inner = tree.children[0]
+        kind = inner.data
+        line, col = _pos(inner)
+        kids = inner.children
+        if kind == "literal":
+            return _literal(kids[0])
+        if kind in ("ident", "dot_ident"):
+            return Ident(*_pos(kids[0]), name=str(kids[0]))
+        if kind in ("ident_arg", "dot_ident_arg"):
+            args = self.exprlist(kids[1]) if len(kids) > 1 else []
+            return self._call(kids[0], None, args)
+        if kind == "paren_expr":
+            return self.expr(kids[0])
+        if kind == "list_lit":
+            return ListLit(line, col, items=self.exprlist(kids[0]) if kids else [])
+        if kind == "map_lit":
+            entries: list[tuple[Node, Node]] = []
+            if kids:
+                flat = [self.expr(k) for k in kids[0].children]
+                entries = list(zip(flat[0::2], flat[1::2], strict=True))
+            return MapLit(line, col, entries=entries)
+        raise FormulaError(f"unsupported syntax: {kind}", line=line, column=col)  # pragma: no cover
+
+    def exprlist(self, tree: Tree) -> list[Node]:
+        return [self.expr(k) for k in tree.children]
+
+    def _call(self, name_tok: Token, target: Node | None, args: list[Node]) -> Node:
+        name = str(name_tok)
+        line, col = _pos(name_tok)
+        if name == "has" and target is None:
+            if len(args) != 1 or not isinstance(args[0], Select):
+                raise FormulaError("has() expects a field selection, e.g. has(address.city)", line=line, column=col)
+            return Has(line, col, operand=args[0].operand, attr=args[0].attr)
+        if name in MACROS and target is not None:
+            wanted = (2, 3) if name == "map" else (2,)
+            if len(args) not in wanted:
+                raise FormulaError(
+                    f"wrong number of arguments: {name}() takes {' or '.join(map(str, wanted))}, got {len(args)}",
+                    line=line, column=col,
+                )
+            var = args[0]
+            if not isinstance(var, Ident):
+                raise FormulaError(f"{name}(): the first argument must be a variable name", line=var.line,
+                                   column=var.column)
+            pred, step = args[1], None
+            if name == "map":
+                pred, step = (None, args[1]) if len(args) == 2 else (args[1], args[2])
+            return Comprehension(line, col, kind=name, target=target, var=var.name, pred=pred, step=step)
+        return Call(line, col, name=name, target=target, args=args)
+
+
+_ESCAPE = re.compile(
+    r"""\\(?:([abfnrtv"'\\?`])|[xX]([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|([0-3][0-7]{2}))"""
+)
+_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+           '"': '"', "'": "'", "\\": "\\", "?": "?", "`": "`"}
+
+
+def _decode(body: str, as_bytes: bool) -> str | bytes:
+    """Decode CEL escapes; in bytes literals \\x and octal escapes are raw bytes."""
+    parts: list[bytes] = []
+    pos = 0
+    for m in _ESCAPE.finditer(body):
+        parts.append(body[pos:m.start()].encode())
+        simple, hx, u4, u8, octal = m.groups()
+        if simple:
+            parts.append(_SIMPLE[simple].encode())
+        elif hx or octal:
+            code = int(hx, 16) if hx else int(octal, 8)
+            parts.append(bytes([code]) if as_bytes else chr(code).encode())
+        else:
+            parts.append(chr(int(u4 or u8, 16)).encode("utf-8", "surrogatepass"))
+        pos = m.end()
+    parts.append(body[pos:].encode())
+    raw = b"".join(parts)
+    return raw if as_bytes else raw.decode("utf-8", "surrogatepass")
+
+
+def _literal(tok: Token) -> Literal:
+    line, col = _pos(tok)
+    text = str(tok)
+    kind = tok.type
+    value: Any
+    if kind == "BOOL_LIT":
+        value = text == "true"
+    elif kind == "NULL_LIT":
+        value = None
+    elif kind in ("INT_LIT", "UINT_LIT"):
+        digits = text.rstrip("uU")
+        neg = digits.startswith("-")
+        digits = digits.lstrip("-")
+        number = int(digits, 16) if digits[:2].lower() == "0x" else int(digits)
+        number = -number if neg else number
+        if kind == "UINT_LIT":
+            if not 0 <= number <= UINT_MAX:
+                raise FormulaError(f"uint literal out of range: {text}", line=line, column=col)
+            value = UInt(number)
+        else:
+            if not INT_MIN <= number <= INT_MAX:
+                raise FormulaError(f"int literal out of range: {text}", line=line, column=col)
+            value = number
+    elif kind == "FLOAT_LIT":
+        value = float(text)
+    else:  # STRING_LIT, MLSTRING_LIT, BYTES_LIT
+        prefix_len = 0
+        while text[prefix_len] not in "'\"":
+            prefix_len += 1
+        prefix = text[:prefix_len].lower()
+        body = text[prefix_len:]
+        quote = 3 if body[:3] in ('"""', "'''") else 1
+        body = body[quote:-quote]
+        as_bytes = "b" in prefix
+        if "r" in prefix:
+            value = body.encode() if as_bytes else body
+        else:
+            value = _decode(body, as_bytes)
+    return Literal(line, col, value=value)
