@@ -1,0 +1,66 @@
+"""Run-time settings of the sandbox: one typed object, changed only through :meth:`Settings.update`.
+
+Every knob a test may want to turn (rate limits, import delay, random faults) lives here so the
+CLI flags, the ``/_sandbox/config`` endpoint and ``BrevoSandbox.configure`` all mean the same thing.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class Settings:
+    """Sandbox knobs; defaults mimic Brevo's general tier."""
+
+    contacts_rps: int = 10
+    contacts_per_hour: int = 36_000
+    other_per_hour: int = 100
+    rate_429: float = 0.0
+    fault_5xx: float = 0.0
+    fault_drop: float = 0.0
+    slow_ms: int = 0
+    import_delay: float = 2.0
+    process_running_status: str = "in_process"
+    max_import_bytes: int = 10 * 1024 * 1024
+    request_log_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        """Apply known settings (type-converted); raise ``ValueError`` naming any unknown or bad one."""
+        known = {f.name: f for f in fields(self)}
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        converted: dict[str, Any] = {}
+        for name, value in changes.items():
+            kind = type(getattr(self, name))
+            try:
+                converted[name] = kind(value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"setting {name}: cannot use {value!r} ({exc})") from None
+            if kind in (int, float) and converted[name] < 0:
+                raise ValueError(f"setting {name}: must be >= 0")
+        for name in ("rate_429", "fault_5xx", "fault_drop"):
+            if name in converted and converted[name] > 1:
+                raise ValueError(f"setting {name}: a fraction between 0 and 1")
+        with self._lock:
+            for name, value in converted.items():
+                setattr(self, name, value)
+        return self.as_dict()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+
+FAST_SETTINGS: dict[str, Any] = {
+    "contacts_rps": 10_000,
+    "contacts_per_hour": 10_000_000,
+    "other_per_hour": 10_000_000,
+    "import_delay": 0.0,
+}
+"""Settings for tests: no waiting for imports, limits that never trigger unless a test lowers them."""
