@@ -178,7 +178,8 @@ def test_429_waits_for_reset_then_retries(make_hook: Callable[..., BrevoHook], c
     hook = make_hook(handler)
     assert hook.get_attributes() == [{"name": "FIRSTNAME"}]
     assert len(calls) == 2
-    assert clock.sleeps == [7 + 0.5]  # the reset plus jitter (rand=0.5 of 1 s)
+    jitter = hook.http.policy.rate_limit_jitter
+    assert clock.sleeps == [7 + 0.5 * jitter]  # the reset plus jitter (rand=0.5)
     assert calls[1] - calls[0] >= 7
     assert hook.stats.rate_limited == 1 and hook.stats.retries == 1
 
@@ -233,7 +234,7 @@ def test_proactive_pacing_when_remaining_is_zero(
     assert calls[1] - calls[0] >= 5
     assert calls[2] == calls[1]
     assert hook.stats.rate_limited == 0 and hook.stats.retries == 0
-    assert hook.stats.wait_seconds == pytest.approx(5.5)
+    assert hook.stats.wait_seconds == pytest.approx(5 + 0.5 * hook.http.policy.rate_limit_jitter)
 
 
 def test_pacing_is_per_bucket(make_hook: Callable[..., BrevoHook], clock: FakeClock) -> None:

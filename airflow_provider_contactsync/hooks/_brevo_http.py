@@ -125,7 +125,7 @@ class RetryPolicy:
     max_rate_limit_retries: int = 10
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
-    rate_limit_jitter: float = 1.0
+    rate_limit_jitter: float = 0.25
 
     def backoff(self, retry_number: int, rand: Callable[[], float]) -> float:
         """Full-jitter exponential backoff: uniform in ``[0, min(cap, base * 2**n))``."""

@@ -569,10 +569,10 @@ class BrevoHook(BaseHook):
         """Wait until every process has finished; return their final documents in the given order.
 
         ``/processes`` has a tiny budget (100 requests/hour on the general tier), so polling is
-        paced: the interval starts at ``first_interval`` and doubles up to ``max_interval``, and
-        is stretched further when the rate-limit headers say the remaining budget would not last
-        until the window resets. When several processes are pending, one ``GET /processes``
-        listing per tick covers them all.
+        paced: the interval starts at ``first_interval`` and doubles up to ``max_interval``; when
+        the rate-limit headers say that schedule would use up the remaining budget before the
+        window resets, the interval is stretched to spread what is left over the window. When
+        several processes are pending, one ``GET /processes`` listing per tick covers them all.
 
         :param timeout: seconds before giving up (the processes keep running at Brevo).
         :raises BrevoError: a process failed or was cancelled, or the timeout passed.
@@ -606,7 +606,12 @@ class BrevoHook(BaseHook):
             interval = min(interval * 2, max_interval)
             now = self._monotonic()
             bucket = self.http.bucket("/processes")
-            delay = max(interval, bucket.fair_interval(now))
+            delay = interval
+            left = bucket.seconds_until_reset(now)
+            if bucket.remaining is not None and left is not None:
+                if _polls_within(left, interval, max_interval) > bucket.remaining:
+                    # The doubling schedule would run the budget dry before the window resets.
+                    delay = max(interval, bucket.fair_interval(now))
             if now + delay > deadline:
                 still = [i for i in ids if i not in final]
                 raise BrevoError(
@@ -670,6 +675,18 @@ class BrevoHook(BaseHook):
     def _identifier_params(identifier_type: str | None) -> dict[str, str] | None:
         brevo_type = _identifier_type(identifier_type)
         return {"identifierType": brevo_type} if brevo_type else None
+
+
+def _polls_within(seconds: float, interval: float, cap: float) -> int:
+    """How many polls the doubling schedule (``interval`` doubling up to ``cap``) makes in ``seconds``."""
+    polls, elapsed = 0, 0.0
+    while elapsed < seconds:
+        if interval >= cap:
+            return polls + math.ceil((seconds - elapsed) / cap)
+        elapsed += interval
+        polls += 1
+        interval = min(interval * 2, cap)
+    return polls
 
 
 def _number(value: Any, kind: type) -> Any:
