@@ -26,16 +26,16 @@ def check_api_key(expected: str, given: str | None) -> None:
 @dataclass
 class _Window:
     length: float
-    started: float = 0.0
+    started: float | None = None
     used: int = 0
 
     def roll(self, now: float) -> None:
-        if now - self.started >= self.length:
+        if self.started is None or now - self.started >= self.length:
             self.started = now
             self.used = 0
 
     def left(self, now: float) -> float:
-        return max(0.0, self.length - (now - self.started))
+        return self.length if self.started is None else max(0.0, self.length - (now - self.started))
 
 
 class RateLimiter:
@@ -58,7 +58,7 @@ class RateLimiter:
     def reset(self) -> None:
         with self._lock:
             for window in self._windows.values():
-                window.started, window.used = 0.0, 0
+                window.started, window.used = None, 0
 
     def hit(self, path: str) -> tuple[bool, dict[str, str]]:
         """Count one request on ``path``: (allowed, headers)."""
