@@ -80,7 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
         sandbox = self.server.sandbox
         started = time.monotonic()
         self._status: int | None = None
-        fault_name: str | None = None
+        self._fault: str | None = None
         parts = urlsplit(self.path)
         path = parts.path
         query = parse_qs(parts.query, keep_blank_values=True)
@@ -100,11 +100,11 @@ class _Handler(BaseHTTPRequestHandler):
             elif path.startswith("/_sandbox/"):
                 self._control(path, query, body)
             elif logged:
-                fault_name = self._api(path, query, body)
+                self._api(path, query, body)
             else:
                 self._send(404, {"code": "document_not_found", "message": "Invalid URL"})
         except _Dropped:
-            fault_name = fault_name or "dropped"
+            pass
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
@@ -115,11 +115,11 @@ class _Handler(BaseHTTPRequestHandler):
                     query,
                     body,
                     self._status,
-                    fault_name,
+                    self._fault,
                     (time.monotonic() - started) * 1000,
                 )
 
-    def _api(self, path: str, query: dict[str, list[str]], body: bytes) -> str | None:
+    def _api(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
         sandbox = self.server.sandbox
         faults = sandbox.faults.pick(self.command, path)
         after = False
@@ -134,8 +134,9 @@ class _Handler(BaseHTTPRequestHandler):
                 default = {"code": "internal_error", "message": "Sandbox injected fault"}
                 if fault.status == 429:
                     default = {"code": "too_many_requests", "message": "The expected rate limit is exceeded."}
+                self._fault = f"status:{fault.status}"
                 self._send(fault.status, fault.body or default)
-                return f"status:{fault.status}"
+                return None
             if fault.action == "drop_after":
                 after = True
         try:
@@ -159,6 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
             response = Response(500, {"code": "internal_error", "message": "Sandbox internal error"})
         if after:
             self._status = response.status
+            self._fault = "drop_after"
             self._drop()
         self._send(response.status, response.body, headers, response.content_type)
         return None
