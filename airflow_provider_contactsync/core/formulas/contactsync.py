@@ -120,6 +120,8 @@ def as_int(value: Any) -> int | None:
         return value
     if t is str:
         text = value.strip()
+        if text.isdigit() and text.isascii() and len(text) < 19:  # fast path: plain digits fit int64
+            return int(text)
         if _INT_TEXT.match(text):
             return check_int(int(text))
         try:
