@@ -55,11 +55,11 @@ def make_rows(n: int, seed: int) -> list[dict[str, Any]]:
         if previous and style < 0.05:
             phone = rng.choice(previous)  # some repeats, as in real data
         elif style < 0.35:
-            phone = "0" + " ".join([digits[0], *(digits[j:j + 2] for j in range(1, 9, 2))])
+            phone = "0" + " ".join([digits[0], *(digits[j : j + 2] for j in range(1, 9, 2))])
         elif style < 0.6:
             phone = "+33 " + digits
         elif style < 0.8:
-            phone = "0" + digits[0] + "." + ".".join(digits[j:j + 2] for j in range(1, 9, 2))
+            phone = "0" + digits[0] + "." + ".".join(digits[j : j + 2] for j in range(1, 9, 2))
         elif style < 0.98:
             phone = "0" + digits
         else:
@@ -67,10 +67,20 @@ def make_rows(n: int, seed: int) -> list[dict[str, Any]]:
         if rng.random() < 0.02:
             phone = None
         previous.append(phone) if phone else None
-        age = rng.choice([f"{rng.randrange(18, 90)}", f" {rng.randrange(18, 90)} "]) if rng.random() > 0.01 \
+        age = (
+            rng.choice([f"{rng.randrange(18, 90)}", f" {rng.randrange(18, 90)} "])
+            if rng.random() > 0.01
             else rng.choice(["4.5", "abc", None])
-        rows.append({"email": email, "phone": phone, "firstname": first,
-                     "lastname": last if rng.random() > 0.01 else None, "age": age})
+        )
+        rows.append(
+            {
+                "email": email,
+                "phone": phone,
+                "firstname": first,
+                "lastname": last if rng.random() > 0.01 else None,
+                "age": age,
+            }
+        )
     return rows
 
 
@@ -87,8 +97,13 @@ def handwritten(row: dict[str, Any]) -> tuple[dict[str, Any], list[RowError]]:
         e164 = normalize_phone_number(phone, ("FR",))
         if e164 is None:
             del out["phone"]
-            errors.append(RowError(f'normalizePhoneNumber: "{phone}" is not a valid phone number (tried FR)',
-                                   field="phone", value=phone))
+            errors.append(
+                RowError(
+                    f'normalizePhoneNumber: "{phone}" is not a valid phone number (tried FR)',
+                    field="phone",
+                    value=phone,
+                )
+            )
         else:
             out["phone"] = e164
     if type(first) is str and type(last) is str:
@@ -145,8 +160,13 @@ def celpy_runner() -> Callable[[dict[str, Any]], dict[str, Any]]:
         except ValueError:
             return celpy.CELEvalError(f"not an integer: {value}")
 
-    functions = {"normalizeEmail": normalize_email, "normalizePhoneNumber": normalize_phone, "trim": trim,
-                 "isNull": is_null, "asInt": as_int}
+    functions = {
+        "normalizeEmail": normalize_email,
+        "normalizePhoneNumber": normalize_phone,
+        "trim": trim,
+        "isNull": is_null,
+        "asInt": as_int,
+    }
     env = celpy.Environment()
     programs = {name: env.program(env.compile(text), functions=functions) for name, text in FORMULAS.items()}
 
@@ -176,7 +196,9 @@ def timed(fn: Callable[[dict[str, Any]], Any], rows: list[dict[str, Any]]) -> fl
     return len(rows) / (time.process_time() - start)
 
 
-def best_rates(fns: list[Callable[[dict[str, Any]], Any]], rows: list[dict[str, Any]], repeat: int) -> list[float]:
+def best_rates(
+    fns: list[Callable[[dict[str, Any]], Any]], rows: list[dict[str, Any]], repeat: int
+) -> list[float]:
     """Best rows/s of each function; passes are interleaved so load changes hit all sides alike."""
     best = [0.0] * len(fns)
     for _ in range(repeat):
@@ -201,17 +223,22 @@ def main(argv: list[str] | None = None) -> int:
     rows = make_rows(args.rows, args.seed)
     transform = compile_transform(FORMULAS, FIELDS)
 
-    mismatches = [i for i, row in enumerate(rows)
-                  if _comparable(transform.apply(row)) != _comparable(handwritten(row))]
+    mismatches = [
+        i for i, row in enumerate(rows) if _comparable(transform.apply(row)) != _comparable(handwritten(row))
+    ]
     if mismatches:
         i = mismatches[0]
-        print(f"MISMATCH on {len(mismatches)} rows; first: {rows[i]}\n  ours: {transform.apply(rows[i])}\n"
-              f"  hand: {handwritten(rows[i])}")
+        print(
+            f"MISMATCH on {len(mismatches)} rows; first: {rows[i]}\n  ours: {transform.apply(rows[i])}\n"
+            f"  hand: {handwritten(rows[i])}"
+        )
         return 1
     error_rows = sum(1 for row in rows if transform.apply(row)[1])
     unique_phones = len({row["phone"] for row in rows})
-    print(f"{args.rows} rows ({unique_phones} distinct phones, {error_rows} rows with row errors); "
-          "ours and hand-written outputs identical")
+    print(
+        f"{args.rows} rows ({unique_phones} distinct phones, {error_rows} rows with row errors); "
+        "ours and hand-written outputs identical"
+    )
 
     hand, ours = best_rates([handwritten, transform.apply], rows, args.repeat)
     sample = rows[: args.celpy_rows]

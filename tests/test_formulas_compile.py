@@ -28,6 +28,7 @@ def compile_error(text: str, fields=FIELDS, **kwargs) -> FormulaError:
 
 # -- errors with positions -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("text", "line", "column", "fragment"),
     [
@@ -71,10 +72,17 @@ def test_unknown_function_with_suggestion():
 @pytest.mark.parametrize(
     ("text", "column", "message"),
     [
-        ("email.normalizeEmail(1)", 7, "wrong number of arguments: x.normalizeEmail() takes 0 arguments, got 1"),
+        (
+            "email.normalizeEmail(1)",
+            7,
+            "wrong number of arguments: x.normalizeEmail() takes 0 arguments, got 1",
+        ),
         ("normalizeEmail()", 1, "wrong number of arguments: normalizeEmail() takes 1 argument, got 0"),
-        ("phone.normalizePhoneNumber('FR', 'BE')", 7,
-         "wrong number of arguments: x.normalizePhoneNumber() takes 0 or 1 arguments, got 2"),
+        (
+            "phone.normalizePhoneNumber('FR', 'BE')",
+            7,
+            "wrong number of arguments: x.normalizePhoneNumber() takes 0 or 1 arguments, got 2",
+        ),
         ("size(tags, 1)", 1, "wrong number of arguments: size() takes 1 argument, got 2"),
         ("email.isNull(1)", 7, "wrong number of arguments: x.isNull() takes 0 arguments, got 1"),
     ],
@@ -127,6 +135,7 @@ def test_empty_and_non_string_formulas():
 
 
 # -- static result types ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),
@@ -206,12 +215,26 @@ TRANSFORM = {
 def test_transform_apply_happy_path():
     transform = compile_transform(TRANSFORM, FIELDS)
     assert isinstance(transform, Transform)
-    row = {"email": " Ann@X.org", "phone": "06 12 34 56 78", "first_name": "Ann", "last_name": "Lee",
-           "age": "42", "birthday": None, "tags": [], "address": {}}
+    row = {
+        "email": " Ann@X.org",
+        "phone": "06 12 34 56 78",
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "age": "42",
+        "birthday": None,
+        "tags": [],
+        "address": {},
+    }
     out, errors = transform.apply(row)
     assert errors == []
-    assert out == {**row, "email": "ann@x.org", "phone": "+33612345678", "full_name": "Ann Lee",
-                   "missing": False, "age": 42}
+    assert out == {
+        **row,
+        "email": "ann@x.org",
+        "phone": "+33612345678",
+        "full_name": "Ann Lee",
+        "missing": False,
+        "age": 42,
+    }
     assert row["email"] == " Ann@X.org"  # the input row is not modified
 
 
@@ -243,8 +266,13 @@ def test_transform_never_raises_for_bad_data():
 
 def test_transform_types_and_output_fields():
     transform = compile_transform(TRANSFORM, FIELDS)
-    assert transform.result_types == {"email": "string", "phone": "string", "full_name": "string",
-                                      "missing": "bool", "age": "int"}
+    assert transform.result_types == {
+        "email": "string",
+        "phone": "string",
+        "full_name": "string",
+        "missing": "bool",
+        "age": "int",
+    }
     assert transform.output_fields == FIELDS + ["full_name", "missing"]
     assert transform.formulas["age"].evaluate({"age": "7"}) == 7
 
@@ -257,30 +285,95 @@ def test_transform_reports_every_broken_formula():
     assert error.key_path == "transform.a"
     assert [e.key_path for e in error.errors] == ["transform.a", "transform.c", "transform.d"]
     assert error.errors[1].message == "unknown field 'emial' (did you mean 'email'?)"
-    assert [e.key_path for e in check_transform(formulas, FIELDS)] == ["transform.a", "transform.c", "transform.d"]
+    assert [e.key_path for e in check_transform(formulas, FIELDS)] == [
+        "transform.a",
+        "transform.c",
+        "transform.d",
+    ]
     assert check_transform(TRANSFORM, FIELDS) == []
 
 
 # -- registry and reference ------------------------------------------------------------------------
 
+
 def test_functions_registry():
     arities, description = FUNCTIONS["normalizePhoneNumber"]
     assert arities == frozenset({1, 2})
     assert "E.164" in description
-    for name in ("normalizeEmail", "trim", "isNull", "ifNull", "asInt", "asFloat", "asBool", "asString",
-                 "lower", "upper", "asDate", "formatDate", "asTimestamp", "int", "uint", "double", "string",
-                 "bool", "bytes", "timestamp", "duration", "type", "dyn", "size", "contains", "startsWith",
-                 "endsWith", "matches", "getFullYear", "getMonth", "getDate", "getDayOfMonth", "getDayOfWeek",
-                 "getHours", "getMinutes", "getSeconds", "charAt", "indexOf", "lastIndexOf", "lowerAscii",
-                 "upperAscii", "replace", "split", "substring", "join"):
+    for name in (
+        "normalizeEmail",
+        "trim",
+        "isNull",
+        "ifNull",
+        "asInt",
+        "asFloat",
+        "asBool",
+        "asString",
+        "lower",
+        "upper",
+        "asDate",
+        "formatDate",
+        "asTimestamp",
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bool",
+        "bytes",
+        "timestamp",
+        "duration",
+        "type",
+        "dyn",
+        "size",
+        "contains",
+        "startsWith",
+        "endsWith",
+        "matches",
+        "getFullYear",
+        "getMonth",
+        "getDate",
+        "getDayOfMonth",
+        "getDayOfWeek",
+        "getHours",
+        "getMinutes",
+        "getSeconds",
+        "charAt",
+        "indexOf",
+        "lastIndexOf",
+        "lowerAscii",
+        "upperAscii",
+        "replace",
+        "split",
+        "substring",
+        "join",
+    ):
         assert name in FUNCTIONS, name
 
 
 def test_every_documented_example_compiles():
     from airflow_provider_contactsync.core.formulas.library import LIBRARY
 
-    fields = ["email", "phone", "first_name", "last_name", "city", "country", "age", "score", "optin",
-              "customer_id", "birthday", "signup", "last_order_at", "tags", "zip", "created", "code", "name", "x"]
+    fields = [
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "city",
+        "country",
+        "age",
+        "score",
+        "optin",
+        "customer_id",
+        "birthday",
+        "signup",
+        "last_order_at",
+        "tags",
+        "zip",
+        "created",
+        "code",
+        "name",
+        "x",
+    ]
     for fn in LIBRARY.values():
         compile_formula(fn.example.split("//")[0], fields)
 
@@ -290,3 +383,13 @@ def test_render_reference_lists_every_function():
     for name in FUNCTIONS:
         assert f"`{name}`" in text
     assert "`string.normalizePhoneNumber(list) -> string`" in text
+
+
+def test_docs_reference_is_up_to_date():
+    from pathlib import Path
+
+    from airflow_provider_contactsync.core.formulas.reference import update_document
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "formulas.md"
+    text = doc.read_text(encoding="utf-8")
+    assert update_document(text) == text, "run: python -m airflow_provider_contactsync.core.formulas.gen_docs"

@@ -23,8 +23,18 @@ def err(text: str, **row) -> str:
 
 
 NULL_IN_NULL_OUT = [
-    "normalizeEmail", "normalizePhoneNumber", "trim", "lower", "upper", "asInt", "asFloat", "asBool",
-    "asString", "asDate", "formatDate", "asTimestamp",
+    "normalizeEmail",
+    "normalizePhoneNumber",
+    "trim",
+    "lower",
+    "upper",
+    "asInt",
+    "asFloat",
+    "asBool",
+    "asString",
+    "asDate",
+    "formatDate",
+    "asTimestamp",
 ]
 
 
@@ -130,8 +140,20 @@ def test_as_float_errors():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("true", True), ("FALSE", False), ("Yes", True), ("no", False), ("1", True), ("0", False),
-     ("oui", True), ("Non", False), (" y ", True), (True, True), (0, False), (1, True)],
+    [
+        ("true", True),
+        ("FALSE", False),
+        ("Yes", True),
+        ("no", False),
+        ("1", True),
+        ("0", False),
+        ("oui", True),
+        ("Non", False),
+        (" y ", True),
+        (True, True),
+        (0, False),
+        (1, True),
+    ],
 )
 def test_as_bool(value, expected):
     assert ev("x.asBool()", x=value) is expected
@@ -145,7 +167,12 @@ def test_as_bool_errors():
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (42, "42"), (4.5, "4.5"), (4.0, "4"), (True, "true"), ("x", "x"), (b"ab", "ab"),
+        (42, "42"),
+        (4.5, "4.5"),
+        (4.0, "4"),
+        (True, "true"),
+        ("x", "x"),
+        (b"ab", "ab"),
         (dt.date(2024, 1, 31), "2024-01-31"),
         (dt.datetime(2024, 1, 31, 10, 0, tzinfo=UTC), "2024-01-31T10:00:00Z"),
         (dt.timedelta(seconds=90), "90s"),
@@ -194,7 +221,9 @@ def test_format_date():
     assert ev("x.formatDate()", x=dt.date(2024, 1, 5)) == "2024-01-05"
     assert ev("x.formatDate('%d.%m.%Y')", x=dt.date(2024, 1, 5)) == "05.01.2024"
     assert ev("x.formatDate()", x=dt.datetime(2024, 1, 5, 8, tzinfo=UTC)) == "2024-01-05"
-    assert ev("x.formatDate('%d/%m/%Y %H:%M')", x=dt.datetime(2024, 1, 5, 8, tzinfo=UTC)) == "05/01/2024 08:00"
+    assert (
+        ev("x.formatDate('%d/%m/%Y %H:%M')", x=dt.datetime(2024, 1, 5, 8, tzinfo=UTC)) == "05/01/2024 08:00"
+    )
     assert ev("x.asDate().formatDate('%Y')", x="05/01/2024") == "2024"
     assert ev("x.formatDate()", x="05/01/2024") == "2024-01-05"
     assert "expected a date or timestamp" in err("x.formatDate()", x=3)

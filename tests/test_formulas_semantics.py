@@ -25,6 +25,7 @@ def err(text: str, **row) -> str:
 
 # -- arithmetic ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -121,6 +122,7 @@ def test_static_type_error_is_a_compile_error():
 
 # -- equality and ordering -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -170,6 +172,7 @@ def test_null_comparisons():
 
 # -- logic -----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -184,8 +187,17 @@ def test_logic_absorbs_errors_both_orders(text, expected):
     assert ev(formula, x=1) is expected
 
 
-@pytest.mark.parametrize("text", ["bad() || false", "false || bad()", "bad() && true", "true && bad()",
-                                  "bad() || bad()", "bad() && bad()"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "bad() || false",
+        "false || bad()",
+        "bad() && true",
+        "true && bad()",
+        "bad() || bad()",
+        "bad() && bad()",
+    ],
+)
 def test_logic_keeps_errors_when_the_other_side_does_not_decide(text):
     formula = text.replace("bad()", "(x / 0 == 1)")
     assert err(formula, x=1) == "division by zero"
@@ -218,6 +230,7 @@ def test_ternary_condition_must_be_bool_statically():
 
 
 # -- membership, size, access ----------------------------------------------------------------------
+
 
 def test_in_lists_and_maps():
     assert ev("'FR' in ['FR', 'BE']") is True
@@ -277,6 +290,7 @@ def test_list_and_map_literals():
 
 # -- macros ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -326,6 +340,7 @@ def test_macro_argument_checks():
 
 
 # -- conversions and types -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),
@@ -433,6 +448,7 @@ def test_timestamp_errors():
 
 
 # -- strings ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),

@@ -40,8 +40,14 @@ class Formula:
 
     __slots__ = ("text", "result_type", "fields_used", "_fn", "source")
 
-    def __init__(self, text: str, result_type: str, fields_used: frozenset[str],
-                 fn: Callable[[Mapping[str, Any]], Any], source: str) -> None:
+    def __init__(
+        self,
+        text: str,
+        result_type: str,
+        fields_used: frozenset[str],
+        fn: Callable[[Mapping[str, Any]], Any],
+        source: str,
+    ) -> None:
         self.text = text
         self.result_type = result_type
         self.fields_used = fields_used
@@ -69,9 +75,13 @@ class Transform:
     :ivar output_fields: source fields in order, then the new fields in definition order.
     """
 
-    def __init__(self, formulas: dict[str, Formula], fields: list[str],
-                 apply_fn: Callable[[Mapping[str, Any]], tuple[dict[str, Any], list[RowError]]],
-                 source: str) -> None:
+    def __init__(
+        self,
+        formulas: dict[str, Formula],
+        fields: list[str],
+        apply_fn: Callable[[Mapping[str, Any]], tuple[dict[str, Any], list[RowError]]],
+        source: str,
+    ) -> None:
         self.formulas = formulas
         self.result_types = {name: f.result_type for name, f in formulas.items()}
         self.output_fields = fields + [name for name in formulas if name not in set(fields)]
@@ -83,8 +93,9 @@ class Transform:
         return self._apply(row)
 
 
-def _check(text: str, fields: list[str], field_types: Mapping[str, str] | None,
-           key_path: str | None = None) -> tuple[Any, Checker]:
+def _check(
+    text: str, fields: list[str], field_types: Mapping[str, str] | None, key_path: str | None = None
+) -> tuple[Any, Checker]:
     try:
         if not isinstance(text, str):
             raise FormulaError(f"a formula must be a string, got {type(text).__name__}")
@@ -98,21 +109,24 @@ def _check(text: str, fields: list[str], field_types: Mapping[str, str] | None,
     return node, checker
 
 
-def compile_formula(text: str, fields: Iterable[str], *,
-                    field_types: Mapping[str, str] | None = None) -> Formula:
+def compile_formula(
+    text: str, fields: Iterable[str], *, field_types: Mapping[str, str] | None = None
+) -> Formula:
     """Parse, check and compile one formula against the source's ``fields``."""
     field_list = list(dict.fromkeys(fields))
     node, checker = _check(text, field_list, field_types)
     gen = CodeGen()
     body = gen.expr(node)
-    source = "\n".join(["def _formula(row):", "    _get = row.get", *field_prologue(checker.used),
-                        f"    return {body}", ""])
+    source = "\n".join(
+        ["def _formula(row):", "    _get = row.get", *field_prologue(checker.used), f"    return {body}", ""]
+    )
     fn = build(source, gen.namespace, "_formula")
     return Formula(text, _public_type(node.type), frozenset(checker.used), fn, source)
 
 
-def check_transform(formulas: Mapping[str, str], fields: Iterable[str], *,
-                    field_types: Mapping[str, str] | None = None) -> list[FormulaError]:
+def check_transform(
+    formulas: Mapping[str, str], fields: Iterable[str], *, field_types: Mapping[str, str] | None = None
+) -> list[FormulaError]:
     """Every problem in a transform block (empty when it compiles), each located at ``transform.<name>``."""
     field_list = list(dict.fromkeys(fields))
     errors: list[FormulaError] = []
@@ -124,8 +138,9 @@ def check_transform(formulas: Mapping[str, str], fields: Iterable[str], *,
     return errors
 
 
-def compile_transform(formulas: Mapping[str, str], fields: Iterable[str], *,
-                      field_types: Mapping[str, str] | None = None) -> Transform:
+def compile_transform(
+    formulas: Mapping[str, str], fields: Iterable[str], *, field_types: Mapping[str, str] | None = None
+) -> Transform:
     """Compile a whole transform into one function.
 
     Raises the first :class:`FormulaError` (located at ``transform.<name>``); all of them are
@@ -150,31 +165,44 @@ def compile_transform(formulas: Mapping[str, str], fields: Iterable[str], *,
     for index, (name, (node, checker)) in enumerate(checked.items()):
         used |= checker.used
         body = gen.expr(node)
-        single = "\n".join(["def _formula(row):", "    _get = row.get", *field_prologue(checker.used),
-                            f"    return {body}", ""])
+        single = "\n".join(
+            [
+                "def _formula(row):",
+                "    _get = row.get",
+                *field_prologue(checker.used),
+                f"    return {body}",
+                "",
+            ]
+        )
         fn = build(single, dict(gen.namespace), "_formula")
         compiled[name] = Formula(formulas[name], _public_type(node.type), frozenset(checker.used), fn, single)
         key = repr(name)
         failed_value = field_var(name) if name in checker.used or name in used else f"_get({key})"
-        blocks.append("\n".join([
-            "    try:",
-            f"        out[{key}] = {body}",
-            f"    except Exception as _e{index}:",
-            f"        out.pop({key}, None)",
-            f"        errors.append(_fail(_e{index}, {key}, {failed_value}))",
-        ]))
+        blocks.append(
+            "\n".join(
+                [
+                    "    try:",
+                    f"        out[{key}] = {body}",
+                    f"    except Exception as _e{index}:",
+                    f"        out.pop({key}, None)",
+                    f"        errors.append(_fail(_e{index}, {key}, {failed_value}))",
+                ]
+            )
+        )
     namespace = gen.namespace
     namespace["_fail"] = _fail_for
-    source = "\n".join([
-        "def _apply(row):",
-        "    _get = row.get",
-        *field_prologue(used),
-        "    out = dict(row)",
-        "    errors = []",
-        *blocks,
-        "    return out, errors",
-        "",
-    ])
+    source = "\n".join(
+        [
+            "def _apply(row):",
+            "    _get = row.get",
+            *field_prologue(used),
+            "    out = dict(row)",
+            "    errors = []",
+            *blocks,
+            "    return out, errors",
+            "",
+        ]
+    )
     apply_fn = build(source, namespace, "_apply")
     return Transform(compiled, field_list, apply_fn, source)
 

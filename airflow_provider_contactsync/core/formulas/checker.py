@@ -36,13 +36,25 @@ from .values import TYPE_VALUES, type_name
 
 _NUM = ("int", "uint", "double")
 _ARITH: dict[str, dict[tuple[str, str], str]] = {
-    "+": {("int", "int"): "int", ("uint", "uint"): "uint", ("double", "double"): "double",
-          ("string", "string"): "string", ("bytes", "bytes"): "bytes", ("list", "list"): "list",
-          ("timestamp", "duration"): "timestamp", ("duration", "timestamp"): "timestamp",
-          ("duration", "duration"): "duration"},
-    "-": {("int", "int"): "int", ("uint", "uint"): "uint", ("double", "double"): "double",
-          ("timestamp", "timestamp"): "duration", ("timestamp", "duration"): "timestamp",
-          ("duration", "duration"): "duration"},
+    "+": {
+        ("int", "int"): "int",
+        ("uint", "uint"): "uint",
+        ("double", "double"): "double",
+        ("string", "string"): "string",
+        ("bytes", "bytes"): "bytes",
+        ("list", "list"): "list",
+        ("timestamp", "duration"): "timestamp",
+        ("duration", "timestamp"): "timestamp",
+        ("duration", "duration"): "duration",
+    },
+    "-": {
+        ("int", "int"): "int",
+        ("uint", "uint"): "uint",
+        ("double", "double"): "double",
+        ("timestamp", "timestamp"): "duration",
+        ("timestamp", "duration"): "timestamp",
+        ("duration", "duration"): "duration",
+    },
     "*": {("int", "int"): "int", ("uint", "uint"): "uint", ("double", "double"): "double"},
     "/": {("int", "int"): "int", ("uint", "uint"): "uint", ("double", "double"): "double"},
     "%": {("int", "int"): "int", ("uint", "uint"): "uint"},
@@ -202,8 +214,10 @@ class Checker:
             result = _ARITH[op].get((left, right))
             if result is None:
                 raise _fail(node, f"no such overload: {left} {op} {right}")
-            node.safe = op in ("+", "-", "*") and left in ("double", "string", "list", "bytes") and (
-                node.left.safe and node.right.safe
+            node.safe = (
+                op in ("+", "-", "*")
+                and left in ("double", "string", "list", "bytes")
+                and (node.left.safe and node.right.safe)
             )
             return result
         # ordering
@@ -259,8 +273,11 @@ class Checker:
         if len(args) not in fn.arities:
             raise _fail(node, _arity_message(fn, node.target is not None, len(node.args)))
         types = [self.visit(a) for a in args]
-        matching = [ov for ov in fn.overloads if all(_fits(t, p) for t, p in zip(types, ov[0], strict=False))
-                    and len(ov[0]) == len(types)]
+        matching = [
+            ov
+            for ov in fn.overloads
+            if all(_fits(t, p) for t, p in zip(types, ov[0], strict=False)) and len(ov[0]) == len(types)
+        ]
         if not matching:
             shown = ", ".join(types)
             raise _fail(node, f"no such overload: {node.name}({shown})")
@@ -282,7 +299,9 @@ class Checker:
         regions = [value] if isinstance(value, str) else value
         for region in regions:
             if not isinstance(region, str) or region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-                raise _fail(node, f"normalizePhoneNumber: unknown region {region!r} (use ISO codes like \"FR\")")
+                raise _fail(
+                    node, f'normalizePhoneNumber: unknown region {region!r} (use ISO codes like "FR")'
+                )
 
 
 def _fits(actual: str, param: str) -> bool:
@@ -297,4 +316,3 @@ def _arity_message(fn: FunctionDef, receiver: bool, given: int) -> str:
     noun = "argument" if counts == [1] else "arguments"
     call = f"x.{fn.name}()" if receiver else f"{fn.name}()"
     return f"wrong number of arguments: {call} takes {wanted} {noun}, got {given}"
-

@@ -41,14 +41,34 @@ _FAST_ORDERED = (int, float, str, bytes, bool, UInt, dt.date, dt.timedelta, dt.d
 #: Names the generated code can use; library implementations are added as ``_fn_<name>``.
 BASE_NAMESPACE: dict[str, Any] = {
     "_RowError": RowError,
-    "_add": rt.add, "_sub": rt.sub, "_mul": rt.mul, "_div": rt.div, "_mod": rt.mod,
-    "_neg": rt.neg, "_not": rt.not_, "_eq": rt.eq, "_ne": rt.ne,
-    "_lt": rt.lt, "_le": rt.le, "_gt": rt.gt, "_ge": rt.ge, "_in": rt.in_,
-    "_select": rt.select, "_has": rt.has, "_index": rt.index, "_truth": rt.truth,
-    "_or": rt.or_, "_and": rt.and_, "_make_map": rt.make_map,
-    "_m_all": rt.m_all, "_m_exists": rt.m_exists, "_m_exists_one": rt.m_exists_one,
-    "_m_map": rt.m_map, "_m_filter": rt.m_filter,
-    "_str": str, "_FAST_ORDERED": frozenset(_FAST_ORDERED),
+    "_add": rt.add,
+    "_sub": rt.sub,
+    "_mul": rt.mul,
+    "_div": rt.div,
+    "_mod": rt.mod,
+    "_neg": rt.neg,
+    "_not": rt.not_,
+    "_eq": rt.eq,
+    "_ne": rt.ne,
+    "_lt": rt.lt,
+    "_le": rt.le,
+    "_gt": rt.gt,
+    "_ge": rt.ge,
+    "_in": rt.in_,
+    "_select": rt.select,
+    "_has": rt.has,
+    "_index": rt.index,
+    "_truth": rt.truth,
+    "_or": rt.or_,
+    "_and": rt.and_,
+    "_make_map": rt.make_map,
+    "_m_all": rt.m_all,
+    "_m_exists": rt.m_exists,
+    "_m_exists_one": rt.m_exists_one,
+    "_m_map": rt.m_map,
+    "_m_filter": rt.m_filter,
+    "_str": str,
+    "_FAST_ORDERED": frozenset(_FAST_ORDERED),
 }
 BASE_NAMESPACE.update({f"_fn_{name}": d.impl for name, d in LIBRARY.items()})
 
@@ -162,7 +182,8 @@ class CodeGen:
                     return f"({other} {'is' if op == '==' else 'is not'} None)"
             ta, tb = self.temp(), self.temp()
             generic = "_eq" if op == "==" else "_ne"
-            return f"({ta} {py} {tb} if type({ta} := {a}) is type({tb} := {b}) is _str else {generic}({ta}, {tb}))"
+            guard = f"type({ta} := {a}) is type({tb} := {b}) is _str"
+            return f"({ta} {py} {tb} if {guard} else {generic}({ta}, {tb}))"
         if op == "in":
             ok, value = constant(right)
             if ok and isinstance(value, list):
@@ -170,8 +191,10 @@ class CodeGen:
             return f"_in({a}, {b})"
         if op in _ORDER_FN:
             ta, tb = self.temp(), self.temp()
-            return (f"({ta} {op} {tb} if type({ta} := {a}) is type({tb} := {b}) and type({ta}) in _FAST_ORDERED "
-                    f"else {_ORDER_FN[op]}({ta}, {tb}))")
+            return (
+                f"({ta} {op} {tb} if type({ta} := {a}) is type({tb} := {b}) and type({ta}) in _FAST_ORDERED "
+                f"else {_ORDER_FN[op]}({ta}, {tb}))"
+            )
         fn = _ARITH_FN[op]
         if op == "+" and left.type in ("string", "dyn") and right.type in ("string", "dyn"):
             for lit, other in ((right, a), (left, None)):

@@ -394,5 +394,3 @@ def make_map(*pairs: Any) -> dict:
             raise RowError(f"repeated key in map literal: {short(key)}")
         out[key] = value
     return out
-
-

@@ -20,14 +20,17 @@ from .values import UINT_MAX, UInt, check_int, check_uint, no_overload, short, t
 
 UTC = dt.timezone.utc
 _INT_TEXT = re.compile(r"[+-]?[0-9]+\Z")
-_FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\Z",
-                         re.IGNORECASE)
+_FLOAT_TEXT = re.compile(
+    r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\Z",
+    re.IGNORECASE,
+)
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # -- conversions -----------------------------------------------------------------------------------
+
 
 def to_int(value: Any) -> int:
     t = type(value)
@@ -164,15 +167,15 @@ def to_bytes(value: Any) -> bytes:
     raise no_overload("bytes", value)
 
 
-_RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})\Z"
-)
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})\Z")
 
 
 def parse_timestamp(text: str) -> dt.datetime:
     m = _RFC3339.match(text)
     if not m:
-        raise RowError(f"timestamp: cannot parse {short(text)} (expected RFC 3339, e.g. 2024-01-31T10:00:00Z)")
+        raise RowError(
+            f"timestamp: cannot parse {short(text)} (expected RFC 3339, e.g. 2024-01-31T10:00:00Z)"
+        )
     day, clock, frac, zone = m.groups()
     zone = "+00:00" if zone in ("Z", "z") else zone
     try:
@@ -196,8 +199,15 @@ def to_timestamp(value: Any) -> dt.datetime:
 
 
 _DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_MICROS = {"ns": Decimal("0.001"), "us": Decimal(1), "µs": Decimal(1), "ms": Decimal(1000),
-                "s": Decimal(1_000_000), "m": Decimal(60_000_000), "h": Decimal(3_600_000_000)}
+_UNIT_MICROS = {
+    "ns": Decimal("0.001"),
+    "us": Decimal(1),
+    "µs": Decimal(1),
+    "ms": Decimal(1000),
+    "s": Decimal(1_000_000),
+    "m": Decimal(60_000_000),
+    "h": Decimal(3_600_000_000),
+}
 
 
 def parse_duration(text: str) -> dt.timedelta:
@@ -242,6 +252,7 @@ def type_of(value: Any) -> Any:
 
 
 # -- size and strings ------------------------------------------------------------------------------
+
 
 def size(value: Any) -> int:
     t = type(value)
@@ -294,7 +305,7 @@ def char_at(s: Any, i: Any) -> str:
     _strs("charAt", s)
     i = _int_arg("charAt", i)
     if 0 <= i <= len(s):
-        return s[i:i + 1]
+        return s[i : i + 1]
     raise RowError(f"charAt: index out of range: {i}")
 
 
@@ -344,7 +355,7 @@ def split(s: Any, sep: Any, n: Any = -1) -> list[str]:
     if sep == "":
         chars = list(s)
         if 0 < n < len(chars):
-            chars = chars[: n - 1] + ["".join(chars[n - 1:])]
+            chars = chars[: n - 1] + ["".join(chars[n - 1 :])]
         return chars
     return s.split(sep, n - 1 if n > 0 else -1)
 
@@ -469,4 +480,3 @@ def get_milliseconds(value: Any, tz: Any = None) -> int:
     if not isinstance(local, dt.datetime):
         raise no_overload("getMilliseconds", value)
     return local.microsecond // 1000
-

@@ -109,10 +109,18 @@ class Comprehension(Node):
 
 
 _BINARY_RULES = {
-    "relation_lt": "<", "relation_le": "<=", "relation_gt": ">", "relation_ge": ">=",
-    "relation_eq": "==", "relation_ne": "!=", "relation_in": "in",
-    "addition_add": "+", "addition_sub": "-",
-    "multiplication_mul": "*", "multiplication_div": "/", "multiplication_mod": "%",
+    "relation_lt": "<",
+    "relation_le": "<=",
+    "relation_gt": ">",
+    "relation_ge": ">=",
+    "relation_eq": "==",
+    "relation_ne": "!=",
+    "relation_in": "in",
+    "addition_add": "+",
+    "addition_sub": "-",
+    "multiplication_mul": "*",
+    "multiplication_div": "/",
+    "multiplication_mod": "%",
 }
 
 
@@ -137,7 +145,9 @@ def _syntax_error(text: str, exc: BaseException) -> FormulaError:
         isinstance(cause, UnexpectedToken) and cause.token.type == "$END"
     ):
         lines = text.splitlines() or [""]
-        return FormulaError("syntax error: unexpected end of formula", line=len(lines), column=len(lines[-1]) + 1)
+        return FormulaError(
+            "syntax error: unexpected end of formula", line=len(lines), column=len(lines[-1]) + 1
+        )
     if isinstance(cause, UnexpectedToken):
         message = f"syntax error: unexpected {cause.token.value!r}"
     elif isinstance(cause, UnexpectedCharacters):
@@ -183,8 +193,13 @@ class _Adapter:
         if len(kids) == 1:
             return self.conditionalor(kids[0])
         line, col = _pos(tree)
-        return Cond(line, col, test=self.conditionalor(kids[0]), then=self.conditionalor(kids[1]),
-                    orelse=self.expr(kids[2]))
+        return Cond(
+            line,
+            col,
+            test=self.conditionalor(kids[0]),
+            then=self.conditionalor(kids[1]),
+            orelse=self.expr(kids[2]),
+        )
 
     def conditionalor(self, tree: Tree) -> Node:
         kids = tree.children
@@ -203,24 +218,33 @@ class _Adapter:
         if len(kids) == 1:
             return self.addition(kids[0])
         op_tree = kids[0]
-        return self._binary(op_tree, _BINARY_RULES[op_tree.data], self.relation(op_tree.children[0]),
-                            self.addition(kids[1]))
+        return self._binary(
+            op_tree, _BINARY_RULES[op_tree.data], self.relation(op_tree.children[0]), self.addition(kids[1])
+        )
 
     def addition(self, tree: Tree) -> Node:
         kids = tree.children
         if len(kids) == 1:
             return self.multiplication(kids[0])
         op_tree = kids[0]
-        return self._binary(op_tree, _BINARY_RULES[op_tree.data], self.addition(op_tree.children[0]),
-                            self.multiplication(kids[1]))
+        return self._binary(
+            op_tree,
+            _BINARY_RULES[op_tree.data],
+            self.addition(op_tree.children[0]),
+            self.multiplication(kids[1]),
+        )
 
     def multiplication(self, tree: Tree) -> Node:
         kids = tree.children
         if len(kids) == 1:
             return self.unary(kids[0])
         op_tree = kids[0]
-        return self._binary(op_tree, _BINARY_RULES[op_tree.data], self.multiplication(op_tree.children[0]),
-                            self.unary(kids[1]))
+        return self._binary(
+            op_tree,
+            _BINARY_RULES[op_tree.data],
+            self.multiplication(op_tree.children[0]),
+            self.unary(kids[1]),
+        )
 
     def _binary(self, tree: Tree, op: str, left: Node, right: Node) -> Node:
         line, col = _pos(tree)
@@ -255,7 +279,9 @@ class _Adapter:
             return self._call(name_tok, self.member(kids[0]), args)
         if kind == "member_index":
             return Index(line, col, operand=self.member(kids[0]), index=self.expr(kids[1]))
-        raise FormulaError("message construction (Type{field: value}) is not supported", line=line, column=col)
+        raise FormulaError(
+            "message construction (Type{field: value}) is not supported", line=line, column=col
+        )
 
     def primary(self, tree: Tree) -> Node:
         inner = tree.children[0]
@@ -289,19 +315,24 @@ class _Adapter:
         line, col = _pos(name_tok)
         if name == "has" and target is None:
             if len(args) != 1 or not isinstance(args[0], Select):
-                raise FormulaError("has() expects a field selection, e.g. has(address.city)", line=line, column=col)
+                raise FormulaError(
+                    "has() expects a field selection, e.g. has(address.city)", line=line, column=col
+                )
             return Has(line, col, operand=args[0].operand, attr=args[0].attr)
         if name in MACROS and target is not None:
             wanted = (2, 3) if name == "map" else (2,)
             if len(args) not in wanted:
                 raise FormulaError(
-                    f"wrong number of arguments: {name}() takes {' or '.join(map(str, wanted))}, got {len(args)}",
-                    line=line, column=col,
+                    f"wrong number of arguments: {name}() takes {' or '.join(map(str, wanted))}, "
+                    f"got {len(args)}",
+                    line=line,
+                    column=col,
                 )
             var = args[0]
             if not isinstance(var, Ident):
-                raise FormulaError(f"{name}(): the first argument must be a variable name", line=var.line,
-                                   column=var.column)
+                raise FormulaError(
+                    f"{name}(): the first argument must be a variable name", line=var.line, column=var.column
+                )
             pred, step = args[1], None
             if name == "map":
                 pred, step = (None, args[1]) if len(args) == 2 else (args[1], args[2])
@@ -312,8 +343,20 @@ class _Adapter:
 _ESCAPE = re.compile(
     r"""\\(?:([abfnrtv"'\\?`])|[xX]([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|([0-3][0-7]{2}))"""
 )
-_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
-           '"': '"', "'": "'", "\\": "\\", "?": "?", "`": "`"}
+_SIMPLE = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    '"': '"',
+    "'": "'",
+    "\\": "\\",
+    "?": "?",
+    "`": "`",
+}
 
 
 def _decode(body: str, as_bytes: bool) -> str | bytes:
@@ -321,7 +364,7 @@ def _decode(body: str, as_bytes: bool) -> str | bytes:
     parts: list[bytes] = []
     pos = 0
     for m in _ESCAPE.finditer(body):
-        parts.append(body[pos:m.start()].encode())
+        parts.append(body[pos : m.start()].encode())
         simple, hx, u4, u8, octal = m.groups()
         if simple:
             parts.append(_SIMPLE[simple].encode())

@@ -18,8 +18,19 @@ UINT_MAX = 2**64 - 1
 
 #: Static type names a formula can have (``Formula.result_type``).
 TYPE_NAMES = (
-    "string", "int", "uint", "double", "bool", "bytes", "null",
-    "list", "map", "timestamp", "duration", "date", "dyn",
+    "string",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "bytes",
+    "null",
+    "list",
+    "map",
+    "timestamp",
+    "duration",
+    "date",
+    "dyn",
 )
 
 
@@ -54,8 +65,18 @@ class CelType:
 TYPE_VALUES: dict[str, CelType] = {
     name: CelType(name)
     for name in (
-        "int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type",
-        "google.protobuf.Timestamp", "google.protobuf.Duration",
+        "int",
+        "uint",
+        "double",
+        "bool",
+        "string",
+        "bytes",
+        "list",
+        "map",
+        "null_type",
+        "type",
+        "google.protobuf.Timestamp",
+        "google.protobuf.Duration",
     )
 }
 TYPE_VALUES["date"] = CelType("date")
@@ -136,8 +157,12 @@ def check_uint(value: int) -> UInt:
 
 def short(value: Any, limit: int = 60) -> str:
     """A value as shown in row-error messages: strings quoted, long values cut."""
-    text = f'"{value}"' if isinstance(value, str) else repr(value) if not isinstance(value, bool) else (
-        "true" if value else "false"
+    text = (
+        f'"{value}"'
+        if isinstance(value, str)
+        else repr(value)
+        if not isinstance(value, bool)
+        else ("true" if value else "false")
     )
     if value is None:
         text = "null"
