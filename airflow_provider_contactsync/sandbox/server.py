@@ -50,12 +50,23 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
 
     def _drop(self) -> None:
+        self._record()
         self.close_connection = True
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         raise _Dropped
+
+    def _record(self) -> None:
+        """Log this /v3 request once, before the client can see the outcome (tests read the log next)."""
+        if self._logged or not self._entry:
+            return
+        self._logged = True
+        method, path, query, body, started = self._entry
+        self.server.sandbox._log_request(
+            method, path, query, body, self._status, self._fault, (time.monotonic() - started) * 1000
+        )
 
     def _send(
         self,
@@ -65,6 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
     ) -> None:
         payload = Response(status, body).encode() if not isinstance(body, bytes) else body
+        self._status = status
+        self._record()
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -74,13 +87,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if payload and self.command != "HEAD":
             self.wfile.write(payload)
-        self._status = status
 
     def _handle(self) -> None:
-        sandbox = self.server.sandbox
         started = time.monotonic()
         self._status: int | None = None
         self._fault: str | None = None
+        self._logged = False
+        self._entry: tuple[str, str, dict[str, list[str]], bytes, float] | None = None
         parts = urlsplit(self.path)
         path = parts.path
         query = parse_qs(parts.query, keep_blank_values=True)
@@ -94,6 +107,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         logged = path.startswith("/v3")
+        if logged:
+            self._entry = (self.command, path, query, body, started)
         try:
             if path.startswith("/_sandbox/exports/"):
                 self._export_file(path)
@@ -108,16 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            if logged:
-                sandbox._log_request(
-                    self.command,
-                    path,
-                    query,
-                    body,
-                    self._status,
-                    self._fault,
-                    (time.monotonic() - started) * 1000,
-                )
+            self._record()
 
     def _api(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
         sandbox = self.server.sandbox
