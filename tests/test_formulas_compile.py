@@ -393,3 +393,8 @@ def test_docs_reference_is_up_to_date():
     doc = Path(__file__).resolve().parents[1] / "docs" / "formulas.md"
     text = doc.read_text(encoding="utf-8")
     assert update_document(text) == text, "run: python -m airflow_provider_contactsync.core.formulas.gen_docs"
+
+
+def test_absurdly_nested_formula_is_a_formula_error():
+    with pytest.raises(FormulaError, match="too complex|too deeply nested"):
+        compile_formula(" + ".join(["a"] * 300), ["a"])

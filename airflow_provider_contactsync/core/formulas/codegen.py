@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..errors import RowError
+from ..errors import FormulaError, RowError
 from . import runtime as rt
 from .checker import constant
 from .contactsync import phone_regions
@@ -257,7 +257,13 @@ class CodeGen:
 
 def build(source: str, namespace: dict[str, Any], name: str) -> Callable[..., Any]:
     """Compile generated source and return the function called ``name``."""
-    code = compile(source, f"<contactsync formula {name}>", "exec")
+    try:
+        code = compile(source, f"<contactsync formula {name}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError):
+        # Python caps nesting at 200 brackets; only absurdly long chains get here.
+        raise FormulaError(
+            "formula is too complex (too deeply nested); split it up", line=1, column=1
+        ) from None
     exec(code, namespace)  # noqa: S102 - our own generated code, from a checked AST
     return namespace[name]
 
