@@ -148,20 +148,34 @@ class Reject:
     reason: str
 
 
-class DefinitionErrors(DefinitionError):
-    """Several problems in one definition, reported together so a user fixes them in one pass."""
+class ConfigurationErrors(ConfigurationError):
+    """Several problems reported together, so a user fixes them all in one pass."""
 
     def __init__(self, errors: list[ConfigurationError], *, file: str | None = None) -> None:
         self.errors = errors
         first = errors[0]
         super().__init__(
             "\n".join(str(error) for error in errors),
-            file=None,
             key_path=first.key_path,
             line=first.line,
             column=first.column,
         )
         self.file = file or first.file
 
+    def located(
+        self, *, file: str | None = None, key_path: str | None = None, file_line: int | None = None
+    ) -> ConfigurationError:
+        """Name the file in every grouped error that does not name one yet."""
+        errors = [error if error.file else error.located(file=file) for error in self.errors]
+        return type(self)(errors, file=file or self.file)
+
     def __str__(self) -> str:
         return self.message
+
+
+class DefinitionErrors(ConfigurationErrors, DefinitionError):
+    """Several problems in one definition file."""
+
+
+class MappingErrors(ConfigurationErrors, MappingError):
+    """Several mapping problems at once."""

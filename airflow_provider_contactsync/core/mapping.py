@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_contactsync.core.attributes import FITS, AttributeCatalog, converter_for
-from airflow_provider_contactsync.core.errors import ConfigurationError, MappingError, RowError
+from airflow_provider_contactsync.core.errors import ConfigurationError, MappingError, MappingErrors, RowError
 from airflow_provider_contactsync.core.spec.models import IDENTIFIER_ATTRIBUTES, SourceDefinition
 
 Contact = dict[str, Any]
@@ -98,14 +98,6 @@ class ContactMapper:
                 RowError(f"no identifier: {', '.join(self._identifiers)} all empty", field=None, value=None)
             )
         return contact, problems
-
-
-class MappingErrors(MappingError):
-    """Several mapping problems at once."""
-
-    def __init__(self, errors: list[ConfigurationError]) -> None:
-        self.errors = errors
-        super().__init__("\n".join(str(e) for e in errors))
 
 
 def to_import_item(contact: Contact) -> dict[str, Any]:

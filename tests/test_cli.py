@@ -1,0 +1,116 @@
+"""The contactsync command: validate and preview behave as documented."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_contactsync.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags" / "definitions"
+
+DEFINITION = """\
+integration: shop
+source:
+  name: buyers
+  type: file
+  path: .
+  pattern: "*.csv"
+  fields: [id, email, phone, first, last, age]
+  key: id
+transform:
+  email: email.normalizeEmail()
+  phone: phone.normalizePhoneNumber("FR")
+  full_name: (first + ' ' + last).trim()
+  age: age.asInt()
+mapping:
+  email: EMAIL
+  phone: SMS
+  id: EXT_ID
+  full_name: FIRSTNAME
+destination:
+  list_ids: [2]
+"""
+
+
+@pytest.fixture
+def definition(tmp_path: Path) -> Path:
+    path = tmp_path / "buyers.yaml"
+    path.write_text(DEFINITION)
+    return path
+
+
+def test_validate_example_definitions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "ok:" in out and "contactsync__demo__customers" in out
+
+
+def test_validate_reports_every_bad_file_and_exits_1(tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.yaml").write_text(DEFINITION.replace("normalizeEmail()", "normalizeEmal()"))
+    (tmp_path / "worse.yml").write_text("integration: [\n")
+    assert main(["validate", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert f"ok: {definition}" in captured.out
+    assert "bad.yaml:10: transform.email: formula" in captured.err and "normalizeEmal" in captured.err
+    assert "worse.yml" in captured.err
+    assert "1 valid, 2 invalid" in captured.err
+
+
+def test_validate_against_account_attributes(tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    attributes = tmp_path / "attributes.json"
+    attributes.write_text(json.dumps({"attributes": [{"name": "SMS", "category": "normal", "type": "text"}]}))
+    assert main(["validate", str(definition), "--attributes", str(attributes)]) == 1
+    err = capsys.readouterr().err
+    assert "attribute EXT_ID does not exist in the Brevo account" in err
+    assert "attribute FIRSTNAME does not exist" in err
+
+
+def test_preview_prints_one_json_object_per_row(tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text(
+        "id,email,phone,first,last,age\n"
+        "1, Ada@Example.COM ,06 12 34 56 78,Ada,Lovelace,36\n"
+        "2,bad-email,12,Alan,Turing,4.5\n"
+        "3,,,,,\n"
+    )
+    assert main(["preview", str(definition), "--rows", str(rows)]) == 0
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["row"] for r in records] == [1, 2, 3]
+    assert records[0] == {
+        "row": 1,
+        "status": "ok",
+        "contact": {"EMAIL": "ada@example.com", "SMS": "+33612345678", "EXT_ID": "1", "FIRSTNAME": "Ada Lovelace"},
+        "errors": [],
+    }
+    assert records[1]["status"] == "rejected"
+    reasons = {e["field"]: e for e in records[1]["errors"]}
+    assert set(reasons) == {"phone", "age", "email"}
+    assert reasons["age"]["value"] == "4.5"
+    assert records[2]["status"] == "rejected"
+    assert "3 rows: 1 ok, 2 rejected" in captured.err
+
+
+def test_preview_limit_and_jsonl(tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("\n".join(json.dumps({"id": i, "email": f"u{i}@x.io", "first": "U", "last": str(i)}) for i in range(10)) + "\n")
+    assert main(["preview", str(definition), "--rows", str(rows), "--limit", "3"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["contact"]["EMAIL"] for r in records] == ["u0@x.io", "u1@x.io", "u2@x.io"]
+
+
+def test_preview_of_invalid_definition_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(DEFINITION.replace("list_ids: [2]", "list_ids: []"))
+    (tmp_path / "rows.csv").write_text("id\n1\n")
+    assert main(["preview", str(path), "--rows", str(tmp_path / "rows.csv")]) == 1
+    assert "destination.list_ids" in capsys.readouterr().err
+
+
+def test_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out)["title"] == "SourceDefinition"
