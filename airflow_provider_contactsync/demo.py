@@ -30,6 +30,7 @@ def run_demo(workdir: Path, *, show: int = 5, out: Any = print) -> dict[str, Any
     """Run the demo sync in ``workdir`` (sandbox DB, error report); return the run summary."""
     from airflow_provider_contactsync.sandbox import BrevoSandbox
 
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("AIRFLOW_HOME", str(workdir / "airflow-home"))
     definition = load_definition(DEMO_DEFINITION)
