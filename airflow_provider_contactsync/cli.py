@@ -53,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     preview = commands.add_parser("preview", help="dry-run transform and mapping over sample rows")
     preview.add_argument("definition", type=Path, help="the source definition (YAML)")
     preview.add_argument("--rows", type=Path, required=True, help="CSV or JSON lines file of source rows")
-    preview.add_argument("--format", choices=("csv", "jsonl"), help="rows file format (default: by extension)")
+    preview.add_argument(
+        "--format", choices=("csv", "jsonl"), help="rows file format (default: by extension)"
+    )
     preview.add_argument("--limit", type=int, default=None, help="stop after N rows")
     _catalog_options(preview)
     preview.set_defaults(run=_preview)
@@ -74,7 +76,9 @@ def _catalog_options(parser: argparse.ArgumentParser) -> None:
         "--attributes", type=Path, help="JSON answer of GET /contacts/attributes to check the mapping against"
     )
     group.add_argument(
-        "--check-brevo", action="store_true", help="fetch attributes through the definition's Brevo connection"
+        "--check-brevo",
+        action="store_true",
+        help="fetch attributes through the definition's Brevo connection",
     )
 
 
@@ -133,7 +137,10 @@ def _preview(args: argparse.Namespace) -> int:
     if buffer:
         out.write("\n".join(buffer) + "\n")
     out.flush()
-    print(f"{counts['ok'] + counts['rejected']} rows: {counts['ok']} ok, {counts['rejected']} rejected", file=sys.stderr)
+    print(
+        f"{counts['ok'] + counts['rejected']} rows: {counts['ok']} ok, {counts['rejected']} rejected",
+        file=sys.stderr,
+    )
     return 0
 
 

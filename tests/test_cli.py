@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_contactsync.cli import main
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags" / "definitions"
+EXAMPLE = (
+    Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags" / "definitions"
+)
 
 DEFINITION = """\
 integration: shop
@@ -49,7 +50,9 @@ def test_validate_example_definitions(capsys: pytest.CaptureFixture[str]) -> Non
     assert "ok:" in out and "contactsync__demo__customers" in out
 
 
-def test_validate_reports_every_bad_file_and_exits_1(tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_reports_every_bad_file_and_exits_1(
+    tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "bad.yaml").write_text(DEFINITION.replace("normalizeEmail()", "normalizeEmal()"))
     (tmp_path / "worse.yml").write_text("integration: [\n")
     assert main(["validate", str(tmp_path)]) == 1
@@ -60,7 +63,9 @@ def test_validate_reports_every_bad_file_and_exits_1(tmp_path: Path, definition:
     assert "1 valid, 2 invalid" in captured.err
 
 
-def test_validate_against_account_attributes(tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_against_account_attributes(
+    tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     attributes = tmp_path / "attributes.json"
     attributes.write_text(json.dumps({"attributes": [{"name": "SMS", "category": "normal", "type": "text"}]}))
     assert main(["validate", str(definition), "--attributes", str(attributes)]) == 1
@@ -69,7 +74,9 @@ def test_validate_against_account_attributes(tmp_path: Path, definition: Path, c
     assert "attribute FIRSTNAME does not exist" in err
 
 
-def test_preview_prints_one_json_object_per_row(tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_preview_prints_one_json_object_per_row(
+    tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rows = tmp_path / "rows.csv"
     rows.write_text(
         "id,email,phone,first,last,age\n"
@@ -84,7 +91,12 @@ def test_preview_prints_one_json_object_per_row(tmp_path: Path, definition: Path
     assert records[0] == {
         "row": 1,
         "status": "ok",
-        "contact": {"EMAIL": "ada@example.com", "SMS": "+33612345678", "EXT_ID": "1", "FIRSTNAME": "Ada Lovelace"},
+        "contact": {
+            "EMAIL": "ada@example.com",
+            "SMS": "+33612345678",
+            "EXT_ID": "1",
+            "FIRSTNAME": "Ada Lovelace",
+        },
         "errors": [],
     }
     assert records[1]["status"] == "rejected"
@@ -95,15 +107,24 @@ def test_preview_prints_one_json_object_per_row(tmp_path: Path, definition: Path
     assert "3 rows: 1 ok, 2 rejected" in captured.err
 
 
-def test_preview_limit_and_jsonl(tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_preview_limit_and_jsonl(
+    tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rows = tmp_path / "rows.jsonl"
-    rows.write_text("\n".join(json.dumps({"id": i, "email": f"u{i}@x.io", "first": "U", "last": str(i)}) for i in range(10)) + "\n")
+    rows.write_text(
+        "\n".join(
+            json.dumps({"id": i, "email": f"u{i}@x.io", "first": "U", "last": str(i)}) for i in range(10)
+        )
+        + "\n"
+    )
     assert main(["preview", str(definition), "--rows", str(rows), "--limit", "3"]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["contact"]["EMAIL"] for r in records] == ["u0@x.io", "u1@x.io", "u2@x.io"]
 
 
-def test_preview_of_invalid_definition_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_preview_of_invalid_definition_fails_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "x.yaml"
     path.write_text(DEFINITION.replace("list_ids: [2]", "list_ids: []"))
     (tmp_path / "rows.csv").write_text("id\n1\n")

@@ -17,7 +17,11 @@ def test_demo_syncs_the_example_and_reports_rejects(tmp_path: Path) -> None:
     assert summary["import processes"] == 1
     with open(summary["error report"], newline="") as stream:
         report = list(csv.DictReader(stream))
-    assert {(r["row"], r["field"]) for r in report} == {("4", "email"), ("5", "phone"), ("6", "loyalty_points")}
+    assert {(r["row"], r["field"]) for r in report} == {
+        ("4", "email"),
+        ("5", "phone"),
+        ("6", "loyalty_points"),
+    }
     text = "\n".join(printed)
     assert "ada.lovelace@example.com" in text  # read back from the sandbox, normalised
     assert "BIRTHDAY=1912-06-23" in text  # day-first date parsed and formatted

@@ -46,7 +46,10 @@ def definition(mapping: dict[str, str], *, empty_attributes: bool = False, text_
         f"""\
         integration: crm
         source: {{name: customers, type: file, path: /data, fields: [{", ".join(FIELDS)}]}}
-        destination: {{list_ids: [2], empty_attributes: {str(empty_attributes).lower()}, text_max_length: {text_max_length}}}
+        destination:
+          list_ids: [2]
+          empty_attributes: {str(empty_attributes).lower()}
+          text_max_length: {text_max_length}
         mapping:
         """
     )
@@ -164,8 +167,9 @@ def test_nulls_are_omitted_or_erase_when_asked() -> None:
 def test_unknown_attribute_is_a_configuration_error_with_hint() -> None:
     with pytest.raises(MappingError) as info:
         ContactMapper(definition({"email": "EMAIL", "first_name": "FIRSTNAM"}), ACCOUNT)
-    assert "mapping.first_name: attribute FIRSTNAM does not exist in the Brevo account (did you mean FIRSTNAME?)" in str(
-        info.value
+    assert (
+        "mapping.first_name: attribute FIRSTNAM does not exist in the Brevo account (did you mean FIRSTNAME?)"
+        in str(info.value)
     )
 
 
@@ -194,7 +198,9 @@ def test_formula_type_must_fit_the_attribute(formula_type: str, attribute: str, 
     if ok:
         build()
     else:
-        with pytest.raises(MappingError, match=f"field score is a {formula_type}, which cannot fit attribute {attribute}"):
+        with pytest.raises(
+            MappingError, match=f"field score is a {formula_type}, which cannot fit attribute {attribute}"
+        ):
             build()
 
 

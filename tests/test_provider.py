@@ -10,13 +10,17 @@ from airflow_provider_contactsync.get_provider_info import get_provider_info
 
 
 def test_entry_point_points_at_provider_info() -> None:
-    (entry,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("airflow_provider_contactsync")]
+    (entry,) = [
+        e
+        for e in entry_points(group="apache_airflow_provider")
+        if e.value.startswith("airflow_provider_contactsync")
+    ]
     assert entry.load() is get_provider_info
 
 
 def test_provider_info_matches_airflow_schema() -> None:
-    import jsonschema
     import airflow
+    import jsonschema
 
     schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
     jsonschema.validate(get_provider_info(), schema)

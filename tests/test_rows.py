@@ -19,7 +19,9 @@ def test_csv_rows_keep_only_fields_and_empty_cells_are_null() -> None:
 
 
 def test_csv_wrong_column_count_is_a_row_error_and_reading_goes_on() -> None:
-    rows = rows_from_text("id,email\n1,a@x.io\n2,b@x.io,oops\n3,c@x.io\n", format="csv", fields=["id", "email"])
+    rows = rows_from_text(
+        "id,email\n1,a@x.io\n2,b@x.io,oops\n3,c@x.io\n", format="csv", fields=["id", "email"]
+    )
     assert rows[0] == {"id": "1", "email": "a@x.io"}
     assert isinstance(rows[1], RowError) and "line 3: 3 columns, the header has 2" in rows[1].reason
     assert rows[2] == {"id": "3", "email": "c@x.io"}
@@ -28,7 +30,14 @@ def test_csv_wrong_column_count_is_a_row_error_and_reading_goes_on() -> None:
 def test_csv_quoted_newlines_and_delimiters(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_text('id;note\n1;"two\nlines; and a semicolon"\n', encoding="latin-1")
-    rows = list(read_rows(path, format="csv", fields=["id", "note"], csv_options=CsvOptions(delimiter=";", encoding="latin-1")))
+    rows = list(
+        read_rows(
+            path,
+            format="csv",
+            fields=["id", "note"],
+            csv_options=CsvOptions(delimiter=";", encoding="latin-1"),
+        )
+    )
     assert rows == [{"id": "1", "note": "two\nlines; and a semicolon"}]
 
 
@@ -69,5 +78,8 @@ def test_error_report_is_private_csv(tmp_path: Path) -> None:
     path = tmp_path / "reports" / "errors.csv"
     count = write_error_report([Reject(7, "email", "nope", "not a valid email address")], path)
     assert count == 1
-    assert path.read_text().splitlines() == ["row,field,value,reason", "7,email,nope,not a valid email address"]
+    assert path.read_text().splitlines() == [
+        "row,field,value,reason",
+        "7,email,nope,not a valid email address",
+    ]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

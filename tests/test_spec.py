@@ -126,7 +126,10 @@ def test_mapping_needs_an_identifier() -> None:
 
 def test_mapping_field_must_exist() -> None:
     (error,) = errors_of(GOOD.replace("first_name: FIRSTNAME", "nickname: FIRSTNAME"))
-    assert "crm.yaml:" in error and "mapping.nickname: 'nickname' is neither a source field nor a transform output" in error
+    assert (
+        "crm.yaml:" in error
+        and "mapping.nickname: 'nickname' is neither a source field nor a transform output" in error
+    )
 
 
 def test_mapping_to_a_transform_output_is_allowed() -> None:
@@ -152,7 +155,9 @@ def test_broken_yaml_names_the_position() -> None:
 
 def test_yaml_is_loaded_safely() -> None:
     (error,) = errors_of("integration: !!python/object/apply:os.system ['echo pwned']\n")
-    assert error.startswith("crm.yaml: integration: line 1: YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'")
+    assert error.startswith(
+        "crm.yaml: integration: line 1: YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'"
+    )
 
 
 def test_empty_file() -> None:
@@ -197,13 +202,18 @@ def test_field_named_token_is_not_a_credential() -> None:
 
 
 def test_file_source_refuses_patterns_that_escape_the_folder() -> None:
-    text = GOOD.replace("  type: postgres\n  conn_id: crm_pg\n  table: public.customers\n", "  type: file\n  path: /data\n  pattern: ../*.csv\n")
+    text = GOOD.replace(
+        "  type: postgres\n  conn_id: crm_pg\n  table: public.customers\n",
+        "  type: file\n  path: /data\n  pattern: ../*.csv\n",
+    )
     (error,) = errors_of(text)
     assert "pattern must stay inside the folder" in error
 
 
 def test_sftp_needs_a_connection() -> None:
-    text = GOOD.replace("  type: postgres\n  conn_id: crm_pg\n  table: public.customers\n", "  type: sftp\n  path: in\n")
+    text = GOOD.replace(
+        "  type: postgres\n  conn_id: crm_pg\n  table: public.customers\n", "  type: sftp\n  path: in\n"
+    )
     (error,) = errors_of(text)
     assert "conn_id is required for sftp sources" in error
 

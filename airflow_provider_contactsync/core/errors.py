@@ -123,7 +123,7 @@ class BrevoError(ContactsyncError):
 
 
 class RowError(ContactsyncError):
-    """Raised inside per-row code (formula evaluation, value checks); always caught and turned into a Reject."""
+    """Raised inside per-row code (formulas, value checks); always caught and turned into a Reject."""
 
     def __init__(self, reason: str, *, field: str | None = None, value: Any = None) -> None:
         self.reason = reason

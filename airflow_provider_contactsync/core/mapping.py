@@ -101,7 +101,7 @@ class ContactMapper:
 
 
 def to_import_item(contact: Contact) -> dict[str, Any]:
-    """Flat contact -> one ``jsonBody`` item of ``POST /contacts/import`` (email apart, the rest attributes)."""
+    """Flat contact -> one ``jsonBody`` item of ``POST /contacts/import`` (email apart, rest attributes)."""
     attributes = {k: v for k, v in contact.items() if k != "EMAIL"}
     item: dict[str, Any] = {"attributes": attributes}
     if "EMAIL" in contact:

@@ -119,9 +119,7 @@ def _schema_errors(exc: ValidationError, document: YamlDocument, file: str) -> l
             loc = tuple(located.group(1).split("."))
             message = located.group(2)
         errors.append(
-            DefinitionError(
-                message, file=file, key_path=dotted(loc) or None, file_line=document.line_of(loc)
-            )
+            DefinitionError(message, file=file, key_path=dotted(loc) or None, file_line=document.line_of(loc))
         )
     return errors
 

@@ -54,7 +54,9 @@ class CsvOptions(StrictModel):
 
 
 class _SourceBase(StrictModel):
-    name: str = Field(pattern=NAME_PATTERN, max_length=100, description="Source name, unique in its integration.")
+    name: str = Field(
+        pattern=NAME_PATTERN, max_length=100, description="Source name, unique in its integration."
+    )
     fields: list[Annotated[str, Field(pattern=FIELD_PATTERN)]] = Field(
         min_length=1, description="Fields to read from the source; formulas and mapping see only these."
     )
@@ -86,7 +88,9 @@ class _SourceBase(StrictModel):
             if value is not None and value not in self.fields:
                 raise ValueError(f"{attr} {value!r} is not one of the fields {self.fields}")
         if self.updated_field and not self.key:
-            raise ValueError("key is required with updated_field: it breaks ties between rows sharing a cursor value")
+            raise ValueError(
+                "key is required with updated_field: it breaks ties between rows sharing a cursor value"
+            )
         return self
 
 
@@ -95,7 +99,9 @@ class SqlSource(_SourceBase):
 
     type: Literal["postgres", "bigquery", "snowflake"]
     conn_id: str = Field(description="Airflow connection holding the credentials.")
-    table: str | None = Field(None, pattern=TABLE_PATTERN, description="Table to read, e.g. public.customers.")
+    table: str | None = Field(
+        None, pattern=TABLE_PATTERN, description="Table to read, e.g. public.customers."
+    )
     query: str | None = Field(
         None, description="SELECT to read instead of a table; the incremental predicate wraps it."
     )
@@ -151,7 +157,9 @@ Source = Annotated[SqlSource | MongoSource | FileSource, Field(discriminator="ty
 class Destination(StrictModel):
     """Where contacts go in Brevo."""
 
-    conn_id: str = Field("brevo_default", description="Airflow connection of type brevo (API key as password).")
+    conn_id: str = Field(
+        "brevo_default", description="Airflow connection of type brevo (API key as password)."
+    )
     list_ids: list[Annotated[int, Field(gt=0)]] = Field(
         min_length=1, description="Brevo lists every synced contact is added to."
     )
@@ -191,8 +199,10 @@ class SourceDefinition(StrictModel):
         default_factory=dict,
         description="CEL formula per field; a formula may define a new field. See docs/formulas.md.",
     )
-    mapping: dict[Annotated[str, Field(pattern=FIELD_PATTERN)], Annotated[str, Field(pattern=ATTRIBUTE_PATTERN)]] = (
-        Field(min_length=1, description="Field -> Brevo contact attribute (EMAIL, SMS, EXT_ID, FIRSTNAME, ...).")
+    mapping: dict[
+        Annotated[str, Field(pattern=FIELD_PATTERN)], Annotated[str, Field(pattern=ATTRIBUTE_PATTERN)]
+    ] = Field(
+        min_length=1, description="Field -> Brevo contact attribute (EMAIL, SMS, EXT_ID, FIRSTNAME, ...)."
     )
     destination: Destination
     alerts: Alerts = Field(default_factory=Alerts)
@@ -215,7 +225,7 @@ class SourceDefinition(StrictModel):
         if "__" in self.integration or "__" in self.source.name:
             raise ValueError("integration and source names cannot contain '__' (the DAG id separator)")
         available = set(self.source.fields) | set(self.transform)
-        for field, attribute in self.mapping.items():
+        for field in self.mapping:
             if field not in available:
                 raise ValueError(
                     f"mapping.{field}: {field!r} is neither a source field nor a transform output"
@@ -226,9 +236,7 @@ class SourceDefinition(StrictModel):
                 fields = [f for f, a in self.mapping.items() if a == attribute]
                 raise ValueError(f"attribute {attribute} is mapped from several fields: {fields}")
         if not set(attributes) & set(IDENTIFIER_ATTRIBUTES):
-            raise ValueError(
-                "mapping must include at least one identifier attribute: EMAIL, SMS or EXT_ID"
-            )
+            raise ValueError("mapping must include at least one identifier attribute: EMAIL, SMS or EXT_ID")
         return self
 
     @property

@@ -38,9 +38,12 @@ def find_credentials(data: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, s
         for key, value in data.items():
             child = path + (str(key),)
             if path not in USER_NAMED_KEYS and CREDENTIAL_KEY.match(str(key)):
-                yield child, (
-                    f"{key!r} looks like a credential; credentials are not allowed in definitions: "
-                    "store them in the Airflow connection named by conn_id"
+                yield (
+                    child,
+                    (
+                        f"{key!r} looks like a credential; credentials are not allowed in definitions: "
+                        "store them in the Airflow connection named by conn_id"
+                    ),
                 )
                 continue
             yield from find_credentials(value, child)
@@ -48,7 +51,10 @@ def find_credentials(data: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, s
         for index, item in enumerate(data):
             yield from find_credentials(item, path + (index,))
     elif isinstance(data, str) and CREDENTIAL_VALUE.search(data):
-        yield path, (
-            "this value looks like a credential (API key, password in a URL or private key); "
-            "store it in an Airflow connection instead"
+        yield (
+            path,
+            (
+                "this value looks like a credential (API key, password in a URL or private key); "
+                "store it in an Airflow connection instead"
+            ),
         )
