@@ -233,7 +233,7 @@ class Api:
         if list_ids and req.arg("segmentId"):
             raise errors.invalid("Either listIds or segmentId can be passed, not both")
         if req.arg("segmentId"):
-            raise errors.not_found("Segment ID does not exist")  # the sandbox has no segments
+            raise errors.invalid("Segment ID does not exist")  # the sandbox has no segments
         where, params = [], []
         if modified is not None:
             where.append("c.modified_at >= ?")
