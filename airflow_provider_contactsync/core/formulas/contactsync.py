@@ -16,7 +16,7 @@ from typing import Any
 import phonenumbers
 
 from ..errors import RowError
-from .stdlib import UTC, format_double, format_duration, format_timestamp
+from .stdlib import UTC, to_string
 from .values import UInt, check_int, short, type_name
 
 _INT_TEXT = re.compile(r"[+-]?[0-9]+\Z")
@@ -184,27 +184,15 @@ def as_bool(value: Any) -> bool | None:
 
 
 def as_string(value: Any) -> str | None:
-    t = type(value)
-    if t is str or value is None:
+    """CEL's ``string()`` conversion, but null-tolerant and refusing lists and maps."""
+    if value is None or type(value) is str:
         return value
-    if t is int or t is UInt:
-        return str(int(value))
-    if t is float:
-        return format_double(value)
-    if t is bool:
-        return "true" if value else "false"
-    if t is bytes:
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise RowError("asString: bytes are not valid UTF-8") from None
-    if isinstance(value, dt.datetime):
-        return format_timestamp(value)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if t is dt.timedelta:
-        return format_duration(value)
-    raise _expect("asString", value, "a scalar value")
+    if isinstance(value, (list, dict)):
+        raise _expect("asString", value, "a scalar value")
+    try:
+        return to_string(value)
+    except RowError:
+        raise _expect("asString", value, "a scalar value") from None
 
 
 def _parse_date(name: str, value: str, fmt: Any) -> dt.date:
