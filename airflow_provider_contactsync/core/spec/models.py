@@ -70,6 +70,12 @@ class _SourceBase(StrictModel):
         description="Unique row key. Tie-breaker of the cursor (required with updated_field) and the row id "
         "in error reports.",
     )
+    safety_lag_seconds: int = Field(
+        0,
+        ge=0,
+        description="Rows updated less than this many seconds ago wait for the next run, so transactions "
+        "still committing with an earlier timestamp are not skipped.",
+    )
 
     @field_validator("fields")
     @classmethod
@@ -181,6 +187,7 @@ class Alerts(StrictModel):
     max_error_rate: float = Field(
         0.05, ge=0, le=1, description="The run fails when the share of rejected rows is above this."
     )
+    smtp_conn_id: str = Field("smtp_default", description="Airflow SMTP connection used to send alerts.")
 
 
 class SourceDefinition(StrictModel):
