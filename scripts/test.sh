@@ -2,5 +2,6 @@
 # Set up (scripts/setup.sh) and run the whole test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install-servers.sh
 bash scripts/setup.sh
 exec .venv/bin/python -m pytest -n auto "$@"

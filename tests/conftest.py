@@ -8,4 +8,8 @@ import tempfile
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="contactsync-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-pytest_plugins: list[str] = ["airflow_provider_contactsync.sandbox.pytest_plugin"]
+pytest_plugins: list[str] = [
+    "airflow_provider_contactsync.sandbox.pytest_plugin",
+    "servers.postgres",
+    "servers.smtp",
+]

@@ -1,0 +1,1 @@
+"""pytest fixtures for a real postgres server on 127.0.0.1 (filled in by the postgres work)."""
