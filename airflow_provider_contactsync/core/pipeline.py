@@ -70,6 +70,47 @@ class ContactPipeline:
             yield RowOutcome(index, key, None, rejects)
 
 
+def transform_rows(
+    transform: Any, rows: Iterable[dict[str, Any] | RowError], *, key_field: str | None, start: int
+) -> tuple[list[tuple[Any, dict[str, Any]]], list[Reject], int]:
+    """One chunk through the formulas: ``(key, row)`` pairs that passed, rejects, rejected-row count."""
+    passed: list[tuple[Any, dict[str, Any]]] = []
+    rejects: list[Reject] = []
+    rejected = 0
+    apply = transform.apply
+    for index, row in enumerate(rows, start=start):
+        if isinstance(row, RowError):
+            rejected += 1
+            rejects.append(Reject(index, row.field, _show(row.value), row.reason))
+            continue
+        key = row.get(key_field, index) if key_field else index
+        transformed, problems = apply(row)
+        if problems:
+            rejected += 1
+            rejects.extend(Reject(key, p.field, _show(p.value), p.reason) for p in problems)
+        else:
+            passed.append((key, transformed))
+    return passed, rejects, rejected
+
+
+def map_rows(
+    mapper: ContactMapper, rows: Iterable[tuple[Any, dict[str, Any]]]
+) -> tuple[list[tuple[Any, Contact]], list[Reject], int]:
+    """One chunk of transformed rows to contacts: ``(key, contact)`` pairs, rejects, rejected-row count."""
+    contacts: list[tuple[Any, Contact]] = []
+    rejects: list[Reject] = []
+    rejected = 0
+    map_row = mapper.map_row
+    for key, row in rows:
+        contact, problems = map_row(row)
+        if problems:
+            rejected += 1
+            rejects.extend(Reject(key, p.field, _show(p.value), p.reason) for p in problems)
+        else:
+            contacts.append((key, contact))
+    return contacts, rejects, rejected
+
+
 def _show(value: Any) -> str | None:
     if value is None:
         return None

@@ -6,13 +6,32 @@ its output chunks, and returns paths and counts through XCom (never the rows the
 
 from __future__ import annotations
 
+import datetime as dt
+from collections import Counter
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 
+from airflow_provider_contactsync.core.cursor import Cursor, normalize_value
+from airflow_provider_contactsync.core.errors import Reject, RowError
 from airflow_provider_contactsync.core.spec import SourceDefinition
+from airflow_provider_contactsync.staging import ChunkStore, default_staging_base
+from airflow_provider_contactsync.state import source_asset
+
+ERROR_REPORT_XCOM_KEY = "error_report"
+
+
+class ErrorReportLink(BaseOperatorLink):
+    """The run's error report (rejected rows with their reasons), from the task's XCom."""
+
+    name = "Error report"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        return XCom.get_value(ti_key=ti_key, key=ERROR_REPORT_XCOM_KEY) or ""
 
 
 class ContactsyncBaseOperator(BaseOperator):
@@ -27,6 +46,9 @@ class ContactsyncBaseOperator(BaseOperator):
     ui_color = "#e8f4fd"
 
     def __init__(self, *, definition: dict[str, Any], staging: str | None = None, **kwargs: Any) -> None:
+        spec = SourceDefinition.model_validate(definition)
+        asset = source_asset(spec.integration, spec.source.name)
+        kwargs.setdefault("inlets", [asset])
         super().__init__(**kwargs)
         self.definition = definition
         self.staging = staging
@@ -35,9 +57,23 @@ class ContactsyncBaseOperator(BaseOperator):
     def spec(self) -> SourceDefinition:
         return SourceDefinition.model_validate(self.definition)
 
+    @cached_property
+    def asset(self) -> Any:
+        return source_asset(self.spec.integration, self.spec.source.name)
+
+    def chunk_store(self, context: Any) -> ChunkStore:
+        return ChunkStore(self.staging or default_staging_base(), self.spec.dag_id, context["run_id"])
+
+    @staticmethod
+    def upstream(context: Any, task_id: str) -> dict[str, Any]:
+        result = context["ti"].xcom_pull(task_ids=task_id)
+        if not isinstance(result, dict):
+            raise RuntimeError(f"no result from task {task_id!r} in this run; clear it to run it again")
+        return result
+
 
 class ContactsyncExtractOperator(ContactsyncBaseOperator):
-    """Read new or changed rows from the source into staged chunks.
+    """Read new or changed rows (after the stored cursor) from the source into staged chunks.
 
     :param chunk_size: rows per chunk file.
     """
@@ -47,25 +83,236 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
         self.chunk_size = chunk_size
 
     def execute(self, context: Any) -> dict[str, Any]:
-        raise NotImplementedError
+        from airflow_provider_contactsync.sources import open_source, read_window
+        from airflow_provider_contactsync.state import CursorStore
+
+        source_spec = self.spec.source
+        full_refresh = bool((context.get("params") or {}).get("full_refresh"))
+        cursors = CursorStore(context, self.asset)
+        stored = cursors.get()
+        window = read_window(source_spec, stored, dt.datetime.now(dt.timezone.utc), full_refresh=full_refresh)
+        source = open_source(source_spec)
+        store = self.chunk_store(context)
+        store.clear_stage("extract")
+        urls: list[str] = []
+        rows = 0
+        latest: Cursor | None = None
+        field, key = source_spec.updated_field, source_spec.key
+        for index, chunk in enumerate(source.read(window, chunk_size=self.chunk_size)):
+            urls.append(store.write("extract", index, chunk))
+            rows += len(chunk)
+            if field and key:
+                latest = _latest_cursor(chunk, field, key, latest)
+        result = {
+            "chunks": urls,
+            "rows": rows,
+            "skipped": dict(source.skipped),
+            "full_refresh": full_refresh,
+            "cursor_start": stored.to_json() if stored else None,
+            "cursor_end": latest.to_json() if latest else None,
+            "cursor_store": cursors.backend,
+        }
+        self.log.info(
+            "Extracted %d rows in %d chunks from %s %s (cursor %s -> %s); skipped: %s",
+            rows,
+            len(urls),
+            source_spec.type,
+            source_spec.name,
+            stored or "none (full read)" if not full_refresh else "ignored (full refresh)",
+            latest or "unchanged",
+            result["skipped"] or "none",
+        )
+        return result
+
+
+def _latest_cursor(chunk: list[Any], field: str, key: str, latest: Cursor | None) -> Cursor | None:
+    for row in chunk:
+        if isinstance(row, RowError):
+            continue
+        try:
+            candidate = Cursor(normalize_value(row[field], field=field), row[key])
+        except RowError:
+            continue
+        latest = candidate.max(latest)
+    return latest
 
 
 class ContactsyncTransformOperator(ContactsyncBaseOperator):
-    """Apply the definition's formulas to every staged row."""
+    """Apply the definition's formulas to every staged row; failing rows become rejects."""
 
     def execute(self, context: Any) -> dict[str, Any]:
-        raise NotImplementedError
+        from airflow_provider_contactsync.core.formulas import compile_transform
+        from airflow_provider_contactsync.core.pipeline import transform_rows
+
+        extracted = self.upstream(context, "extract")
+        transform = compile_transform(self.spec.transform, self.spec.source.fields)
+        store = self.chunk_store(context)
+        store.clear_stage("transform")
+        urls: list[str] = []
+        passed_total = rejected_total = 0
+        start = 1
+        for index, chunk in enumerate(store.iter_chunks(extracted["chunks"])):
+            passed, rejects, rejected = transform_rows(
+                transform, chunk, key_field=self.spec.source.key, start=start
+            )
+            start += len(chunk)
+            urls.append(store.write("transform", index, {"rows": passed, "rejects": rejects}))
+            passed_total += len(passed)
+            rejected_total += rejected
+        self.log.info("Transformed %d rows: %d passed, %d rejected", start - 1, passed_total, rejected_total)
+        return {"chunks": urls, "rows": start - 1, "passed": passed_total, "rejected": rejected_total}
 
 
 class ContactsyncMapOperator(ContactsyncBaseOperator):
-    """Map transformed rows to Brevo contacts, checked against the account's attributes."""
+    """Map rows to Brevo contacts checked against the account; write the error report; enforce max_error_rate."""
+
+    operator_extra_links = (ErrorReportLink(),)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        raise NotImplementedError
+        from airflow_provider_contactsync.core.attributes import AttributeCatalog
+        from airflow_provider_contactsync.core.formulas import compile_transform
+        from airflow_provider_contactsync.core.mapping import ContactMapper, to_import_item
+        from airflow_provider_contactsync.core.pipeline import map_rows
+        from airflow_provider_contactsync.hooks.brevo import BrevoHook
+
+        extracted = self.upstream(context, "extract")
+        transformed = self.upstream(context, "transform")
+        store = self.chunk_store(context)
+        store.clear_stage("contacts")
+        urls: list[str] = []
+        contacts_total = mapping_rejected = 0
+        reasons: Counter[str] = Counter()
+        report = _ErrorReport(store, context["run_id"])
+        mapper: ContactMapper | None = None
+        for index, chunk in enumerate(store.iter_chunks(transformed["chunks"])):
+            report.add(chunk["rejects"], reasons)
+            if not chunk["rows"]:
+                urls.append(store.write("contacts", index, []))
+                continue
+            if mapper is None:  # only ask Brevo when there is something to map
+                with BrevoHook(self.spec.destination.conn_id) as hook:
+                    catalog = AttributeCatalog.from_api(hook.get_attributes())
+                result_types = compile_transform(self.spec.transform, self.spec.source.fields).result_types
+                mapper = ContactMapper(self.spec, catalog, result_types)
+            contacts, rejects, rejected = map_rows(mapper, chunk["rows"])
+            report.add(rejects, reasons)
+            mapping_rejected += rejected
+            contacts_total += len(contacts)
+            urls.append(store.write("contacts", index, [(key, to_import_item(c)) for key, c in contacts]))
+        rows = int(extracted["rows"])
+        rejected = int(transformed["rejected"]) + mapping_rejected
+        report_url = report.close()
+        context["ti"].xcom_push(key=ERROR_REPORT_XCOM_KEY, value=report_url)
+        result = {
+            "chunks": urls,
+            "rows": rows,
+            "contacts": contacts_total,
+            "rejected": rejected,
+            "error_report": report_url,
+            "reject_reasons": dict(reasons.most_common(10)),
+        }
+        self.log.info(
+            "Mapped %d contacts; %d of %d rows rejected; error report: %s", contacts_total, rejected, rows, report_url
+        )
+        self._enforce_reject_rate(result, context)
+        return result
+
+    def _enforce_reject_rate(self, result: dict[str, Any], context: Any) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_provider_contactsync import alerts
+
+        problem = alerts.check_reject_rate(self.spec, result["rows"], result["rejected"])
+        if problem is None:
+            return
+        alerts.send_reject_rate_alert(self.spec, result, context)
+        # Not retried: the same rows would be rejected again. Fix the data or the formulas, then re-run.
+        raise AirflowFailException(f"{problem}; nothing was loaded. Error report: {result['error_report']}")
+
+
+class _ErrorReport:
+    """Streams rejects into the run's error report CSV: owner-only on local storage, constant memory."""
+
+    def __init__(self, store: ChunkStore, run_id: str) -> None:
+        import csv
+
+        from airflow_provider_contactsync.staging import PrivateFile
+
+        self._file = PrivateFile(store.dag_root / "reports" / f"{store.root.name}.csv")
+        self._writer = csv.writer(self._file.stream)
+        self._writer.writerow(("row", "field", "value", "reason"))
+        self.count = 0
+        self.run_id = run_id
+
+    def add(self, rejects: list[Reject], reasons: Counter[str]) -> None:
+        for reject in rejects:
+            self._writer.writerow((reject.row, reject.field or "", reject.value or "", reject.reason))
+            reasons[_reason_family(reject.reason)] += 1
+            self.count += 1
+
+    def close(self) -> str:
+        return self._file.close()
+
+
+def _reason_family(reason: str) -> str:
+    """Group reasons that differ only by the value they quote ("asInt: "x" is not...")."""
+    head, _, _ = reason.partition(": ")
+    return head if len(head) < len(reason) and len(head) < 40 else reason
 
 
 class ContactsyncLoadOperator(ContactsyncBaseOperator):
-    """Bulk-upsert the contacts into Brevo, then advance the cursor and return the run summary."""
+    """Bulk-upsert the contacts into Brevo, then advance the cursor and return the run summary.
+
+    :param retention_days: staged data of other runs older than this is removed after a success.
+    """
+
+    def __init__(self, *, retention_days: int = 7, **kwargs: Any) -> None:
+        spec = SourceDefinition.model_validate(kwargs["definition"])
+        kwargs.setdefault("outlets", [source_asset(spec.integration, spec.source.name)])
+        super().__init__(**kwargs)
+        self.retention_days = retention_days
 
     def execute(self, context: Any) -> dict[str, Any]:
-        raise NotImplementedError
+        from airflow_provider_contactsync.hooks.brevo import BrevoHook
+        from airflow_provider_contactsync.load import ContactLoader
+        from airflow_provider_contactsync.state import CursorStore, open_digest_store
+
+        extracted = self.upstream(context, "extract")
+        mapped = self.upstream(context, "map")
+        store = self.chunk_store(context)
+        destination = self.spec.destination
+        with BrevoHook(destination.conn_id) as hook, open_digest_store(store.dag_root) as digests:
+            loader = ContactLoader(hook, digests, destination, full_refresh=bool(extracted["full_refresh"]))
+            loader.recover()
+            for chunk in store.iter_chunks(mapped["chunks"]):
+                loader.submit(chunk)
+            counts = loader.finish()
+            requests = dict(hook.stats.requests)
+        cursor = CursorStore(context, self.asset).advance(Cursor.from_json(extracted["cursor_end"]))
+        summary = {
+            "rows read": extracted["rows"],
+            "rejected": mapped["rejected"],
+            **counts,
+            "skipped at source": sum(extracted["skipped"].values()),
+            "cursor": cursor.to_json() if cursor else None,
+            "error report": mapped["error_report"],
+            "brevo requests": requests,
+        }
+        self.log.info("Run summary\n%s", format_summary(summary, extracted["skipped"]))
+        store.cleanup()
+        store.cleanup_older_than(
+            dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self.retention_days), keep=store.root.name
+        )
+        return summary
+
+
+def format_summary(summary: dict[str, Any], skipped: dict[str, int] | None = None) -> str:
+    """The run summary as a two-column table for the task log."""
+    lines = []
+    for name, value in summary.items():
+        if name == "cursor" and value:
+            value = str(Cursor.from_json(value))
+        lines.append(f"  {name:<20} {value}")
+    for reason, count in (skipped or {}).items():
+        lines.append(f"    skipped: {reason:<30} {count}")
+    return "\n".join(lines)

@@ -1,0 +1,191 @@
+"""Chunk files between tasks, under an ObjectStoragePath base (a local folder, ``s3://``, ``gs://``).
+
+Tasks may run on different workers, so rows never travel through XCom: each task writes its
+output as chunk files under ``<base>/<dag_id>/<run_id>/<stage>/`` and passes only their paths.
+Chunks are msgpack (compact, fast, and typed: dates, timestamps and decimals survive the trip).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from airflow_provider_contactsync.core.errors import Reject, RowError
+
+_EXT_DATE, _EXT_DECIMAL, _EXT_NAIVE, _EXT_ROW_ERROR, _EXT_REJECT = 1, 2, 3, 4, 5
+
+
+def default_staging_base() -> str:
+    """``[contactsync] staging`` from Airflow config, else a folder under AIRFLOW_HOME."""
+    from airflow.configuration import conf
+
+    configured = conf.get("contactsync", "staging", fallback=None)
+    if configured:
+        return configured
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    return "file://" + os.path.join(os.path.abspath(home), "contactsync", "staging")
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _prepare(value: Any) -> Any:
+    """Wrap the values msgpack would flatten to strings (naive datetimes, dates, decimals)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {k: _prepare(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_prepare(v) for v in value]
+    if isinstance(value, dt.datetime):  # aware datetimes are native msgpack timestamps
+        return value if value.tzinfo else msgspec.msgpack.Ext(_EXT_NAIVE, value.isoformat().encode())
+    if isinstance(value, dt.date):
+        return msgspec.msgpack.Ext(_EXT_DATE, value.isoformat().encode())
+    if isinstance(value, Decimal):
+        return msgspec.msgpack.Ext(_EXT_DECIMAL, str(value).encode())
+    if isinstance(value, RowError):
+        return msgspec.msgpack.Ext(_EXT_ROW_ERROR, encode([value.reason, value.field, _plain(value.value)]))
+    if isinstance(value, Reject):
+        return msgspec.msgpack.Ext(_EXT_REJECT, encode([_plain(value.row), value.field, value.value, value.reason]))
+    return value
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    if code == _EXT_NAIVE:
+        return dt.datetime.fromisoformat(bytes(data).decode())
+    if code == _EXT_DATE:
+        return dt.date.fromisoformat(bytes(data).decode())
+    if code == _EXT_DECIMAL:
+        return Decimal(bytes(data).decode())
+    if code == _EXT_ROW_ERROR:
+        reason, field, value = _DECODER.decode(data)
+        return RowError(reason, field=field, value=value)
+    if code == _EXT_REJECT:
+        return Reject(*_DECODER.decode(data))
+    raise ValueError(f"unknown staged value code {code}")
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
+
+
+def encode(payload: Any) -> bytes:
+    """Staged bytes of any payload of rows, row errors and rejects."""
+    return _ENCODER.encode(_prepare(payload))
+
+
+def decode(data: bytes) -> Any:
+    return _DECODER.decode(data)
+
+
+class ChunkStore:
+    """The staged files of one DAG run.
+
+    :param base: staging base URL (``file:///...``, ``s3://conn@bucket/prefix``, ...).
+    :param dag_id: the DAG the run belongs to.
+    :param run_id: the run; made path-safe.
+    """
+
+    def __init__(self, base: str, dag_id: str, run_id: str) -> None:
+        from airflow.sdk import ObjectStoragePath
+
+        self.base = ObjectStoragePath(base)
+        self.dag_root = self.base / dag_id
+        self.root = self.dag_root / "runs" / _safe(run_id)
+
+    def path(self, stage: str, name: str) -> Any:
+        return self.root / stage / name
+
+    def write(self, stage: str, index: int, payload: Any) -> str:
+        """Write one chunk atomically enough for a retry: a re-run overwrites the same name."""
+        path = self.path(stage, f"chunk-{index:05d}.msgpack")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode(payload))
+        return str(path)
+
+    def read(self, url: str) -> Any:
+        from airflow.sdk import ObjectStoragePath
+
+        return decode(ObjectStoragePath(url).read_bytes())
+
+    def iter_chunks(self, urls: list[str]) -> Iterator[Any]:
+        for url in urls:
+            yield self.read(url)
+
+    def clear_stage(self, stage: str) -> None:
+        """Remove a stage's chunks before (re)writing them, so a retry never mixes two attempts."""
+        folder = self.root / stage
+        if folder.exists():
+            folder.rmdir(recursive=True)
+
+    def cleanup(self) -> None:
+        """Remove this run's staged data."""
+        if self.root.exists():
+            self.root.rmdir(recursive=True)
+
+    def cleanup_older_than(self, cutoff: dt.datetime, keep: str | None = None) -> list[str]:
+        """Remove other runs' staged data last modified before ``cutoff`` (the retention window)."""
+        runs = self.dag_root / "runs"
+        removed: list[str] = []
+        if not runs.exists():
+            return removed
+        for run in runs.iterdir():
+            if keep is not None and run.name == keep:
+                continue
+            try:
+                modified = max((p.stat().get("mtime") or 0 for p in run.rglob("*")), default=0)
+            except (OSError, FileNotFoundError):
+                continue
+            stamp = modified.timestamp() if isinstance(modified, dt.datetime) else float(modified)
+            if stamp and stamp < cutoff.timestamp():
+                run.rmdir(recursive=True)
+                removed.append(run.name)
+        return removed
+
+
+class PrivateFile:
+    """A text file written under the staging base, readable by its owner only where permissions exist.
+
+    Local targets are written in place with mode 0600; remote ones through a local temporary file
+    that is uploaded on :meth:`close` (object stores apply the bucket's access rules).
+    """
+
+    def __init__(self, target: Any) -> None:
+        import tempfile
+
+        self.target = target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.protocol == "file":
+            self._local = target.path
+        else:
+            handle, self._local = tempfile.mkstemp(prefix="contactsync-", suffix=".csv")
+            os.close(handle)
+        descriptor = os.open(self._local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)
+        self.stream = os.fdopen(descriptor, "w", encoding="utf-8", newline="")
+
+    def close(self) -> str:
+        """Finish the file; return its URL."""
+        self.stream.close()
+        if self.target.protocol != "file":
+            import shutil
+
+            with open(self._local, "rb") as src, self.target.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.unlink(self._local)
+        return str(self.target)
+
+
+def _safe(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
