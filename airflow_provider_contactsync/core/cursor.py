@@ -62,7 +62,7 @@ class Cursor:
 
     def max(self, other: Cursor | None) -> Cursor:
         """The later of two cursors: a cursor never moves backwards."""
-        if other is None or not other.is_before(self.value, self.key):
+        if other is None or not self.is_before(other.value, other.key):
             return self
         return other
 

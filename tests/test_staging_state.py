@@ -1,0 +1,78 @@
+"""Staged chunks keep their types; digests and pending imports survive a crashed load."""
+
+from __future__ import annotations
+
+import datetime as dt
+import stat
+from decimal import Decimal
+from pathlib import Path
+
+from airflow_provider_contactsync.core.errors import Reject, RowError
+from airflow_provider_contactsync.staging import ChunkStore, PrivateFile, decode, encode
+from airflow_provider_contactsync.state import DigestStore, contact_digest
+
+
+def test_chunks_round_trip_with_types(tmp_path: Path) -> None:
+    rows = [
+        {
+            "aware": dt.datetime(2026, 1, 1, 12, tzinfo=dt.timezone.utc),
+            "naive": dt.datetime(2026, 1, 1, 12),
+            "day": dt.date(1990, 9, 25),
+            "amount": Decimal("12.30"),
+            "nested": {"when": dt.date(2020, 1, 1), "tags": ["a", None]},
+            "none": None,
+        },
+        RowError("line 3: 2 columns, the header has 3", field=None, value=None),
+        Reject("k1", "email", "x", "not a valid email address"),
+    ]
+    back = decode(encode(rows))
+    assert back[0] == rows[0]
+    assert isinstance(back[1], RowError) and back[1].reason == rows[1].reason
+    assert back[2] == rows[2]
+    store = ChunkStore(f"file://{tmp_path}", "contactsync__crm__customers", "manual__2026-11-23T18:00:00+00:00")
+    url = store.write("extract", 0, rows)
+    assert "/contactsync__crm__customers/runs/manual__2026-11-23T18_00_00_00_00/extract/chunk-00000" in url
+    assert store.read(url)[0] == rows[0]
+    store.clear_stage("extract")
+    assert not Path(url.removeprefix("file://")).exists()
+
+
+def test_cleanup_keeps_recent_runs_and_removes_old_ones(tmp_path: Path) -> None:
+    base = f"file://{tmp_path}"
+    old = ChunkStore(base, "d", "old")
+    old.write("extract", 0, [1])
+    recent = ChunkStore(base, "d", "recent")
+    recent.write("extract", 0, [2])
+    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    assert recent.cleanup_older_than(future, keep="recent") == ["old"]
+    assert recent.root.exists() and not old.root.exists()
+
+
+def test_private_file_is_owner_only(tmp_path: Path) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    target = ObjectStoragePath(f"file://{tmp_path}/reports/r.csv")
+    private = PrivateFile(target)
+    private.stream.write("row,field\n")
+    url = private.close()
+    path = Path(url.removeprefix("file://"))
+    assert path.read_text() == "row,field\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_digest_store_settles_pending_batches(tmp_path: Path) -> None:
+    path = str(tmp_path / "sent.sqlite")
+    store = DigestStore(path)
+    digest = contact_digest({"email": "a@x.io", "attributes": {"FIRSTNAME": "A"}})
+    assert digest == contact_digest({"attributes": {"FIRSTNAME": "A"}, "email": "a@x.io"})
+    batch = store.add_pending([11, 12], [("EMAIL:a@x.io", digest), ("EMAIL:b@x.io", "d2")])
+    store.close()
+    reopened = DigestStore(path)  # a crashed attempt left the batch pending
+    assert reopened.pending_batches() == [(batch, [11, 12])]
+    assert reopened.lookup(["EMAIL:a@x.io"]) == {}
+    assert reopened.settle(batch, delivered=True) == 2
+    assert reopened.lookup(["EMAIL:a@x.io", "EMAIL:c@x.io"]) == {"EMAIL:a@x.io": digest}
+    assert reopened.pending_batches() == []
+    failed = reopened.add_pending([13], [("EMAIL:c@x.io", "d3")])
+    reopened.settle(failed, delivered=False)
+    assert reopened.lookup(["EMAIL:c@x.io"]) == {}
