@@ -41,6 +41,12 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Seconds before an HTTP request to Brevo times out.",
                         "schema": {"type": ["number", "null"], "default": 30, "minimum": 1},
                     },
+                    "poll_interval": {
+                        "label": "First import poll (s)",
+                        "description": "Seconds before the first check of an import process; doubles up to "
+                        "60 s. Brevo allows ~100 process checks per hour.",
+                        "schema": {"type": ["number", "null"], "default": 2, "minimum": 0},
+                    },
                     "max_retries": {
                         "label": "Max retries",
                         "description": "Retries on 429, 5xx and timeouts for idempotent calls.",

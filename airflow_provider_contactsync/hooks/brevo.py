@@ -35,6 +35,7 @@ from airflow_provider_contactsync.hooks._brevo_import import DEFAULT_MAX_BODY_BY
 __all__ = ["BrevoHook", "BrevoOutcomeUnknownError", "BrevoStats", "RetryPolicy", "resolve_base_url"]
 
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_POLL_INTERVAL = 2.0
 DEFAULT_MAX_RETRIES = 5
 LIST_CHUNK = 150  # Brevo's maximum per list add/remove call
 DEFAULT_BATCH_SIZE = 100
@@ -131,6 +132,7 @@ class BrevoHook(BaseHook):
         self._http: BrevoHttp | None = None
         self.base_url: str | None = None
         self.stats = BrevoStats()
+        self._poll_interval = DEFAULT_POLL_INTERVAL
         self._process_listing = True  # falls back to per-id polling if the listing is unsupported
 
     def __repr__(self) -> str:
@@ -155,6 +157,7 @@ class BrevoHook(BaseHook):
                 f"connection {self.brevo_conn_id!r} has no password; put the Brevo API key there",
             )
         extras = conn.extra_dejson or {}
+        self._poll_interval = _number(extras.get("poll_interval"), float) or DEFAULT_POLL_INTERVAL
         timeout = self._timeout_override or _number(extras.get("timeout"), float) or DEFAULT_TIMEOUT
         max_retries = self._max_retries_override
         if max_retries is None:
@@ -563,7 +566,7 @@ class BrevoHook(BaseHook):
         process_ids: Sequence[int],
         *,
         timeout: float = 6 * 3600,
-        first_interval: float = 2.0,
+        first_interval: float | None = None,
         max_interval: float = 60.0,
     ) -> list[dict[str, Any]]:
         """Wait until every process has finished; return their final documents in the given order.
@@ -580,6 +583,9 @@ class BrevoHook(BaseHook):
         ids = [int(i) for i in process_ids]
         final: dict[int, dict[str, Any]] = {}
         deadline = self._monotonic() + timeout
+        if first_interval is None:
+            _ = self.http  # resolves the connection, and with it the poll_interval extra
+            first_interval = self._poll_interval
         interval = first_interval
         self._wait(first_interval, "first process poll")
         while True:

@@ -7,6 +7,7 @@ and, for formulas, the position inside the formula.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -87,14 +88,46 @@ def check_formulas(
         return []
     from airflow_provider_contactsync.core.formulas import compile_formula
 
+    fields = definition.source.fields
     errors: list[ConfigurationError] = []
     for name, text in definition.transform.items():
+        if isinstance(text, str) and _compiles(text, _fields_named_in(text, fields)):
+            continue
         try:
-            compile_formula(text, definition.source.fields)
+            compile_formula(text, fields)
         except FormulaError as exc:
             line = document.line_of(("transform", name)) if document else None
             errors.append(exc.located(file=file, key_path=f"transform.{name}", file_line=line))
     return errors
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _fields_named_in(text: str, fields: list[str]) -> tuple[str, ...]:
+    """The fields a formula can refer to: those whose first name part appears in its text.
+
+    A formula's check and compilation depend only on which of its identifiers are fields, so this
+    is a cache key that definitions with different field lists share.
+    """
+    names = set(_IDENTIFIER.findall(text))
+    return tuple(f for f in fields if f.partition(".")[0] in names)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiles(text: str, fields: tuple[str, ...]) -> bool:
+    """Whether a formula compiles against these fields (cached: many definitions share formulas).
+
+    A failure is not explained here: the caller compiles again against every field, so the
+    message (and its "did you mean" hint) is the one the full field list gives.
+    """
+    from airflow_provider_contactsync.core.formulas import compile_formula
+
+    try:
+        compile_formula(text, fields)
+    except FormulaError:
+        return False
+    return True
 
 
 def iter_definition_files(folder: str | Path) -> list[Path]:

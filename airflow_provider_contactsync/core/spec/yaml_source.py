@@ -2,6 +2,11 @@
 
 PyYAML's SafeLoader builds only plain types (no arbitrary objects). On top of it we refuse
 duplicate keys, which PyYAML would otherwise resolve silently by keeping the last one.
+
+Documents are composed with libyaml (``CSafeLoader``) when PyYAML was built with it: the DAG
+factory parses every definition on each scan of the DAGs folder, and the pure-Python parser was
+half of that time. A document libyaml refuses is composed again by the pure-Python parser, so a
+broken file is reported with the same message either way.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import yaml
 from airflow_provider_contactsync.core.errors import DefinitionError
 
 KeyPath = tuple[str | int, ...]
+
+_FastLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
 
 PLAIN_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")
@@ -39,7 +47,7 @@ class YamlDocument:
 def parse_yaml(text: str, *, file: str) -> YamlDocument:
     """Parse one YAML document safely, recording key lines; errors name the file and line."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -56,13 +64,23 @@ def parse_yaml(text: str, *, file: str) -> YamlDocument:
     return document
 
 
+def _compose(text: str) -> yaml.Node | None:
+    """Compose with libyaml; on a syntax error, let the pure-Python parser word the problem."""
+    if _FastLoader is not yaml.SafeLoader:
+        try:
+            return yaml.compose(text, Loader=_FastLoader)
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
 class _Builder:
     """Turns composed YAML nodes into plain data, recording each key's line."""
 
     def __init__(self, document: YamlDocument, file: str) -> None:
         self.document = document
         self.file = file
-        self.constructor = yaml.SafeLoader("")
+        self.constructor = yaml.constructor.SafeConstructor()
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
         document, file = self.document, self.file
@@ -98,6 +116,8 @@ class _Builder:
         return self.scalar(node)
 
     def scalar(self, node: yaml.Node) -> Any:
+        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
+            return node.value  # what SafeConstructor returns for str, without its dispatch
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
