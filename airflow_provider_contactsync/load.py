@@ -36,12 +36,21 @@ class ContactLoader:
     :param full_refresh: send every contact, changed or not.
     """
 
-    def __init__(self, hook: Any, digests: DigestStore, destination: Destination, *, full_refresh: bool) -> None:
+    def __init__(
+        self, hook: Any, digests: DigestStore, destination: Destination, *, full_refresh: bool
+    ) -> None:
         self.hook = hook
         self.digests = digests
         self.destination = destination
         self.full_refresh = full_refresh
-        self.counts = {"created": 0, "updated": 0, "unchanged": 0, "superseded": 0, "failed": 0, "recovered": 0}
+        self.counts = {
+            "created": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "superseded": 0,
+            "failed": 0,
+            "recovered": 0,
+        }
         self._batches: list[tuple[int, list[int]]] = []
 
     def recover(self) -> None:

@@ -53,7 +53,9 @@ def _prepare(value: Any) -> Any:
     if isinstance(value, RowError):
         return msgspec.msgpack.Ext(_EXT_ROW_ERROR, encode([value.reason, value.field, _plain(value.value)]))
     if isinstance(value, Reject):
-        return msgspec.msgpack.Ext(_EXT_REJECT, encode([_plain(value.row), value.field, value.value, value.reason]))
+        return msgspec.msgpack.Ext(
+            _EXT_REJECT, encode([_plain(value.row), value.field, value.value, value.reason])
+        )
     return value
 
 

@@ -116,7 +116,9 @@ class DigestStore:
         for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
             batch = ids[start : start + 900]
             marks = ",".join("?" * len(batch))
-            found.update(self._db.execute(f"SELECT identity, digest FROM sent WHERE identity IN ({marks})", batch))
+            found.update(
+                self._db.execute(f"SELECT identity, digest FROM sent WHERE identity IN ({marks})", batch)
+            )
         return found
 
     def record(self, pairs: Iterable[tuple[str, str]]) -> None:
@@ -131,7 +133,9 @@ class DigestStore:
     def add_pending(self, process_ids: list[int], pairs: list[tuple[str, str]]) -> int:
         """Remember contacts sent in not-yet-finished imports, so a crashed load can be resumed."""
         with self._db:
-            batch = self._db.execute("INSERT INTO batches (process_ids) VALUES (?)", (json.dumps(process_ids),)).lastrowid
+            batch = self._db.execute(
+                "INSERT INTO batches (process_ids) VALUES (?)", (json.dumps(process_ids),)
+            ).lastrowid
             self._db.executemany(
                 "INSERT INTO pending (batch, identity, digest) VALUES (?, ?, ?)",
                 ((batch, identity, digest) for identity, digest in pairs),
@@ -139,7 +143,10 @@ class DigestStore:
         return int(batch)
 
     def pending_batches(self) -> list[tuple[int, list[int]]]:
-        return [(batch, json.loads(ids)) for batch, ids in self._db.execute("SELECT batch, process_ids FROM batches")]
+        return [
+            (batch, json.loads(ids))
+            for batch, ids in self._db.execute("SELECT batch, process_ids FROM batches")
+        ]
 
     def settle(self, batch: int, *, delivered: bool) -> int:
         """Promote a finished batch's contacts to sent (or drop them if the import failed); return their count."""

@@ -50,9 +50,7 @@ def test_mixed_key_types_order_deterministically() -> None:
     assert not Cursor(T, "a").is_before(T, 10)
 
 
-@pytest.mark.parametrize(
-    "value", [T, dt.date(2026, 1, 2), 42, 4.5, Decimal("10.25"), "v-10"]
-)
+@pytest.mark.parametrize("value", [T, dt.date(2026, 1, 2), 42, 4.5, Decimal("10.25"), "v-10"])
 def test_json_round_trip(value: object) -> None:
     cursor = Cursor(value, "k-1")  # type: ignore[arg-type]
     assert Cursor.from_json(cursor.to_json()) == cursor

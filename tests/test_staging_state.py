@@ -29,7 +29,9 @@ def test_chunks_round_trip_with_types(tmp_path: Path) -> None:
     assert back[0] == rows[0]
     assert isinstance(back[1], RowError) and back[1].reason == rows[1].reason
     assert back[2] == rows[2]
-    store = ChunkStore(f"file://{tmp_path}", "contactsync__crm__customers", "manual__2026-11-23T18:00:00+00:00")
+    store = ChunkStore(
+        f"file://{tmp_path}", "contactsync__crm__customers", "manual__2026-11-23T18:00:00+00:00"
+    )
     url = store.write("extract", 0, rows)
     assert "/contactsync__crm__customers/runs/manual__2026-11-23T18_00_00_00_00/extract/chunk-00000" in url
     assert store.read(url)[0] == rows[0]

@@ -212,7 +212,11 @@ class ContactsyncMapOperator(ContactsyncBaseOperator):
             "reject_reasons": dict(reasons.most_common(10)),
         }
         self.log.info(
-            "Mapped %d contacts; %d of %d rows rejected; error report: %s", contacts_total, rejected, rows, report_url
+            "Mapped %d contacts; %d of %d rows rejected; error report: %s",
+            contacts_total,
+            rejected,
+            rows,
+            report_url,
         )
         self._enforce_reject_rate(result, context)
         return result
