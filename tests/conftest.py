@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import tempfile
 
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="contactsync-airflow-home-"))
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.environ["AIRFLOW_HOME"], "dags"))
+# Always a fresh home per test process (xdist workers inherit the controller's environment, and a
+# developer's own AIRFLOW_HOME or database must never be touched by the tests).
+_home = tempfile.mkdtemp(prefix=f"contactsync-airflow-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
+os.environ["AIRFLOW_HOME"] = _home
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(_home, "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_home}/airflow.db"
 
 pytest_plugins: list[str] = [
     "airflow_provider_contactsync.sandbox.pytest_plugin",
