@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the end-to-end demo sync against a local Brevo sandbox")
     demo.add_argument("--workdir", type=Path, default=Path(".contactsync-demo"), help="where state is kept")
+    demo.add_argument("--fresh", action="store_true", help="forget the previous demo state first")
     demo.set_defaults(run=_demo)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of definition files")
@@ -147,7 +148,7 @@ def _preview(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from airflow_provider_contactsync.demo import run_demo
 
-    run_demo(args.workdir)
+    run_demo(args.workdir, fresh=args.fresh)
     return 0
 
 

@@ -1,130 +1,96 @@
-"""The embedded end-to-end demo: example CSV -> formulas -> mapping -> BrevoHook -> local sandbox.
+"""The embedded end-to-end demo: the example DAG run twice by Airflow against a local Brevo sandbox.
 
-Needs no account and no server: it starts the Brevo sandbox in-process, points a Brevo
-connection at it (an ``AIRFLOW_CONN_*`` variable, as Airflow deployments do), syncs the example
-definition and reads a few contacts back.
+Needs no account and no server: it starts the Brevo sandbox in-process, points the example's
+Brevo connection at it (an ``AIRFLOW_CONN_*`` variable, as deployments do), migrates a SQLite
+metadata DB under the work folder, and runs the example DAG with ``dag.test()``: a first full
+sync, then a second run that finds nothing new and makes no write call.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
-from collections.abc import Iterator
+import shutil
 from pathlib import Path
 from typing import Any
-
-from airflow_provider_contactsync.core.attributes import AttributeCatalog
-from airflow_provider_contactsync.core.error_report import write_error_report
-from airflow_provider_contactsync.core.errors import Reject
-from airflow_provider_contactsync.core.mapping import to_import_item
-from airflow_provider_contactsync.core.pipeline import ContactPipeline
-from airflow_provider_contactsync.core.rows import read_rows
-from airflow_provider_contactsync.core.spec import FileSource, SourceDefinition, load_definition
 
 EXAMPLES = Path(__file__).parent / "example_dags"
 DEMO_DEFINITION = EXAMPLES / "definitions" / "demo_customers.yaml"
 DEMO_ATTRIBUTES = {"COUNTRY": "text", "BIRTHDAY": "date", "LOYALTY_POINTS": "float"}
 
 
-def run_demo(workdir: Path, *, show: int = 5, out: Any = print) -> dict[str, Any]:
-    """Run the demo sync in ``workdir`` (sandbox DB, error report); return the run summary."""
+def configure_airflow(workdir: Path) -> None:
+    """Point Airflow at the demo's own home and SQLite DB (set before Airflow is imported)."""
+    home = workdir / "airflow-home"
+    os.environ["AIRFLOW_HOME"] = str(home)
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home}/airflow.db"
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(EXAMPLES)
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    os.environ["AIRFLOW__CONTACTSYNC__STAGING"] = f"file://{workdir / 'staging'}"
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+
+
+def run_demo(workdir: Path, *, fresh: bool = False, show: int = 5, out: Any = print) -> list[dict[str, Any]]:
+    """Run the example DAG twice in ``workdir``; return the two run summaries."""
+    workdir = workdir.resolve()
+    if fresh and workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    configure_airflow(workdir)
+
+    from airflow_provider_contactsync.core.spec import load_definition
+    from airflow_provider_contactsync.dag_factory import build_dag
+    from airflow_provider_contactsync.local_run import prepare_metadata_db, run_dag, task_states, xcom_value
+    from airflow_provider_contactsync.operators.contactsync import format_summary
     from airflow_provider_contactsync.sandbox import BrevoSandbox
 
-    workdir = workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("AIRFLOW_HOME", str(workdir / "airflow-home"))
     definition = load_definition(DEMO_DEFINITION)
-    api_key = secrets.token_hex(16)
+    key_file = workdir / "sandbox-api-key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(16))
+    api_key = key_file.read_text().strip()
+    out("Preparing the Airflow metadata DB (SQLite) ...")
+    prepare_metadata_db()
+    summaries = []
     with BrevoSandbox(workdir / "sandbox.db", api_key) as sandbox:
+        existing = {a["name"] for a in _attributes(sandbox)}
         for name, kind in DEMO_ATTRIBUTES.items():
-            sandbox.create_attribute(name, kind)
-        os.environ[f"AIRFLOW_CONN_{definition.destination.conn_id.upper()}"] = (
-            f'{{"conn_type": "brevo", "host": "{sandbox.url}", "password": "{api_key}"}}'
-        )
-        from airflow_provider_contactsync.hooks.brevo import BrevoHook
-
-        hook = BrevoHook(definition.destination.conn_id)
-        list_ids = _ensure_lists(hook, sandbox, definition.destination.list_ids)
-        out(f"Brevo sandbox at {sandbox.url}; syncing {DEMO_DEFINITION.name} into lists {list_ids}")
-        summary = sync_file_source(definition, hook, list_ids, workdir / "error_report.csv")
-        out(format_summary(summary))
-        out(f"\nContacts read back from the sandbox (first {show}):")
-        for contact in _first(hook.iter_contacts(), show):
+            if name not in existing:
+                sandbox.create_attribute(name, kind)
+        connection = {"conn_type": "brevo", "host": sandbox.url, "password": api_key}
+        connection["extra"] = json.dumps({"poll_interval": 0.2})
+        os.environ[f"AIRFLOW_CONN_{definition.destination.conn_id.upper()}"] = json.dumps(connection)
+        dag = build_dag(definition)
+        out(f"Brevo sandbox at {sandbox.url}; DAG {dag.dag_id}: {' >> '.join(t.task_id for t in dag.tasks)}")
+        for attempt in ("first run", "second run (nothing new: incremental no-op)"):
+            writes_before = _writes(sandbox)
+            dag_run = run_dag(dag)
+            states = task_states(dag_run)
+            summary = xcom_value(dag_run, "load") or {}
+            summaries.append(summary)
+            out(f"\n== {attempt}: {dag_run.state} ({', '.join(f'{k}={v}' for k, v in sorted(states.items()))})")
+            out(format_summary(summary))
+            out(f"  write calls to Brevo  {_writes(sandbox) - writes_before}")
+        out(f"\nContacts read back from the sandbox (first {show} of {len(sandbox.contacts())}):")
+        for contact in sandbox.contacts()[:show]:
             attributes = contact.get("attributes", {})
             out(
                 f"  {contact.get('email') or '-':28} SMS={attributes.get('SMS', '-'):14} "
                 f"EXT_ID={attributes.get('EXT_ID', '-'):3} {attributes.get('FIRSTNAME', '')} "
                 f"{attributes.get('LASTNAME', '')} BIRTHDAY={attributes.get('BIRTHDAY', '-')}"
             )
-        hook.close()
-    return summary
+    out(f"\nState kept in {workdir} (run `contactsync demo --fresh` to start over).")
+    return summaries
 
 
-def sync_file_source(
-    definition: SourceDefinition, hook: Any, list_ids: list[int], error_report: Path
-) -> dict[str, Any]:
-    """Read every file of a local ``file`` source, transform, map and bulk-load it."""
-    source = definition.source
-    assert isinstance(source, FileSource) and source.type == "file"
-    pipeline = ContactPipeline(definition, AttributeCatalog.from_api(hook.get_attributes()))
-    rejects: list[Reject] = []
-    counts = {"read": 0, "rejected": 0}
+def _attributes(sandbox: Any) -> list[dict[str, Any]]:
+    import httpx
 
-    def contacts() -> Iterator[dict[str, Any]]:
-        for file in sorted(Path(source.path).glob(source.pattern)):
-            rows = read_rows(file, format=source.format, fields=source.fields, csv_options=source.csv)
-            for outcome in pipeline.process(rows):
-                counts["read"] += 1
-                if outcome.contact is None:
-                    counts["rejected"] += 1
-                    rejects.extend(outcome.rejects)
-                else:
-                    yield to_import_item(outcome.contact)
-
-    destination = definition.destination
-    process_ids = hook.import_contacts(
-        contacts(),
-        list_ids=list_ids,
-        update_existing=destination.update_existing,
-        empty_attributes=destination.empty_attributes,
-    )
-    processes = hook.wait_for_processes(process_ids) if process_ids else []
-    write_error_report(rejects, error_report)
-    return {
-        "rows read": counts["read"],
-        "rows rejected": counts["rejected"],
-        "contacts sent": counts["read"] - counts["rejected"],
-        "import processes": len(process_ids),
-        "brevo import report": [p.get("info", {}).get("import", {}) for p in processes],
-        "http requests": dict(hook.stats.requests) if hasattr(hook, "stats") else {},
-        "error report": str(error_report),
-        "rejects": rejects,
-    }
+    answer = httpx.get(f"{sandbox.url}/contacts/attributes", headers={"api-key": sandbox.api_key}, timeout=10)
+    answer.raise_for_status()
+    return answer.json().get("attributes", [])
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    lines = ["", "Run summary", "-----------"]
-    for key, value in summary.items():
-        if key != "rejects":
-            lines.append(f"{key:20} {value}")
-    if summary["rejects"]:
-        lines += ["", "Rejected rows (also in the error report):"]
-        lines += [f"  row {r.row}: {r.field or '(row)'}={r.value!r}: {r.reason}" for r in summary["rejects"]]
-    return "\n".join(lines)
-
-
-def _ensure_lists(hook: Any, sandbox: Any, wanted: list[int]) -> list[int]:
-    """Use the definition's lists when the sandbox has them, else a fresh demo list."""
-    existing = {int(item["id"]) for item in hook.get_lists()}
-    if all(list_id in existing for list_id in wanted):
-        return wanted
-    return [sandbox.create_list("contactsync demo")]
-
-
-def _first(items: Iterator[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    out = []
-    for item in items:
-        if len(out) == count:
-            break
-        out.append(item)
-    return out
+def _writes(sandbox: Any) -> int:
+    return sum(1 for r in sandbox.requests() if r["method"] != "GET" and r["path"].startswith("/v3/"))

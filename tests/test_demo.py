@@ -1,27 +1,26 @@
-"""The README's demo: the example CSV synced into a sandbox, with its rejects reported."""
+"""The README's demo: the example DAG run twice by Airflow against a sandbox."""
 
 from __future__ import annotations
 
-import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from airflow_provider_contactsync.demo import run_demo
 
-
-def test_demo_syncs_the_example_and_reports_rejects(tmp_path: Path) -> None:
-    printed: list[str] = []
-    summary = run_demo(tmp_path, out=printed.append)
-    assert summary["rows read"] == 10
-    assert summary["rows rejected"] == 3
-    assert summary["contacts sent"] == 7
-    assert summary["import processes"] == 1
-    with open(summary["error report"], newline="") as stream:
-        report = list(csv.DictReader(stream))
-    assert {(r["row"], r["field"]) for r in report} == {
-        ("4", "email"),
-        ("5", "phone"),
-        ("6", "loyalty_points"),
-    }
-    text = "\n".join(printed)
-    assert "ada.lovelace@example.com" in text  # read back from the sandbox, normalised
-    assert "BIRTHDAY=1912-06-23" in text  # day-first date parsed and formatted
+def test_demo_runs_the_example_dag_then_an_incremental_no_op(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_contactsync.cli", "demo", "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    first, second = out.split("== second run")
+    assert "rows read            10" in first and "created              7" in first
+    assert "rejected             3" in first
+    assert "rows read            0" in second and "write calls to Brevo  0" in second
+    assert "ada.lovelace@example.com" in second  # contacts read back from the sandbox
