@@ -22,7 +22,6 @@ import signal
 import smtplib
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -148,8 +147,7 @@ def _serve(folder: Path, ready: Path) -> None:
             received += 1
             # Envelope recipients include Bcc, which the headers do not show.
             head = (
-                f"X-Envelope-From: {envelope.mail_from}\r\n"
-                f"X-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
+                f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
             ).encode()
             name = f"{time.time_ns():020d}-{received:06d}"
             tmp = folder / f"{name}.tmp"
@@ -163,7 +161,7 @@ def _serve(folder: Path, ready: Path) -> None:
             and auth_data.login == LOGIN.encode()
             and secrets.compare_digest(auth_data.password, password)
         )
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -202,10 +200,9 @@ else:
     import pytest
 
     @pytest.fixture(scope="session")
-    def smtp_server() -> Iterator[SmtpServer]:
+    def smtp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
         """One real SMTP server per test process (each xdist worker gets its own, on its own port)."""
-        folder = Path(tempfile.mkdtemp(prefix="contactsync-smtp-"))
-        server = start_server(folder)
+        server = start_server(tmp_path_factory.mktemp("smtp"))
         try:
             yield server
         finally:

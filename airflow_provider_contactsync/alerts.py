@@ -1,0 +1,155 @@
+"""Alert emails: a failure notification per task, and the reject-rate alert.
+
+Both go through the smtp provider (``SmtpNotifier`` / ``SmtpHook``) and the definition's
+``alerts.smtp_conn_id``, so the sender address, relay and credentials live in one Airflow connection.
+
+What may reach a mail: DAG/task/run identifiers, counts, reject reasons and the exception text, the
+last passed through Airflow's secrets masker (connection passwords fetched by the task are masked
+there) and a scrub of ``scheme://user:password@`` credentials, then HTML-escaped. Data-derived text
+is only ever a template *variable*, never template source, so a row value cannot inject Jinja.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+from airflow_provider_contactsync.core.spec import SourceDefinition
+
+log = logging.getLogger(__name__)
+
+MAX_REASONS = 10
+MAX_ERROR_CHARS = 4000
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)[^/\s:@]*:[^/\s@]*@")
+
+FAILURE_SUBJECT = (
+    "[contactsync] {{ ti.dag_id }}: task {{ ti.task_id }} failed (try {{ ti.try_number }}, run {{ ti.run_id }})"
+)
+FAILURE_HTML = """\
+<p>A contactsync task failed.</p>
+<table>
+<tr><td>DAG</td><td>{{ ti.dag_id | e }}</td></tr>
+<tr><td>Task</td><td>{{ ti.task_id | e }}</td></tr>
+<tr><td>Run</td><td>{{ ti.run_id | e }}</td></tr>
+<tr><td>Try</td><td>{{ ti.try_number }} of {{ ti.max_tries + 1 }}</td></tr>
+<tr><td>Host</td><td>{{ ti.hostname | e }}</td></tr>
+<tr><td>Log</td><td><a href="{{ ti.log_url | e }}">{{ ti.log_url | e }}</a></td></tr>
+</table>
+<p>Error:</p>
+<pre>{{ contactsync_error | e }}</pre>
+"""
+
+
+class _FailureNotifier(SmtpNotifier):
+    """``SmtpNotifier`` that renders a copy per call and adds the cleaned-up exception to the context.
+
+    ``BaseNotifier`` renders its templates in place, irreversibly: one instance shared by several
+    tasks (or failing twice in one process, as under ``dag.test()``) would resend the first mail.
+    """
+
+    def __call__(self, *args: Any) -> None:
+        if len(args) == 1 and isinstance(args[0], Mapping):
+            context = dict(args[0])  # never mutate the task's own context
+            context["contactsync_error"] = describe_error(context.get("exception"))
+            args = (context,)
+        SmtpNotifier.__call__(copy.copy(self), *args)
+
+
+def failure_notifier(definition: SourceDefinition) -> SmtpNotifier | None:
+    """The task-level ``on_failure_callback`` for a definition's DAG, or None when nobody is listening.
+
+    Task level, not DAG level: DAG-level failure callbacks have been unreliable in Airflow 3.x.
+    Call once per task: each task gets its own instance.
+    """
+    if not definition.alerts.emails:
+        return None
+    return _FailureNotifier(
+        to=list(definition.alerts.emails),
+        smtp_conn_id=definition.alerts.smtp_conn_id,
+        subject=FAILURE_SUBJECT,
+        html_content=FAILURE_HTML,
+    )
+
+
+def describe_error(error: BaseException | str | None) -> str:
+    """The exception as ``Type: message``, with secrets masked and the length capped."""
+    if error is None:
+        return "(no exception recorded)"
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", _redact(text))
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS] + f"... ({len(text) - MAX_ERROR_CHARS} more characters in the task log)"
+    return text
+
+
+def _redact(text: str) -> str:
+    """Mask every secret the task registered (connection passwords, sensitive extras)."""
+    try:
+        from airflow.sdk._shared.secrets_masker import redact
+    except ImportError:  # moved again in a later Airflow; the URL scrub still applies
+        return text
+    return str(redact(text))
+
+
+def check_reject_rate(definition: SourceDefinition, rows: int, rejected: int) -> str | None:
+    """Why the run must fail because too many rows were rejected, or None when it may proceed.
+
+    The threshold itself passes ("above max_error_rate" fails); a run that read nothing never fails.
+    """
+    if rows <= 0:
+        return None
+    rate, limit = rejected / rows, definition.alerts.max_error_rate
+    if rate <= limit:
+        return None
+    return f"{rejected} of {rows} rows rejected ({rate:.1%}), above max_error_rate {limit:.1%}"
+
+
+def reject_rate_message(definition: SourceDefinition, summary: Mapping[str, Any]) -> tuple[str, str]:
+    """The reject-rate alert as (subject, HTML body), from the map task's result."""
+    rows, rejected = int(summary.get("rows", 0)), int(summary.get("rejected", 0))
+    rate = rejected / rows if rows else 0.0
+    reasons = sorted(dict(summary.get("reject_reasons") or {}).items(), key=lambda item: -item[1])
+    subject = f"[contactsync] {definition.dag_id}: {rejected} of {rows} rows rejected ({rate:.1%})"
+    e = html.escape
+    reason_rows = "".join(
+        f"<tr><td>{count}</td><td>{e(str(reason))}</td></tr>\n" for reason, count in reasons[:MAX_REASONS]
+    )
+    body = (
+        f"<p>The run of {e(definition.dag_id)} rejected too many rows; nothing was loaded into Brevo.</p>\n"
+        "<table>\n"
+        f"<tr><td>Rows read</td><td>{rows}</td></tr>\n"
+        f"<tr><td>Rejected</td><td>{rejected}</td></tr>\n"
+        f"<tr><td>Reject rate</td><td>{rate:.1%}</td></tr>\n"
+        f"<tr><td>max_error_rate</td><td>{definition.alerts.max_error_rate:.1%}</td></tr>\n"
+        f"<tr><td>Error report</td><td>{e(str(summary.get('error_report') or '(none)'))}</td></tr>\n"
+        "</table>\n"
+        f"<p>Top reasons (rows per reason):</p>\n<table>\n{reason_rows or '<tr><td>(none)</td></tr>'}</table>\n"
+    )
+    return subject, body
+
+
+def send_reject_rate_alert(definition: SourceDefinition, summary: Mapping[str, Any], context: Any) -> None:
+    """Email the reject-rate alert; never raises, so the caller's own failure stays the task's error.
+
+    ``notify()`` is called directly (not the notifier itself) so the ready-made subject and body are
+    not rendered as Jinja: reject reasons come from the data.
+    """
+    if not definition.alerts.emails:
+        return
+    subject, body = reject_rate_message(definition, summary)
+    notifier = SmtpNotifier(
+        to=list(definition.alerts.emails),
+        smtp_conn_id=definition.alerts.smtp_conn_id,
+        subject=subject,
+        html_content=body,
+    )
+    try:
+        notifier.notify(context)
+    except Exception:
+        log.exception("Could not send the reject-rate alert through %s", definition.alerts.smtp_conn_id)
