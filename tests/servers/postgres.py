@@ -246,9 +246,7 @@ def _wait_until_ready(server: PostgresServer) -> bool:
             time.sleep(0.05)  # polling interval, not a wait for a guessed duration
     server.process.send_signal(signal.SIGINT)
     server.process.wait(timeout=STOP_TIMEOUT)
-    raise RuntimeError(
-        f"PostgreSQL did not accept connections in {START_TIMEOUT:.0f} s:\n{_tail(server.log_file)}"
-    )
+    raise RuntimeError(f"PostgreSQL did not accept connections in {START_TIMEOUT:.0f} s:\n{_tail(server.log_file)}")
 
 
 def _tail(path: Path, lines: int = 30) -> str:

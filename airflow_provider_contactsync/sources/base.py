@@ -1,0 +1,122 @@
+"""The one interface every source type adapts to: read chunks of rows inside a window.
+
+A source module adapts one provider hook (PostgresHook, a file system, ...) to :class:`Source`;
+:func:`open_source` picks the module by the definition's ``type``. Adding a source type means
+adding one module, one entry in ``_REGISTRY`` and one test file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_contactsync.core.cursor import Cursor, as_instant
+from airflow_provider_contactsync.core.errors import ConfigurationError, RowError
+from airflow_provider_contactsync.core.spec.models import FileSource, MongoSource, SqlSource
+
+SourceSpec = SqlSource | MongoSource | FileSource
+Chunk = list[dict[str, Any] | RowError]
+"""Rows read together; every row dict has exactly the spec's ``fields`` as keys."""
+
+
+@dataclass(frozen=True)
+class ReadWindow:
+    """Which rows a run reads, in (updated, key) order.
+
+    :param since: read rows strictly after this (updated, key) position; None reads from the start.
+    :param until: read rows with updated <= this (the safety lag bound); None is unbounded.
+    """
+
+    since: Cursor | None = None
+    until: dt.datetime | None = None
+
+
+# Reasons reported in ``Source.skipped``: the same words for every source type.
+SKIP_NULL = "{field} is null"
+SKIP_AFTER_UNTIL = "updated after the safety lag bound"
+SKIP_NO_FILE = "no matching file"
+
+
+class Source(ABC):
+    """Reads rows of one source definition.
+
+    :param spec: the ``source`` part of a definition.
+    :ivar skipped: filled by :meth:`read`: reason -> number of rows deliberately not read (null
+        cursor values, rows newer than the safety lag bound), so nothing is lost silently.
+    """
+
+    def __init__(self, spec: SourceSpec) -> None:
+        self.spec = spec
+        self.skipped: dict[str, int] = {}
+
+    @property
+    def incremental(self) -> bool:
+        """Sources without ``updated_field`` read everything on every run."""
+        return self.spec.updated_field is not None
+
+    @abstractmethod
+    def read(self, window: ReadWindow, *, chunk_size: int) -> Iterator[Chunk]:
+        """Yield chunks of at most ``chunk_size`` rows inside ``window`` ((updated, key) order when incremental).
+
+        Non-incremental sources ignore the window. Reading is lazy and in constant memory.
+        """
+
+    @abstractmethod
+    def discover(self) -> list[str]:
+        """Field names the source offers (columns, CSV header, JSON keys), to help write ``fields``."""
+
+    @abstractmethod
+    def test_connection(self) -> tuple[bool, str]:
+        """(ok, message) for the UI and the CLI; never raises for an unreachable source."""
+
+    def _skip(self, reason: str, count: int = 1) -> None:
+        if count:
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+
+def check_chunk_size(chunk_size: int) -> None:
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+
+
+def read_window(spec: SourceSpec, cursor: Cursor | None, now: dt.datetime, *, full_refresh: bool) -> ReadWindow:
+    """The window of one run: after the stored cursor, up to ``now`` minus the safety lag.
+
+    The upper bound is applied even with a zero lag: a row stamped in the future (clock skew, a
+    typo) would otherwise move the cursor ahead of every row written until then. Such rows wait,
+    counted in ``skipped``. A full refresh rereads from the start but keeps the bound, for the
+    same reason.
+
+    :param spec: the source definition (``updated_field``, ``safety_lag_seconds``).
+    :param cursor: the cursor stored by the last successful run, if any.
+    :param now: the run's clock (tz-aware, or naive UTC).
+    :param full_refresh: ignore the stored cursor and read everything.
+    """
+    if spec.updated_field is None:
+        return ReadWindow()
+    until = as_instant(now) - dt.timedelta(seconds=spec.safety_lag_seconds)
+    return ReadWindow(since=None if full_refresh else cursor, until=until)
+
+
+_REGISTRY: dict[str, str] = {
+    "postgres": "airflow_provider_contactsync.sources.postgres:PostgresSource",
+    "file": "airflow_provider_contactsync.sources.files:FileSource",
+}
+
+
+def open_source(spec: SourceSpec) -> Source:
+    """The :class:`Source` for a definition's source type; modules load lazily (their hooks are optional)."""
+    target = _REGISTRY.get(spec.type)
+    if target is None:
+        available = ", ".join(sorted(_REGISTRY))
+        raise ConfigurationError(
+            f"source {spec.name!r}: type {spec.type!r} is not available yet (available: {available})",
+            key_path="source.type",
+        )
+    module_name, class_name = target.split(":")
+    source_class: type[Source] = getattr(importlib.import_module(module_name), class_name)
+    return source_class(spec)
