@@ -16,6 +16,7 @@ import html
 import logging
 import re
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
@@ -101,21 +102,34 @@ def check_reject_rate(definition: SourceDefinition, rows: int, rejected: int) ->
     """Why the run must fail because too many rows were rejected, or None when it may proceed.
 
     The threshold itself passes ("above max_error_rate" fails); a run that read nothing never fails.
+    Compared as exact fractions of the decimal the user wrote: 21 of 300 is exactly 7%, not a float
+    a hair above 0.07.
     """
     if rows <= 0:
         return None
-    rate, limit = rejected / rows, definition.alerts.max_error_rate
-    if rate <= limit:
+    limit = definition.alerts.max_error_rate
+    if Fraction(rejected, rows) <= Fraction(str(limit)):
         return None
-    return f"{rejected} of {rows} rows rejected ({rate:.1%}), above max_error_rate {limit:.1%}"
+    rate, threshold = _percents(rejected / rows, limit)
+    return f"{rejected} of {rows} rows rejected ({rate}), above max_error_rate {threshold}"
+
+
+def _percents(rate: float, limit: float) -> tuple[str, str]:
+    """Both as percentages, with more decimals when one would read the same as the other."""
+    for digits in (1, 2, 3, 4):
+        shown = f"{rate:.{digits}%}", f"{limit:.{digits}%}"
+        if shown[0] != shown[1]:
+            return shown
+    return shown
 
 
 def reject_rate_message(definition: SourceDefinition, summary: Mapping[str, Any]) -> tuple[str, str]:
     """The reject-rate alert as (subject, HTML body), from the map task's result."""
     rows, rejected = int(summary.get("rows", 0)), int(summary.get("rejected", 0))
     rate = rejected / rows if rows else 0.0
+    rate_text, limit_text = _percents(rate, definition.alerts.max_error_rate)
     reasons = sorted(dict(summary.get("reject_reasons") or {}).items(), key=lambda item: -item[1])
-    subject = f"[contactsync] {definition.dag_id}: {rejected} of {rows} rows rejected ({rate:.1%})"
+    subject = f"[contactsync] {definition.dag_id}: {rejected} of {rows} rows rejected ({rate_text})"
     e = html.escape
     reason_rows = "".join(
         f"<tr><td>{count}</td><td>{e(str(reason))}</td></tr>\n" for reason, count in reasons[:MAX_REASONS]
@@ -125,8 +139,8 @@ def reject_rate_message(definition: SourceDefinition, summary: Mapping[str, Any]
         "<table>\n"
         f"<tr><td>Rows read</td><td>{rows}</td></tr>\n"
         f"<tr><td>Rejected</td><td>{rejected}</td></tr>\n"
-        f"<tr><td>Reject rate</td><td>{rate:.1%}</td></tr>\n"
-        f"<tr><td>max_error_rate</td><td>{definition.alerts.max_error_rate:.1%}</td></tr>\n"
+        f"<tr><td>Reject rate</td><td>{rate_text}</td></tr>\n"
+        f"<tr><td>max_error_rate</td><td>{limit_text}</td></tr>\n"
         f"<tr><td>Error report</td><td>{e(str(summary.get('error_report') or '(none)'))}</td></tr>\n"
         "</table>\n"
         f"<p>Top reasons (rows per reason):</p>\n<table>\n{reason_rows or '<tr><td>(none)</td></tr>'}</table>\n"
