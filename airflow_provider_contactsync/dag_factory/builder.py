@@ -1,0 +1,120 @@
+"""One source definition -> one DAG: extract >> transform >> map >> load.
+
+The DAG is created inside ``with DAG(...)`` so Airflow registers it without the DAG file having to
+assign it to a global: the one-line DAG file stays one line.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow.sdk import DAG, Param
+
+from airflow_provider_contactsync.core.spec import SourceDefinition
+from airflow_provider_contactsync.dag_factory.docs import dag_doc_md
+
+START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+"""Fixed and in the past: with ``catchup=False`` only the latest interval runs, and a fixed date keeps
+the serialised DAG identical between parses (a moving start date would re-version it each time)."""
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "contactsync",
+    "retries": 3,
+    "retry_delay": timedelta(minutes=1),
+    # Airflow 3.3 takes a multiplier here (0 = constant delay); ``True`` would mean 1.0, no backoff.
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+}
+"""Task defaults: transient source or Brevo failures retry after 1, 2, 4 minutes (capped at 30)."""
+
+FULL_REFRESH_PARAM = "full_refresh"
+
+
+def build_dag(
+    definition: SourceDefinition,
+    *,
+    file: str | None = None,
+    staging: str | None = None,
+    default_args: dict[str, Any] | None = None,
+) -> DAG:
+    """Build the DAG of one source definition.
+
+    :param definition: the validated definition (``core.spec.load_definition``).
+    :param file: the definition file, named in the DAG's documentation.
+    :param staging: ObjectStoragePath URL for chunk files (default: the operators' default).
+    :param default_args: task arguments overriding :data:`DEFAULT_ARGS`; an ``on_failure_callback``
+        there replaces the definition's e-mail alert.
+    """
+    from airflow_provider_contactsync.operators import (
+        ContactsyncExtractOperator,
+        ContactsyncLoadOperator,
+        ContactsyncMapOperator,
+        ContactsyncTransformOperator,
+    )
+
+    args = {**DEFAULT_ARGS, **(default_args or {})}
+    spec = definition.model_dump(mode="json")
+
+    def task_args(task_id: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"task_id": task_id, "definition": spec, "staging": staging}
+        if "on_failure_callback" not in args:
+            # Task level (DAG-level failure callbacks are unreliable in 3.x), one notifier per task.
+            notifier = failure_notifier(definition)
+            if notifier is not None:
+                kwargs["on_failure_callback"] = notifier
+        return kwargs
+
+    with DAG(
+        dag_id=definition.dag_id,
+        description=definition.description
+        or f"Sync {definition.source.type} source {definition.source.name} of {definition.integration} into Brevo.",
+        doc_md=dag_doc_md(definition, file),
+        schedule=definition.cron,
+        start_date=START_DATE,
+        catchup=False,
+        # One run at a time: two runs would read and move the same cursor concurrently.
+        max_active_runs=1,
+        default_args=args,
+        params={
+            FULL_REFRESH_PARAM: Param(
+                False,
+                type="boolean",
+                description="Ignore the cursor and read every row of the source again.",
+            )
+        },
+        tags=["contactsync", f"integration:{definition.integration}", f"source:{definition.source.type}"],
+    ) as dag:
+        try:
+            (
+                ContactsyncExtractOperator(**task_args("extract"))
+                >> ContactsyncTransformOperator(**task_args("transform"))
+                >> ContactsyncMapOperator(**task_args("map"))
+                >> ContactsyncLoadOperator(**task_args("load"))
+            )
+        except BaseException:
+            dag.auto_register = False  # a half-built DAG must not reach the DagBag
+            raise
+    return dag
+
+
+def failure_notifier(definition: SourceDefinition) -> Any | None:
+    """A new failure alert for one task (an SmtpNotifier), or None when nobody is listening.
+
+    ``alerts`` is imported lazily (it pulls in the SMTP provider) and is optional, so a deployment
+    without it still gets its DAGs.
+    """
+    factory = _notifier_factory()
+    return factory(definition) if factory is not None else None
+
+
+@functools.cache
+def _notifier_factory() -> Any | None:
+    try:
+        from airflow_provider_contactsync import alerts
+    except ModuleNotFoundError as exc:
+        if exc.name != "airflow_provider_contactsync.alerts":
+            raise  # alerts exists but one of its own imports is missing: say so
+        return None
+    return getattr(alerts, "failure_notifier", None)

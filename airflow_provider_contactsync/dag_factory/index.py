@@ -1,0 +1,68 @@
+"""Find the one definition file behind a DAG id without validating the others (the worker case).
+
+A worker re-parses the DAG file for every task it runs; it needs one DAG, so it should pay for one
+definition. The DAG id is ``contactsync__<integration>__<source>`` and names contain no ``__``, so
+a file can only match if both names appear in its text; those few are read with libyaml, and only
+``integration`` and ``source.name`` are looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DAG_ID_PREFIX = "contactsync__"
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def split_dag_id(dag_id: str) -> tuple[str, str] | None:
+    """``contactsync__crm__customers`` -> ``("crm", "customers")``; None for other DAG ids."""
+    parts = dag_id.split("__")
+    if len(parts) != 3 or parts[0] != DAG_ID_PREFIX[:-2] or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def files_for_dag_id(files: Iterable[Path], dag_id: str) -> list[Path]:
+    """Definition files (in the given order) whose integration and source name give ``dag_id``.
+
+    Files are first filtered by whether both names occur in their text; when that finds nothing
+    (a name written with YAML escapes, say), every file is read, so the answer never depends on
+    the shortcut.
+    """
+    names = split_dag_id(dag_id)
+    if names is None:
+        return []
+    texts = [(path, _read(path)) for path in files]
+    likely = [(path, text) for path, text in texts if names[0] in text and names[1] in text]
+    matches = [path for path, text in likely if dag_id_of(text) == dag_id]
+    if matches:
+        return matches
+    checked = {path for path, _ in likely}
+    return [path for path, text in texts if path not in checked and dag_id_of(text) == dag_id]
+
+
+def dag_id_of(text: str) -> str | None:
+    """The DAG id a definition's text asks for, or None when the text doesn't say (or isn't YAML)."""
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader (C or Python)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("source"), dict):
+        return None
+    integration, name = data.get("integration"), data["source"].get("name")
+    if not isinstance(integration, str) or not isinstance(name, str):
+        return None
+    # the models strip surrounding whitespace, so the DAG id does too
+    return f"{DAG_ID_PREFIX}{integration.strip()}__{name.strip()}"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""

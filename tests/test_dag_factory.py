@@ -1,0 +1,344 @@
+"""The DAG factory: one DAG per definition, import errors that name the file, the worker case."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.definitions._internal.contextmanager import DagContext
+from airflow.serialization.serialized_objects import DagSerialization
+
+import airflow_provider_contactsync.dag_factory.folder as folder_module
+from airflow_provider_contactsync.core.spec import SourceDefinition, load_definition, parse_definition
+from airflow_provider_contactsync.core.spec.loader import _fields_named_in
+from airflow_provider_contactsync.dag_factory import (
+    DEFAULT_ARGS,
+    ContactsyncDefinitionsError,
+    build_dag,
+    definitions_folder,
+    load_dags,
+)
+from airflow_provider_contactsync.dag_factory.index import dag_id_of, files_for_dag_id, split_dag_id
+
+PACKAGE = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync"
+EXAMPLE_DAG_FILE = PACKAGE / "example_dags" / "contactsync_dags.py"
+DEMO = PACKAGE / "example_dags" / "definitions" / "demo_customers.yaml"
+PARSING_CONTEXT_ENV = "_AIRFLOW_PARSING_CONTEXT_DAG_ID"
+ONE_LINER = "from airflow_provider_contactsync.dag_factory import load_dags; load_dags()\n"
+
+
+def definition_text(name: str = "customers", integration: str = "crm", schedule: str = "hourly") -> str:
+    return textwrap.dedent(
+        f"""\
+        integration: {integration}
+        description: Customers of the CRM.
+        source:
+          name: {name}
+          type: postgres
+          conn_id: crm_pg
+          table: public.customers
+          fields: [id, email, first_name, phone, updated_at]
+          updated_field: updated_at
+          key: id
+        schedule: "{schedule}"
+        transform:
+          email: email.normalizeEmail()
+          phone: phone.normalizePhoneNumber("FR")
+        mapping:
+          email: EMAIL
+          phone: SMS
+          id: EXT_ID
+          first_name: FIRSTNAME
+        destination:
+          list_ids: [5]
+        alerts:
+          emails: [data@example.com]
+        """
+    )
+
+
+def write(folder: Path, filename: str, text: str) -> Path:
+    path = folder / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def dag_folder(tmp_path: Path) -> Path:
+    """A DAGs folder holding the one-line DAG file and an empty definitions/ folder."""
+    write(tmp_path, "contactsync_dags.py", ONE_LINER)
+    (tmp_path / "definitions").mkdir()
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _no_parsing_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PARSING_CONTEXT_ENV, raising=False)
+
+
+def dag_bag(folder: Path) -> DagBag:
+    return DagBag(dag_folder=str(folder), load_op_links=False)
+
+
+# --- build_dag -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [("manual", None), ("hourly", "@hourly"), ("daily", "@daily"), ("*/15 * * * *", "*/15 * * * *")],
+)
+def test_schedule(schedule: str, expected: str | None) -> None:
+    dag = build_dag(parse_definition(definition_text(schedule=schedule)))
+    assert dag.schedule == expected
+    assert dag.timetable.can_be_scheduled is (expected is not None)
+
+
+def test_dag_shape() -> None:
+    definition = parse_definition(definition_text())
+    dag = build_dag(definition, file="crm.yaml")
+    assert dag.dag_id == "contactsync__crm__customers"
+    assert set(dag.tags) == {"contactsync", "integration:crm", "source:postgres"}
+    assert dag.description == "Customers of the CRM."
+    assert "public.customers" in dag.doc_md and "crm.yaml" in dag.doc_md and "| `email` | EMAIL |" in dag.doc_md
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+    assert dag.start_date is not None and dag.start_date.year == 2024
+    param = dag.params.get_param("full_refresh")
+    assert param.value is False and param.schema["type"] == "boolean"
+    assert [t.task_id for t in dag.topological_sort()] == ["extract", "transform", "map", "load"]
+    for upstream, downstream in [("extract", "transform"), ("transform", "map"), ("map", "load")]:
+        assert dag.get_task(upstream).downstream_task_ids == {downstream}
+
+
+def test_tasks_retry_with_exponential_backoff() -> None:
+    dag = build_dag(parse_definition(definition_text()))
+    for task in dag.tasks:
+        assert task.retries == 3
+        assert task.retry_delay == timedelta(minutes=1)
+        assert task.retry_exponential_backoff == 2.0  # a multiplier in Airflow 3.3 (True would be 1.0)
+        assert task.max_retry_delay == timedelta(minutes=30)
+    assert DEFAULT_ARGS["retry_exponential_backoff"] == 2.0
+
+
+def test_user_default_args_override() -> None:
+    dag = build_dag(parse_definition(definition_text()), default_args={"retries": 0, "owner": "crm-team"})
+    assert {(t.retries, t.owner) for t in dag.tasks} == {(0, "crm-team")}
+
+
+def test_operator_definition_round_trips() -> None:
+    definition = load_definition(DEMO)
+    dag = build_dag(definition, staging="file:///tmp/staging")
+    for task in dag.tasks:
+        assert SourceDefinition.model_validate(task.definition) == definition
+        assert task.staging == "file:///tmp/staging"
+
+
+def test_failure_alert_is_attached_per_task() -> None:
+    dag = build_dag(parse_definition(definition_text()))
+    callbacks = [task.on_failure_callback for task in dag.tasks]
+    assert all(callbacks)
+    assert len({id(c[0]) for c in callbacks}) == 4  # one notifier per task
+    assert not dag.on_failure_callback  # DAG-level callbacks are unreliable in 3.x
+
+
+def test_no_alert_without_recipients_and_user_callback_wins() -> None:
+    quiet = parse_definition(definition_text().replace("  emails: [data@example.com]", "  emails: []"))
+    assert not any(task.on_failure_callback for task in build_dag(quiet).tasks)
+
+    def mine(context: object) -> None: ...
+
+    dag = build_dag(parse_definition(definition_text()), default_args={"on_failure_callback": mine})
+    assert all(task.on_failure_callback == [mine] for task in dag.tasks)
+
+
+def test_dag_serialises() -> None:
+    dag = build_dag(load_definition(DEMO))
+    data = DagSerialization.to_dict(dag)
+    restored = DagSerialization.from_dict(data)
+    assert restored.dag_id == dag.dag_id
+    assert sorted(restored.task_ids) == ["extract", "load", "map", "transform"]
+    assert restored.max_active_runs == 1
+
+
+# --- load_dags through Airflow's DagBag --------------------------------------------------------
+
+
+def test_example_dag_file_loads_without_import_errors(tmp_path: Path) -> None:
+    shutil.copytree(PACKAGE / "example_dags", tmp_path / "example_dags")
+    bag = dag_bag(tmp_path / "example_dags")
+    assert bag.import_errors == {}
+    assert list(bag.dags) == ["contactsync__demo__customers"]
+
+
+def test_broken_files_become_one_import_error_and_good_dags_still_load(dag_folder: Path) -> None:
+    definitions = dag_folder / "definitions"
+    write(definitions, "a_customers.yaml", definition_text("customers"))
+    write(definitions, "shop/orders.yml", definition_text("orders", integration="shop", schedule="daily"))
+    write(definitions, "b_typo.yaml", definition_text("typo").replace("  table:", "  tabel:"))
+    write(definitions, "c_not_yaml.yaml", "integration: crm\nsource: [unclosed\n")
+    write(definitions, ".hidden.yaml", "not: [a definition")
+
+    bag = dag_bag(dag_folder)
+
+    assert set(bag.dags) == {"contactsync__crm__customers", "contactsync__shop__orders"}
+    assert "contactsync_definition_errors" not in bag.dags
+    (dag_file, message) = next(iter(bag.import_errors.items()))
+    assert len(bag.import_errors) == 1 and dag_file.endswith("contactsync_dags.py")
+    assert "2 contactsync definition files could not be loaded" in message
+    assert f"{definitions / 'b_typo.yaml'}:7: source.tabel: unknown key 'tabel' (did you mean 'table'?)" in message
+    assert f"{definitions / 'c_not_yaml.yaml'}: line 3" in message and "not valid YAML" in message
+    assert "a_customers" not in message and "orders" not in message
+
+
+def test_duplicate_dag_id_names_both_files(dag_folder: Path) -> None:
+    definitions = dag_folder / "definitions"
+    first = write(definitions, "a.yaml", definition_text())
+    second = write(definitions, "b.yaml", definition_text(schedule="daily"))
+
+    bag = dag_bag(dag_folder)
+
+    assert list(bag.dags) == ["contactsync__crm__customers"]
+    assert bag.dags["contactsync__crm__customers"].schedule == "@hourly"  # the first file wins
+    (message,) = bag.import_errors.values()
+    assert f"{second}: DAG id contactsync__crm__customers is already defined by {first}" in message
+
+
+def test_strict_raises_every_problem(tmp_path: Path) -> None:
+    write(tmp_path, "good.yaml", definition_text())
+    bad = write(tmp_path, "bad.yaml", definition_text("bad").replace("[5]", "[0]"))
+    with pytest.raises(ContactsyncDefinitionsError) as caught:
+        load_dags(tmp_path, strict=True)
+    assert list(caught.value.problems) == [str(bad)]
+    assert "destination.list_ids[0]" in caught.value.problems[str(bad)]
+
+
+def test_half_built_dag_is_not_registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_contactsync.operators import ContactsyncMapOperator
+
+    def broken(self: object, **kwargs: object) -> None:
+        raise RuntimeError("operator bug")
+
+    write(tmp_path, "crm.yaml", definition_text())
+    monkeypatch.setattr(ContactsyncMapOperator, "__init__", broken)
+    DagContext.autoregistered_dags.clear()
+    monkeypatch.setattr(DagContext, "current_autoregister_module_name", __name__)
+    try:
+        assert load_dags(tmp_path) == {}
+        registered = {dag.dag_id for dag, _ in DagContext.autoregistered_dags}
+    finally:
+        DagContext.autoregistered_dags.clear()
+    assert registered == {"contactsync_definition_errors"}
+
+
+def test_definitions_folder_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dag_file = str(tmp_path / "dags" / "contactsync_dags.py")
+    assert definitions_folder(None, dag_file) == tmp_path / "dags" / "definitions"
+    assert definitions_folder("syncs", dag_file) == tmp_path / "dags" / "syncs"
+    assert definitions_folder(tmp_path / "abs", dag_file) == tmp_path / "abs"
+    monkeypatch.setenv("AIRFLOW__CONTACTSYNC__DEFINITIONS_FOLDER", str(tmp_path / "configured"))
+    assert definitions_folder(None, dag_file) == tmp_path / "configured"
+
+
+def test_load_dags_returns_the_dags(tmp_path: Path) -> None:
+    write(tmp_path, "crm.yaml", definition_text())
+    write(tmp_path, "shop.yaml", definition_text("orders", integration="shop"))
+    dags = load_dags(tmp_path)
+    assert sorted(dags) == ["contactsync__crm__customers", "contactsync__shop__orders"]
+
+
+# --- the worker case ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def worker_folder(tmp_path: Path) -> Path:
+    write(tmp_path, "a.yaml", definition_text("customers"))
+    write(tmp_path, "b.yaml", definition_text("orders"))
+    write(tmp_path, "c_broken.yaml", definition_text("broken").replace("table:", "tabel:"))
+    write(tmp_path, "d_not_yaml.yaml", "integration: [")
+    return tmp_path
+
+
+def test_worker_builds_only_its_dag(worker_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded: list[Path] = []
+
+    def counting_load(path: Path) -> SourceDefinition:
+        loaded.append(Path(path))
+        return load_definition(path)
+
+    monkeypatch.setattr(folder_module, "load_definition", counting_load)
+    monkeypatch.setenv(PARSING_CONTEXT_ENV, "contactsync__crm__orders")
+    dags = load_dags(worker_folder)
+    assert list(dags) == ["contactsync__crm__orders"]
+    assert [t.task_id for t in dags["contactsync__crm__orders"].tasks] == ["extract", "transform", "map", "load"]
+    assert loaded == [worker_folder / "b.yaml"]  # the broken files were not validated
+
+
+def test_worker_with_a_broken_definition_fails_saying_why(worker_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PARSING_CONTEXT_ENV, "contactsync__crm__broken")
+    with pytest.raises(ContactsyncDefinitionsError, match="unknown key 'tabel'"):
+        load_dags(worker_folder)
+
+
+def test_worker_for_another_dag_builds_nothing(worker_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PARSING_CONTEXT_ENV, "some_other_dag")
+    assert load_dags(worker_folder) == {}
+    monkeypatch.setenv(PARSING_CONTEXT_ENV, "contactsync__crm__missing")
+    assert load_dags(worker_folder) == {}
+
+
+def test_worker_dag_in_a_dag_bag(dag_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    definitions = dag_folder / "definitions"
+    write(definitions, "a.yaml", definition_text("customers"))
+    write(definitions, "b.yaml", definition_text("broken").replace("table:", "tabel:"))
+    monkeypatch.setenv(PARSING_CONTEXT_ENV, "contactsync__crm__customers")
+    bag = dag_bag(dag_folder)
+    assert list(bag.dags) == ["contactsync__crm__customers"]
+    assert bag.import_errors == {}
+
+
+def test_dag_id_index() -> None:
+    assert split_dag_id("contactsync__crm__customers") == ("crm", "customers")
+    assert split_dag_id("contactsync__crm") is None
+    assert split_dag_id("other__crm__customers") is None
+    assert dag_id_of(definition_text()) == "contactsync__crm__customers"
+    assert dag_id_of("integration: [") is None
+    assert dag_id_of("integration: crm\nsource: 3\n") is None
+
+
+def test_index_finds_names_written_with_escapes(tmp_path: Path) -> None:
+    plain = write(tmp_path, "a.yaml", definition_text("other"))
+    escaped = write(tmp_path, "b.yaml", definition_text().replace("name: customers", 'name: "\\x63ustomers"'))
+    assert files_for_dag_id([plain, escaped], "contactsync__crm__customers") == [escaped]
+
+
+# --- parse speed must not change what the loader reports ---------------------------------------
+
+
+def test_formula_cache_key_keeps_the_fields_a_formula_names() -> None:
+    fields = ["id", "email", "customer.email", "phone"]
+    assert _fields_named_in("email.trim() + customer.email", fields) == ("email", "customer.email")
+    assert _fields_named_in("'phone'", fields) == ("phone",)
+
+
+def test_cached_formula_failure_still_suggests_from_every_field() -> None:
+    good = definition_text()
+    parse_definition(good)  # caches email.normalizeEmail() as valid against [email]
+    renamed = good.replace("[id, email,", "[id, emial,").replace("  email: EMAIL", "  emial: EMAIL")
+    with pytest.raises(Exception, match="unknown field 'email' \\(did you mean 'emial'\\?\\)"):
+        parse_definition(renamed)
+
+
+def test_libyaml_errors_keep_the_pure_python_wording() -> None:
+    import yaml
+
+    text = "integration: crm\nsource: [unclosed\n"
+    with pytest.raises(yaml.YAMLError) as expected:
+        yaml.compose(text, Loader=yaml.SafeLoader)
+    with pytest.raises(Exception) as caught:
+        parse_definition(text, file="crm.yaml")
+    assert str(expected.value.problem) in str(caught.value)
