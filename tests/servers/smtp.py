@@ -97,7 +97,16 @@ def start_server(folder: Path) -> SmtpServer:
     password = secrets.token_hex(16)
     log = open(folder / "server.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
     process = subprocess.Popen(
-        [sys.executable, __file__, "--folder", str(folder / "mail"), "--ready", str(ready)],
+        [
+            sys.executable,
+            __file__,
+            "--folder",
+            str(folder / "mail"),
+            "--ready",
+            str(ready),
+            "--parent",
+            str(os.getpid()),
+        ],
         env={**os.environ, PASSWORD_ENV: password},  # not on the command line: ps would show it
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -133,8 +142,12 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
-def _serve(folder: Path, ready: Path) -> None:
-    """The server process: aiosmtpd on an OS-chosen port, one .eml file per message."""
+def _serve(folder: Path, ready: Path, parent: int) -> None:
+    """The server process: aiosmtpd on an OS-chosen port, one .eml file per message.
+
+    It also stops when the test process that started it is gone (killed pytest, timeout), so a
+    crashed run leaves no orphan server behind.
+    """
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -183,7 +196,11 @@ def _serve(folder: Path, ready: Path) -> None:
         tmp = ready.with_suffix(".tmp")
         tmp.write_text(json.dumps({"port": port, "pid": os.getpid()}))
         tmp.rename(ready)
-        await stop.wait()
+        while not stop.is_set() and os.getppid() == parent:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
         server.close()
         await server.wait_closed()
 
@@ -194,8 +211,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Test SMTP server writing each message as a .eml file.")
     parser.add_argument("--folder", type=Path, required=True)
     parser.add_argument("--ready", type=Path, required=True)
+    parser.add_argument("--parent", type=int, required=True, help="exit when this process is gone")
     arguments = parser.parse_args()
-    _serve(arguments.folder, arguments.ready)
+    _serve(arguments.folder, arguments.ready, arguments.parent)
 else:
     import pytest
 
