@@ -266,9 +266,9 @@ def worker_folder(tmp_path: Path) -> Path:
 def test_worker_builds_only_its_dag(worker_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     loaded: list[Path] = []
 
-    def counting_load(path: Path) -> SourceDefinition:
+    def counting_load(path: Path, **kwargs: bool) -> SourceDefinition:
         loaded.append(Path(path))
-        return load_definition(path)
+        return load_definition(path, **kwargs)
 
     monkeypatch.setattr(folder_module, "load_definition", counting_load)
     monkeypatch.setenv(PARSING_CONTEXT_ENV, "contactsync__crm__orders")
@@ -342,3 +342,11 @@ def test_libyaml_errors_keep_the_pure_python_wording() -> None:
     with pytest.raises(Exception) as caught:
         parse_definition(text, file="crm.yaml")
     assert str(expected.value.problem) in str(caught.value)
+
+
+def test_worker_does_not_recompile_formulas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "crm.yaml", definition_text().replace("email.normalizeEmail()", "email.normalizeEmal()"))
+    with pytest.raises(ContactsyncDefinitionsError, match="unknown function 'normalizeEmal'"):
+        load_dags(tmp_path, strict=True)  # the DAG processor reports it
+    monkeypatch.setenv(PARSING_CONTEXT_ENV, "contactsync__crm__customers")
+    assert list(load_dags(tmp_path)) == ["contactsync__crm__customers"]  # the transform task will fail

@@ -104,7 +104,8 @@ def _load_one(
     """The worker case: build only ``dag_id`` (the first valid file giving it, as a full parse does)."""
     problems: dict[str, str] = {}
     for path in files_for_dag_id(files, dag_id):
-        definition = _definition_or_problem(path, problems)
+        # Formulas were checked by the DAG processor, and the transform task compiles them again.
+        definition = _definition_or_problem(path, problems, formulas=False)
         if definition is not None and definition.dag_id == dag_id:
             return {dag_id: build_dag(definition, file=str(path), staging=staging, default_args=default_args)}
     if problems:
@@ -113,9 +114,9 @@ def _load_one(
     return {}  # not one of ours (another DAG of the same file, or another folder's)
 
 
-def _definition_or_problem(path: Path, problems: dict[str, str]) -> SourceDefinition | None:
+def _definition_or_problem(path: Path, problems: dict[str, str], formulas: bool = True) -> SourceDefinition | None:
     try:
-        return load_definition(path)
+        return load_definition(path, formulas=formulas)
     except ConfigurationError as exc:  # the loader's messages already name file, line and key
         problems[str(path)] = str(exc)
     except Exception as exc:  # a loader bug must not hide the folder's other DAGs

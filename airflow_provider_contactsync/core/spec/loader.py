@@ -39,18 +39,22 @@ _SOURCE_MODELS: dict[str, type[BaseModel]] = {
 _PATH_IN_MESSAGE = re.compile(r"^((?:source|mapping|transform|destination|alerts)(?:\.[\w.]+)?): (.*)$", re.S)
 
 
-def load_definition(path: str | Path) -> SourceDefinition:
-    """Read, validate and check one definition file; raise DefinitionErrors listing every problem."""
+def load_definition(path: str | Path, *, formulas: bool = True) -> SourceDefinition:
+    """Read, validate and check one definition file; raise DefinitionErrors listing every problem.
+
+    ``formulas=False`` skips compiling the formulas: for a worker that re-reads a definition the
+    DAG processor has already checked, where the formula parser's start-up is most of the time.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionError(f"cannot read the file: {exc}", file=str(path)) from None
-    definition = parse_definition(text, file=str(path))
+    definition = parse_definition(text, file=str(path), formulas=formulas)
     return _resolve_local_folder(definition, path.parent)
 
 
-def parse_definition(text: str, *, file: str = "<definition>") -> SourceDefinition:
+def parse_definition(text: str, *, file: str = "<definition>", formulas: bool = True) -> SourceDefinition:
     """Validate definition text; ``file`` is only used to name the source in errors."""
     document = parse_yaml(text, file=file)
     errors: list[ConfigurationError] = [
@@ -65,7 +69,7 @@ def parse_definition(text: str, *, file: str = "<definition>") -> SourceDefiniti
         definition = SourceDefinition.model_validate(document.data)
     except ValidationError as exc:
         raise DefinitionErrors(_schema_errors(exc, document, file), file=file) from None
-    errors = check_formulas(definition, document, file)
+    errors = check_formulas(definition, document, file) if formulas else []
     if errors:
         raise DefinitionErrors(errors, file=file)
     return definition
@@ -114,6 +118,13 @@ def _fields_named_in(text: str, fields: list[str]) -> tuple[str, ...]:
     return tuple(f for f in fields if f.partition(".")[0] in names)
 
 
+_CHECK_ONLY_MAX_CHARS = 100
+"""Formulas up to this long are checked, not compiled, on the cached path. Compiling can only add
+one error to checking: Python's nesting limit (200), and the shortest formulas that reach it are
+about 200 characters (``!!...!a``, ``a+a+...``). Generating and compiling code was a third of the
+load time of a definition."""
+
+
 @functools.lru_cache(maxsize=4096)
 def _compiles(text: str, fields: tuple[str, ...]) -> bool:
     """Whether a formula compiles against these fields (cached: many definitions share formulas).
@@ -121,8 +132,10 @@ def _compiles(text: str, fields: tuple[str, ...]) -> bool:
     A failure is not explained here: the caller compiles again against every field, so the
     message (and its "did you mean" hint) is the one the full field list gives.
     """
-    from airflow_provider_contactsync.core.formulas import compile_formula
+    from airflow_provider_contactsync.core.formulas import check_transform, compile_formula
 
+    if len(text) <= _CHECK_ONLY_MAX_CHARS:
+        return not check_transform({"formula": text}, fields)
     try:
         compile_formula(text, fields)
     except FormulaError:
