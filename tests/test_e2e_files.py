@@ -72,7 +72,7 @@ def test_first_full_sync_loads_good_rows_and_reports_bad_ones(demo: Demo) -> Non
     assert summary["rejected"] == 3
     assert (summary["created"], summary["updated"], summary["unchanged"]) == (7, 0, 0)
     assert summary["cursor"]["value"] == "2026-11-20T08:45:00+00:00" and summary["cursor"]["key"] == "10"
-    emails = {c["email"] for c in demo.sandbox.contacts()}
+    emails = {c.get("email") for c in demo.sandbox.contacts()}
     assert "ada.lovelace@example.com" in emails and "not-an-email" not in emails
     assert len(demo.sandbox.contacts()) == 7
     report = Path(summary["error report"].removeprefix("file://"))
@@ -104,7 +104,7 @@ def test_incremental_run_reads_equal_timestamps_across_the_boundary(demo: Demo) 
     assert summary["rows read"] == 2
     assert (summary["created"], summary["updated"]) == (1, 1)
     assert summary["cursor"]["value"] == "2026-11-21T09:00:00+00:00"
-    names = {c["email"]: c["attributes"].get("FIRSTNAME") for c in demo.sandbox.contacts()}
+    names = {c.get("email"): c["attributes"].get("FIRSTNAME") for c in demo.sandbox.contacts()}
     assert names["hedy@example.com"] == "Hedy" and names["alan.turing@example.org"] == "Alan M."
 
 
@@ -141,3 +141,33 @@ def test_reject_rate_above_threshold_fails_before_loading(demo: Demo) -> None:
     states = task_states(dag_run)
     assert states["map"] == "failed" and states["load"] != "success"
     assert demo.writes() == []
+
+
+def _alert_to(demo: Demo, smtp_conn_id: str, max_error_rate: str = "0.5") -> None:
+    path = demo.root / "definitions" / "demo_customers.yaml"
+    text = path.read_text().replace("max_error_rate: 0.5", f"max_error_rate: {max_error_rate}")
+    path.write_text(
+        text.replace(
+            "  emails: [data-team@example.com]", f"  emails: [data-team@example.com]\n  smtp_conn_id: {smtp_conn_id}"
+        )
+    )
+    demo.definition = load_definition(path)
+
+
+def test_failed_task_emails_the_alert_addresses(demo: Demo, smtp_server: Any, smtp_conn_id: str) -> None:
+    _alert_to(demo, smtp_conn_id)
+    demo.sandbox.add_fault(method="POST", path="/v3/contacts/import", action="status", status=400, times=1)
+    assert task_states(demo.run())["load"] == "failed"
+    (message,) = smtp_server.wait_for(1, timeout=30)
+    assert message["To"] == "data-team@example.com"
+    body = message.get_body(("html", "plain")).get_content()
+    assert demo.definition.dag_id in message["Subject"] + body
+    assert "load" in body
+
+
+def test_reject_rate_alert_email(demo: Demo, smtp_server: Any, smtp_conn_id: str) -> None:
+    _alert_to(demo, smtp_conn_id, max_error_rate="0.1")
+    assert task_states(demo.run())["map"] == "failed"
+    messages = smtp_server.wait_for(2, timeout=30)  # the reject-rate alert, then the task failure
+    text = "\n".join(m["Subject"] + m.get_body(("html", "plain")).get_content() for m in messages)
+    assert "3 of 10 rows rejected (30.0%)" in text
