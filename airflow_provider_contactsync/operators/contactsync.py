@@ -34,6 +34,10 @@ class ErrorReportLink(BaseOperatorLink):
         return XCom.get_value(ti_key=ti_key, key=ERROR_REPORT_XCOM_KEY) or ""
 
 
+def _asset_of(definition: dict[str, Any]) -> Any:
+    return source_asset(definition["integration"], definition["source"]["name"])
+
+
 class ContactsyncBaseOperator(BaseOperator):
     """Shared plumbing: the definition (a JSON dict, so the DAG serialises) and the staging base.
 
@@ -46,9 +50,8 @@ class ContactsyncBaseOperator(BaseOperator):
     ui_color = "#e8f4fd"
 
     def __init__(self, *, definition: dict[str, Any], staging: str | None = None, **kwargs: Any) -> None:
-        spec = SourceDefinition.model_validate(definition)
-        asset = source_asset(spec.integration, spec.source.name)
-        kwargs.setdefault("inlets", [asset])
+        # The dict came from a validated definition: read the names, don't re-validate (parse cost).
+        kwargs.setdefault("inlets", [_asset_of(definition)])
         super().__init__(**kwargs)
         self.definition = definition
         self.staging = staging
@@ -271,8 +274,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
     """
 
     def __init__(self, *, retention_days: int = 7, **kwargs: Any) -> None:
-        spec = SourceDefinition.model_validate(kwargs["definition"])
-        kwargs.setdefault("outlets", [source_asset(spec.integration, spec.source.name)])
+        kwargs.setdefault("outlets", [_asset_of(kwargs["definition"])])
         super().__init__(**kwargs)
         self.retention_days = retention_days
 

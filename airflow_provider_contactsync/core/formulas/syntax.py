@@ -124,8 +124,41 @@ _BINARY_RULES = {
 }
 
 
+def _load_grammar() -> None:
+    """Build cel-python's LALR parser once per process, from lark's on-disk cache when possible.
+
+    Building the tables costs ~0.45 s, paid by every process that parses a DAG file; lark's
+    cache (keyed by grammar and options, in the temp folder) brings it to ~0.01 s. The parser
+    is the same one cel-python builds, installed where cel-python looks for it.
+    """
+    if CELParser.CEL_PARSER is not None:
+        return
+    import re
+    from pathlib import Path
+
+    import celpy.celparser
+    import lark
+
+    grammar = (Path(celpy.celparser.__file__).parent / "cel.lark").read_text()
+    options = dict(
+        parser="lalr",
+        start="expr",
+        g_regex_flags=re.M,
+        lexer_callbacks={"IDENT": CELParser.ambiguous_literals},
+        propagate_positions=True,
+        maybe_placeholders=False,
+        priority="invert",
+        tree_class=lark.Tree,
+    )
+    try:
+        CELParser.CEL_PARSER = lark.Lark(grammar, cache=True, **options)
+    except OSError:  # read-only temp folder: build without the cache
+        CELParser.CEL_PARSER = lark.Lark(grammar, **options)
+
+
 def parse(text: str) -> Node:
     """Parse formula text; syntax errors become :class:`FormulaError` with line/column."""
+    _load_grammar()
     parser = CELParser()
     try:
         tree = parser.parse(text)
