@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -125,6 +126,18 @@ def test_full_read_yields_chunks_of_exactly_chunk_size(any_driver_db: Database) 
     assert sorted(ids(rows)) == list(range(1, 26))
     assert all(list(row) == ["id", "email", "updated_at"] for row in rows)
     assert source.skipped == {}
+
+
+def test_rows_are_built_whatever_cursor_the_connection_extras_ask_for(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_customers(db, 3)
+    c = PostgresHook(postgres_conn_id=db.conn_id).connection
+    conn = {"conn_type": "postgres", "host": c.host, "port": c.port, "login": c.login, "password": c.password}
+    conn.update({"schema": c.schema, "extra": {"cursor": "dictcursor"}})
+    monkeypatch.setenv("AIRFLOW_CONN_PG_DICT", json.dumps(conn))
+
+    assert ids(read_all(db.incremental(conn_id="pg_dict"))) == [1, 2, 3]
 
 
 def test_non_incremental_source_ignores_the_window(db: Database) -> None:
