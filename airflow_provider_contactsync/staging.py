@@ -33,17 +33,33 @@ def default_staging_base() -> str:
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None), bytes})
+_PLAIN_OR_DATETIME = _PLAIN | {dt.datetime}
+
+
+def _passes_through(values: Any) -> bool:
+    """True when msgpack keeps every value's type: plain scalars and tz-aware datetimes."""
+    kinds = set(map(type, values))
+    if kinds <= _PLAIN:
+        return True
+    if kinds <= _PLAIN_OR_DATETIME:  # aware datetimes are native msgpack timestamps; naive ones are not
+        return all(v.tzinfo is not None for v in values if type(v) is dt.datetime)
+    return False
 
 
 def _prepare(value: Any) -> Any:
-    """Wrap the values msgpack would flatten to strings (naive datetimes, dates, decimals)."""
+    """Wrap the values msgpack would flatten to strings (naive datetimes, dates, decimals).
+
+    Containers whose items are all plain (the common case) are passed through untouched: the
+    type check runs at C speed (``set(map(type, ...))``), only mixed containers are walked.
+    """
     kind = type(value)
     if kind in _PLAIN:
         return value
     if kind is dict:
-        return {k: _prepare(v) for k, v in value.items()}
+        values = value.values()
+        return value if _passes_through(values) else {k: _prepare(v) for k, v in value.items()}
     if kind is list or kind is tuple:
-        return [_prepare(v) for v in value]
+        return value if _passes_through(value) else [_prepare(v) for v in value]
     if isinstance(value, dt.datetime):  # aware datetimes are native msgpack timestamps
         return value if value.tzinfo else msgspec.msgpack.Ext(_EXT_NAIVE, value.isoformat().encode())
     if isinstance(value, dt.date):

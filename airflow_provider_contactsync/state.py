@@ -22,6 +22,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgspec
+
 from airflow_provider_contactsync.core.cursor import Cursor
 
 CURSOR_KEY = "cursor"
@@ -86,9 +88,11 @@ class CursorStore:
 
 
 def contact_digest(item: dict[str, Any]) -> str:
-    """A stable fingerprint of what would be sent for a contact."""
-    text = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    """A stable fingerprint of what would be sent for a contact (key order does not matter)."""
+    return hashlib.blake2b(_CANONICAL_JSON.encode(item), digest_size=16).hexdigest()
+
+
+_CANONICAL_JSON = msgspec.json.Encoder(order="sorted", enc_hook=str)
 
 
 class DigestStore:

@@ -131,6 +131,14 @@ class RowError(ContactsyncError):
         self.value = value
         super().__init__(reason)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only fields survive pickling (rows cross process boundaries in parallel transforms).
+        return (_row_error, (self.reason, self.field, self.value))
+
+
+def _row_error(reason: str, field: str | None, value: Any) -> RowError:
+    return RowError(reason, field=field, value=value)
+
 
 @dataclass(frozen=True, slots=True)
 class Reject:

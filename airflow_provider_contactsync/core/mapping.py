@@ -102,8 +102,6 @@ class ContactMapper:
 
 def to_import_item(contact: Contact) -> dict[str, Any]:
     """Flat contact -> one ``jsonBody`` item of ``POST /contacts/import`` (email apart, rest attributes)."""
-    attributes = {k: v for k, v in contact.items() if k != "EMAIL"}
-    item: dict[str, Any] = {"attributes": attributes}
-    if "EMAIL" in contact:
-        item["email"] = contact["EMAIL"]
-    return item
+    attributes = dict(contact)
+    email = attributes.pop("EMAIL", None)
+    return {"attributes": attributes} if email is None else {"attributes": attributes, "email": email}

@@ -141,29 +141,43 @@ def _latest_cursor(chunk: list[Any], field: str, key: str, latest: Cursor | None
 
 
 class ContactsyncTransformOperator(ContactsyncBaseOperator):
-    """Apply the definition's formulas to every staged row; failing rows become rejects."""
+    """Apply the definition's formulas to every staged row; failing rows become rejects.
+
+    :param workers: processes transforming chunks in parallel (default: one per available core;
+        runs with a single chunk stay in-process).
+    """
+
+    def __init__(self, *, workers: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workers = workers
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_provider_contactsync.core.formulas import compile_transform
-        from airflow_provider_contactsync.core.pipeline import transform_rows
+        from airflow_provider_contactsync.core.parallel import default_workers, transform_chunks
 
         extracted = self.upstream(context, "extract")
-        transform = compile_transform(self.spec.transform, self.spec.source.fields)
         store = self.chunk_store(context)
         store.clear_stage("transform")
+        chunk_urls = extracted["chunks"]
+        workers = min(self.workers or default_workers(), len(chunk_urls))
+        results = transform_chunks(
+            store.iter_chunks(chunk_urls),
+            formulas=self.spec.transform,
+            fields=self.spec.source.fields,
+            key_field=self.spec.source.key,
+            workers=workers,
+        )
         urls: list[str] = []
         passed_total = rejected_total = 0
-        start = 1
-        for index, chunk in enumerate(store.iter_chunks(extracted["chunks"])):
-            passed, rejects, rejected = transform_rows(
-                transform, chunk, key_field=self.spec.source.key, start=start
-            )
-            start += len(chunk)
+        for index, (passed, rejects, rejected) in enumerate(results):
             urls.append(store.write("transform", index, {"rows": passed, "rejects": rejects}))
             passed_total += len(passed)
             rejected_total += rejected
-        self.log.info("Transformed %d rows: %d passed, %d rejected", start - 1, passed_total, rejected_total)
-        return {"chunks": urls, "rows": start - 1, "passed": passed_total, "rejected": rejected_total}
+        rows = int(extracted["rows"])
+        self.log.info(
+            "Transformed %d rows on %d process(es): %d passed, %d rejected", rows, max(workers, 1), passed_total,
+            rejected_total,
+        )
+        return {"chunks": urls, "rows": rows, "passed": passed_total, "rejected": rejected_total}
 
 
 class ContactsyncMapOperator(ContactsyncBaseOperator):

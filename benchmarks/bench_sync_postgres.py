@@ -1,0 +1,237 @@
+"""End-to-end sync benchmark: a PostgreSQL table -> five formulas -> mapping -> Brevo sandbox.
+
+    python benchmarks/bench_sync_postgres.py [--rows 100000 1000000] [--chunk-size 50000]
+
+For each size: a fresh table in a temporary PostgreSQL server, a fresh Brevo sandbox in its own
+process (Brevo is remote: its work must not share our CPU budget... but on this 2-core machine it
+does, which makes these figures conservative), then the four operators run one after another,
+each in its own Python process as Airflow workers would run them, so the peak RSS reported is that
+task's alone. XCom is stood in for by a JSON file; the cursor store by a dict persisted the same
+way. Each stage's time counts only its ``execute()`` (interpreter and Airflow imports excluded);
+the load stage includes waiting until the sandbox has finished the imports.
+
+Prints seconds, rows/s and peak RSS per stage, and end-to-end rows/s (rows / sum of stage times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # servers.postgres: the tests' server helper
+
+STAGES = ("extract", "transform", "map", "load")
+DEFINITION = {
+    "integration": "bench",
+    "source": {
+        "name": "customers",
+        "type": "postgres",
+        "conn_id": "bench_pg",
+        "table": "public.customers",
+        "fields": ["id", "email", "phone", "firstname", "lastname", "age", "updated_at"],
+        "updated_field": "updated_at",
+        "key": "id",
+    },
+    "transform": {
+        "email": "email.normalizeEmail()",
+        "phone": 'phone.normalizePhoneNumber("FR")',
+        "full_name": "(firstname + ' ' + lastname).trim()",
+        "incomplete": "email.isNull() || phone.isNull()",
+        "age": "age.asInt()",
+    },
+    "mapping": {
+        "email": "EMAIL",
+        "phone": "SMS",
+        "id": "EXT_ID",
+        "full_name": "FIRSTNAME",
+        "incomplete": "INCOMPLETE",
+        "age": "AGE",
+    },
+    "destination": {"conn_id": "bench_brevo", "list_ids": [2]},
+    "alerts": {"max_error_rate": 1.0},
+}
+
+
+def fill(server: Any, dbname: str, rows: int) -> None:
+    """Customers with mostly-unique French mobile numbers, ages as text, and cursor ties."""
+    with server.connect(dbname) as conn:
+        conn.execute(
+            "CREATE TABLE public.customers (id bigint PRIMARY KEY, email text, phone text, firstname text,"
+            " lastname text, age text, updated_at timestamptz)"
+        )
+        conn.execute(
+            "INSERT INTO public.customers SELECT i, ' User' || i || '@Example.com ',"
+            " '06 ' || lpad(((i * 7919) % 100000000)::text, 8, '1'), 'First' || i, 'Last' || (i % 997),"
+            " (18 + i % 70)::text, '2026-01-01 00:00:00+00'::timestamptz + (i / 10) * interval '1 second'"
+            f" FROM generate_series(1, {rows}) AS i"
+        )
+        conn.execute("CREATE INDEX ON public.customers (updated_at, id)")
+        conn.execute("VACUUM ANALYZE public.customers")
+
+
+class _TI:
+    def __init__(self, xcoms: dict[str, Any]) -> None:
+        self.xcoms = xcoms
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
+        return self.xcoms.get(task_ids)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[f"push:{key}"] = value
+
+
+class _Accessor:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _data(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data().get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        data = self._data()
+        data[key] = value
+        self.path.write_text(json.dumps(data))
+
+
+class _StateStore:
+    def __init__(self, path: Path) -> None:
+        self.accessor = _Accessor(path)
+
+    def __getitem__(self, asset: Any) -> _Accessor:
+        return self.accessor
+
+
+def run_stage(stage: str, state: Path, chunk_size: int) -> None:
+    """Child process: run one operator's execute() with a stand-in context; record time and RSS."""
+    from airflow_provider_contactsync import operators
+
+    classes = {
+        "extract": operators.ContactsyncExtractOperator,
+        "transform": operators.ContactsyncTransformOperator,
+        "map": operators.ContactsyncMapOperator,
+        "load": operators.ContactsyncLoadOperator,
+    }
+    kwargs: dict[str, Any] = {"task_id": stage, "definition": DEFINITION, "staging": f"file://{state}/staging"}
+    if stage == "extract":
+        kwargs["chunk_size"] = chunk_size
+    operator = classes[stage](**kwargs)
+    xcom_file = state / "xcom.json"
+    xcoms = json.loads(xcom_file.read_text()) if xcom_file.exists() else {}
+    context = {
+        "ti": _TI(xcoms),
+        "run_id": "bench",
+        "params": {"full_refresh": False},
+        "asset_state_store": _StateStore(state / "asset_state.json"),
+    }
+    started = time.perf_counter()
+    result = operator.execute(context)
+    seconds = time.perf_counter() - started
+    xcoms[stage] = result
+    xcom_file.write_text(json.dumps(xcoms, default=str))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    (state / f"{stage}.json").write_text(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb}))
+
+
+def start_sandbox(folder: Path, api_key: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "contactsync-sandbox"),
+            "--port", "0", "--db", str(folder / "sandbox.db"), "--api-key", api_key,
+            "--import-delay", "0", "--contacts-rps", "1000", "--other-per-hour", "100000",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "http://" in line:
+            url = line[line.index("http://") :].split()[0]
+            return process, url if url.endswith("/v3") else url.rstrip("/") + "/v3"
+    raise RuntimeError("the sandbox did not start")
+
+
+def bench(rows: int, chunk_size: int, server: Any) -> dict[str, Any]:
+    import httpx
+
+    dbname = server.create_database()
+    fill(server, dbname, rows)
+    with tempfile.TemporaryDirectory(prefix="contactsync-bench-") as tmp:
+        state = Path(tmp)
+        api_key = secrets.token_hex(8)
+        sandbox, url = start_sandbox(state, api_key)
+        try:
+            for name, kind in (("AGE", "float"), ("INCOMPLETE", "boolean")):
+                httpx.post(f"{url}/contacts/attributes/normal/{name}", json={"type": kind}, headers={"api-key": api_key})
+            env = dict(os.environ)
+            env["AIRFLOW_HOME"] = str(state / "airflow-home")
+            env["AIRFLOW_CONN_BENCH_PG"] = server.airflow_connection(dbname)
+            env["AIRFLOW_CONN_BENCH_BREVO"] = json.dumps(
+                {"conn_type": "brevo", "host": url, "password": api_key, "extra": json.dumps({"poll_interval": 0.5})}
+            )
+            env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+            results: dict[str, Any] = {}
+            for stage in STAGES:
+                subprocess.run(
+                    [sys.executable, __file__, "--stage", stage, "--state", str(state), "--chunk-size", str(chunk_size)],
+                    check=True,
+                    env=env,
+                )
+                results[stage] = json.loads((state / f"{stage}.json").read_text())
+            xcoms = json.loads((state / "xcom.json").read_text())
+            results["summary"] = xcoms["load"]
+            contacts = httpx.get(f"{url}/contacts", params={"limit": 1}, headers={"api-key": api_key}).json()["count"]
+            results["contacts_in_sandbox"] = contacts
+        finally:
+            sandbox.terminate()
+            sandbox.wait(timeout=30)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--chunk-size", type=int, default=50_000)
+    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        run_stage(args.stage, args.state, args.chunk_size)
+        return
+    from servers.postgres import start_server
+
+    server = start_server()
+    try:
+        for rows in args.rows:
+            results = bench(rows, args.chunk_size, server)
+            total = sum(results[s]["seconds"] for s in STAGES)
+            print(f"\n{rows:,} rows (chunk size {args.chunk_size:,})")
+            print(f"  {'stage':<10} {'seconds':>8} {'rows/s':>10} {'peak RSS MB':>12}")
+            for stage in STAGES:
+                r = results[stage]
+                print(f"  {stage:<10} {r['seconds']:8.2f} {rows / r['seconds']:10,.0f} {r['peak_rss_mb']:12.0f}")
+            print(f"  {'end to end':<10} {total:8.2f} {rows / total:10,.0f}")
+            summary = results["summary"]
+            print(
+                f"  created {summary['created']:,}, rejected {summary['rejected']:,}, failed {summary['failed']:,},"
+                f" contacts in sandbox {results['contacts_in_sandbox']:,}, requests {summary['brevo requests']}"
+            )
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
