@@ -30,6 +30,29 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_contactsync.hooks.brevo"],
             }
         ],
+        "config": {
+            "contactsync": {
+                "description": "contactsync DAG factory and staging options.",
+                "options": {
+                    "definitions_folder": {
+                        "description": "Folder of YAML source definitions read by load_dags(); relative to "
+                        "the DAG file that calls it.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/opt/airflow/dags/contactsync",
+                        "default": "definitions",
+                    },
+                    "staging": {
+                        "description": "ObjectStoragePath URL where tasks stage chunk files and error reports. "
+                        "Use shared storage (s3://, gs://) when tasks run on several machines.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://aws_default@my-bucket/contactsync",
+                        "default": "",
+                    },
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": "brevo",
