@@ -8,11 +8,12 @@ cost stays linear however many contacts a body holds. Only one body is held in m
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+import msgspec
 
 DEFAULT_MAX_BODY_BYTES = 8_000_000
 BREVO_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -41,9 +42,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"value of type {type(value).__name__} is not JSON serialisable")
 
 
+_ENCODER = msgspec.json.Encoder(enc_hook=_json_default, decimal_format="number")
+
+
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON, the form whose size we measure and send."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode("utf-8")
+    """Compact UTF-8 JSON, the form whose size we measure and send (msgspec: ~5x json.dumps).
+
+    Dates and datetimes become ISO 8601 strings (Brevo dates are YYYY-MM-DD), decimals numbers.
+    """
+    return _ENCODER.encode(value)
 
 
 def to_import_item(contact: Mapping[str, Any], index: int) -> dict[str, Any]:
