@@ -32,3 +32,24 @@ def test_parallel_equals_in_process_and_keeps_order() -> None:
 def test_row_errors_survive_pickling() -> None:
     error = pickle.loads(pickle.dumps(RowError("bad", field="age", value="x")))
     assert (error.reason, error.field, error.value) == ("bad", "age", "x")
+
+
+def test_parallel_map_equals_in_process() -> None:
+    from airflow_provider_contactsync.core.parallel import map_chunks
+    from airflow_provider_contactsync.core.spec import parse_definition
+
+    definition = parse_definition(
+        "integration: x\nsource: {name: s, type: file, path: /d, fields: [id, email, age], key: id}\n"
+        "mapping: {email: EMAIL, age: AGE}\ndestination: {list_ids: [2]}\n"
+    ).model_dump(mode="json")
+    attributes = [{"name": "AGE", "category": "normal", "type": "float"}]
+    transformed = list(transform_chunks(chunks(), formulas=FORMULAS, fields=FIELDS, key_field="id", workers=1))
+    staged = [{"rows": passed, "rejects": rejects} for passed, rejects, _ in transformed]
+    staged.append({"rows": [], "rejects": []})
+    kwargs = {"definition": definition, "attributes": attributes, "result_types": {"age": "int"}}
+    serial = list(map_chunks(staged, workers=1, **kwargs))
+    parallel = list(map_chunks(staged, workers=2, **kwargs))
+    assert parallel == serial
+    items = [item for result in parallel for _, item in result[0]]
+    assert items[0] == {"attributes": {"AGE": 1.0}, "email": "u1@x.io"}
+    assert sum(result[3] for result in parallel) == 0  # every transformed row maps

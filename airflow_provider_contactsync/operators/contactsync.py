@@ -181,41 +181,55 @@ class ContactsyncTransformOperator(ContactsyncBaseOperator):
 
 
 class ContactsyncMapOperator(ContactsyncBaseOperator):
-    """Map rows to Brevo contacts checked against the account; write the error report; enforce max_error_rate."""
+    """Map rows to Brevo contacts checked against the account; write the error report; enforce max_error_rate.
+
+    :param workers: processes mapping chunks in parallel (default: one per available core).
+    """
 
     operator_extra_links = (ErrorReportLink(),)
+
+    def __init__(self, *, workers: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workers = workers
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_contactsync.core.attributes import AttributeCatalog
         from airflow_provider_contactsync.core.formulas import compile_transform
-        from airflow_provider_contactsync.core.mapping import ContactMapper, to_import_item
-        from airflow_provider_contactsync.core.pipeline import map_rows
+        from airflow_provider_contactsync.core.mapping import ContactMapper
+        from airflow_provider_contactsync.core.parallel import default_workers, map_chunks
         from airflow_provider_contactsync.hooks.brevo import BrevoHook
 
         extracted = self.upstream(context, "extract")
         transformed = self.upstream(context, "transform")
         store = self.chunk_store(context)
         store.clear_stage("contacts")
+        attributes: list[dict[str, Any]] | None = None
+        result_types: dict[str, str] = {}
+        if transformed["passed"]:  # only ask Brevo when there is something to map
+            with BrevoHook(self.spec.destination.conn_id) as hook:
+                attributes = hook.get_attributes()
+            result_types = compile_transform(self.spec.transform, self.spec.source.fields).result_types
+            # Checked here, before any worker starts: a mapping that cannot fit fails the task clearly.
+            ContactMapper(self.spec, AttributeCatalog.from_api(attributes), result_types)
+        chunk_urls = transformed["chunks"]
+        workers = min(self.workers or default_workers(), len(chunk_urls)) if transformed["passed"] else 1
+        results = map_chunks(
+            store.iter_chunks(chunk_urls),
+            definition=self.definition,
+            attributes=attributes,
+            result_types=result_types,
+            workers=workers,
+        )
         urls: list[str] = []
         contacts_total = mapping_rejected = 0
         reasons: Counter[str] = Counter()
         report = _ErrorReport(store, context["run_id"])
-        mapper: ContactMapper | None = None
-        for index, chunk in enumerate(store.iter_chunks(transformed["chunks"])):
-            report.add(chunk["rejects"], reasons)
-            if not chunk["rows"]:
-                urls.append(store.write("contacts", index, []))
-                continue
-            if mapper is None:  # only ask Brevo when there is something to map
-                with BrevoHook(self.spec.destination.conn_id) as hook:
-                    catalog = AttributeCatalog.from_api(hook.get_attributes())
-                result_types = compile_transform(self.spec.transform, self.spec.source.fields).result_types
-                mapper = ContactMapper(self.spec, catalog, result_types)
-            contacts, rejects, rejected = map_rows(mapper, chunk["rows"])
-            report.add(rejects, reasons)
+        for index, (items, transform_rejects, mapping_rejects, rejected) in enumerate(results):
+            report.add(transform_rejects, reasons)
+            report.add(mapping_rejects, reasons)
             mapping_rejected += rejected
-            contacts_total += len(contacts)
-            urls.append(store.write("contacts", index, [(key, to_import_item(c)) for key, c in contacts]))
+            contacts_total += len(items)
+            urls.append(store.write("contacts", index, items))
         rows = int(extracted["rows"])
         rejected = int(transformed["rejected"]) + mapping_rejected
         report_url = report.close()
@@ -229,8 +243,9 @@ class ContactsyncMapOperator(ContactsyncBaseOperator):
             "reject_reasons": dict(reasons.most_common(10)),
         }
         self.log.info(
-            "Mapped %d contacts; %d of %d rows rejected; error report: %s",
+            "Mapped %d contacts on %d process(es); %d of %d rows rejected; error report: %s",
             contacts_total,
+            workers,
             rejected,
             rows,
             report_url,
