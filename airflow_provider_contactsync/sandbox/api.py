@@ -509,7 +509,7 @@ class Api:
                     raise errors.invalid("newList.folderId does not exist")
         if body.get("notifyUrl") is not None and not isinstance(body["notifyUrl"], str):
             raise errors.invalid("notifyUrl should be a URL")
-        pid = self.worker.submit("IMPORTUSER", body)
+        pid = self.worker.submit("IMPORTUSER", body, raw=req.body)
         return Response(202, {"processId": pid})
 
     def export_contacts(self, req: Request) -> Response:

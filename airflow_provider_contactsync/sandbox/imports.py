@@ -9,6 +9,7 @@ skipped; unknown attributes and values that do not fit an attribute are dropped,
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import logging
@@ -17,12 +18,13 @@ import sqlite3
 import threading
 import urllib.request
 from collections.abc import Callable
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
-from .contacts import ERASE, UNSET, Draft, parse_attributes
+from .contacts import ERASE, UNSET
 from .settings import Settings
 from .store import Store, load_attributes, now_ms
-from .validation import normalize_email
+from .validation import DROP, PHONE_ATTRIBUTES, coerce_value, normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
 
@@ -57,153 +59,334 @@ def parse_rows(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_import(db: sqlite3.Connection, payload: dict[str, Any]) -> dict[str, Any]:
-    """Apply one import inside the caller's transaction; returns the ``info.import`` counters."""
-    counts = dict.fromkeys(IMPORT_COUNTERS, 0)
-    attrs = load_attributes(db)
-    update_existing = payload.get("updateExistingContacts", True) is not False
-    erase_empty = bool(payload.get("emptyContactsAttributes")) and update_existing
-    list_ids: list[int] = list(payload.get("listIds") or [])
-    if payload.get("newList"):
-        new = payload["newList"]
-        cur = db.execute(
-            "INSERT INTO lists(name, folder_id, created_at) VALUES (?,?,?)",
-            (new["listName"], new.get("folderId") or 1, now_ms()),
-        )
-        list_ids.append(int(cur.lastrowid or 0))
+    """Apply one import inside the caller's transaction; returns the ``info.import`` counters.
 
-    by_col: dict[str, dict[str, int]] = {"email": {}, "ext_id": {}, "sms": {}}
-    for cid, email, ext_id, sms in db.execute("SELECT id, email, ext_id, sms FROM contacts"):
-        for col, value in (("email", email), ("ext_id", ext_id), ("sms", sms)):
-            if value is not None:
-                by_col[col][value] = cid
-    seen: dict[str, set[str]] = {"email": set(), "ext_id": set(), "sms": set()}
-    counter = {"email": "duplicate_email_id", "ext_id": "duplicate_ext_id", "sms": "duplicate_phone_id"}
-    seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name='contacts'").fetchone()
-    next_id = (
-        max(seq[0] if seq else 0, db.execute("SELECT COALESCE(MAX(id), 0) FROM contacts").fetchone()[0]) + 1
-    )
+    Work scales with the import, not the account: only this import's identifiers are looked up
+    (through the unique indexes), and writes go through ``executemany``.
+    """
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # tens of thousands of small dicts and tuples, no cycles: collections only cost
+    try:
+        return _Import(db, payload).run()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
-    new_rows: dict[int, Draft] = {}
-    changes: dict[int, list[Draft]] = {}
-    for row in parse_rows(payload):
-        draft = Draft()
-        raw_attrs = row.get("attributes") if isinstance(row.get("attributes"), dict) else {}
-        parse_attributes(raw_attrs, attrs, draft, strict=False, erase_empty=erase_empty)
-        raw_email = row.get("email")
-        if raw_email not in (None, ""):
-            email = normalize_email(raw_email)
-            if email is None:
-                counts["invalid_emails"] += 1
-                continue
-            draft.email = email
-        elif "EMAIL" in {str(k).upper() for k in raw_attrs} and draft.email is UNSET:
-            counts["invalid_emails"] += 1
-            continue
-        ids = draft.identifiers()
-        if not ids:
-            continue
-        dup = next((col for col, value in ids.items() if value in seen[col]), None)
-        if dup:
-            counts[counter[dup]] += 1
-            continue
-        primary = next(iter(ids))  # email, else ext_id, else sms
-        target = by_col[primary].get(ids[primary])
-        clash = next((c for c, v in ids.items() if by_col[c].get(v, target) != target), None)
-        if clash:
-            counts[counter[clash]] += 1
-            continue
-        for col, value in ids.items():
-            seen[col].add(value)
-        if payload.get("emailBlacklist"):
-            draft.email_blacklisted = True
-        if payload.get("smsBlacklist"):
-            draft.sms_blacklisted = True
-        if target is None:
-            target = next_id
-            next_id += 1
-            new_rows[target] = draft
-            for col, value in ids.items():
-                by_col[col][value] = target
-        elif target in new_rows or update_existing:
-            changes.setdefault(target, []).append(draft)
-            for col, value in ids.items():
-                by_col[col][value] = target
-        else:
-            changes.setdefault(target, [])
 
-    stamp = now_ms()
-    # Later rows for a contact created by this import fold into its insert.
-    for cid, draft in new_rows.items():
-        for extra in changes.pop(cid, []):
-            _merge(draft, extra)
-    db.executemany(
-        "INSERT INTO contacts(id, email, ext_id, sms, email_blacklisted, sms_blacklisted, attributes,"
-        " created_at,"
-        " modified_at) VALUES (?,?,?,?,?,?,?,?,?)",
-        [
-            (
-                cid,
-                d.identifiers().get("email"),
-                d.identifiers().get("ext_id"),
-                d.identifiers().get("sms"),
-                int(d.email_blacklisted is True),
-                int(d.sms_blacklisted is True),
-                json.dumps({k: v for k, v in d.attributes.items() if v is not ERASE}),
-                stamp,
-                stamp,
+class _Import:
+    """One import: read the rows, decide create / update / skip for each, then write in bulk."""
+
+    def __init__(self, db: sqlite3.Connection, payload: dict[str, Any]) -> None:
+        self.db = db
+        self.payload = payload
+        self.counts = dict.fromkeys(IMPORT_COUNTERS, 0)
+        self.update_existing = payload.get("updateExistingContacts", True) is not False
+        self.erase_empty = bool(payload.get("emptyContactsAttributes")) and self.update_existing
+        self.email_blacklist = bool(payload.get("emailBlacklist"))
+        self.sms_blacklist = bool(payload.get("smsBlacklist"))
+        self.new_rows: dict[int, _Write] = {}
+        self.changes: dict[int, list[_Write]] = {}  # existing contact -> its rows (none: list only)
+
+    def run(self) -> dict[str, Any]:
+        list_ids = self._list_ids()
+        reader = _RowReader(load_attributes(self.db), self.erase_empty)
+        writes: list[_Write] = []
+        for row in parse_rows(self.payload):
+            write = reader.read(row)
+            if write is None:
+                self.counts["invalid_emails"] += 1
+            elif write[0]:
+                writes.append(write)
+        self._decide(writes)
+        stamp = now_ms()
+        self._insert(stamp)
+        self._update(stamp)
+        for list_id in list_ids:
+            self.db.execute(
+                "INSERT OR IGNORE INTO list_members SELECT ?, value FROM json_each(?)",
+                (list_id, json.dumps([*self.new_rows, *self.changes])),
             )
-            for cid, d in new_rows.items()
-        ],
-    )
-    updates = []
-    ids_to_update = [cid for cid, drafts in changes.items() if drafts]
-    for start in range(0, len(ids_to_update), 900):
-        chunk = ids_to_update[start : start + 900]
-        marks = ",".join("?" * len(chunk))
-        for existing in db.execute(f"SELECT * FROM contacts WHERE id IN ({marks})", chunk):
-            merged = Draft()
-            for d in changes[existing["id"]]:
-                _merge(merged, d)
-            values = json.loads(existing["attributes"])
-            for name, value in merged.attributes.items():
+        return self.counts
+
+    def _list_ids(self) -> list[int]:
+        list_ids: list[int] = list(self.payload.get("listIds") or [])
+        if self.payload.get("newList"):
+            new = self.payload["newList"]
+            cur = self.db.execute(
+                "INSERT INTO lists(name, folder_id, created_at) VALUES (?,?,?)",
+                (new["listName"], new.get("folderId") or 1, now_ms()),
+            )
+            list_ids.append(int(cur.lastrowid or 0))
+        return list_ids
+
+    def _decide(self, writes: list[_Write]) -> None:
+        """Rows in order: a duplicate of an earlier row's identifier, or an identifier held by another
+        contact than the row's target, is counted and skipped (Brevo never merges two contacts)."""
+        db = self.db
+        counts, new_rows, changes, update_existing = self.counts, self.new_rows, self.changes, self.update_existing
+        by_col = _owners(db, writes)  # later rows see the identifiers earlier rows gave out
+        seen: dict[str, set[str]] = {"email": set(), "ext_id": set(), "sms": set()}
+        counter = {"email": "duplicate_email_id", "ext_id": "duplicate_ext_id", "sms": "duplicate_phone_id"}
+        seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name='contacts'").fetchone()
+        next_id = 1 + max(
+            seq[0] if seq else 0, db.execute("SELECT COALESCE(MAX(id), 0) FROM contacts").fetchone()[0]
+        )
+        for write in writes:
+            ids = write[0]
+            target = by_col[ids[0][0]].get(ids[0][1])  # email, else ext_id, else sms
+            refused = None
+            for col, value in ids:
+                if value in seen[col]:
+                    refused = col
+                    break
+            else:
+                for col, value in ids:
+                    if by_col[col].get(value, target) != target:
+                        refused = col
+                        break
+            if refused is not None:
+                counts[counter[refused]] += 1
+                continue
+            for col, value in ids:
+                seen[col].add(value)
+            if target is None:
+                target = next_id
+                next_id += 1
+                new_rows[target] = write
+            elif target in new_rows or update_existing:
+                changes.setdefault(target, []).append(write)
+            else:
+                changes.setdefault(target, [])
+                continue
+            for col, value in ids:
+                by_col[col][value] = target
+
+    def _insert(self, stamp: int) -> None:
+        erase_empty, changes = self.erase_empty, self.changes
+        email_blacklist, sms_blacklist = int(self.email_blacklist), int(self.sms_blacklist)
+        inserts = []
+        for cid, write in self.new_rows.items():
+            extra = changes.pop(cid, None)  # later rows for a contact created here fold into its insert
+            _, email, ext_id, sms, values = _merge([write, *extra]) if extra else write
+            if erase_empty:
+                values = {k: v for k, v in values.items() if v is not ERASE}
+            inserts.append(
+                (
+                    cid,
+                    None if email is UNSET else email,
+                    ext_id if isinstance(ext_id, str) else None,
+                    sms if isinstance(sms, str) else None,
+                    email_blacklist,
+                    sms_blacklist,
+                    _dumps(values),
+                    stamp,
+                    stamp,
+                )
+            )
+        self.db.executemany(
+            "INSERT INTO contacts(id, email, ext_id, sms, email_blacklisted, sms_blacklisted, attributes,"
+            " created_at, modified_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            inserts,
+        )
+
+    def _update(self, stamp: int) -> None:
+        changes = self.changes
+        email_blacklist, sms_blacklist = self.email_blacklist, self.sms_blacklist
+        same_ids, new_ids = [], []
+        for existing in self.db.execute(
+            "SELECT c.id, c.email, c.ext_id, c.sms, c.email_blacklisted, c.sms_blacklisted, c.attributes"
+            " FROM json_each(?) j JOIN contacts c ON c.id = j.value",
+            (json.dumps(sorted(cid for cid, found in changes.items() if found)),),
+        ):
+            cid, old_email, old_ext_id, old_sms, old_email_bl, old_sms_bl, old_attributes = existing
+            found = changes[cid]
+            _, email, ext_id, sms, merged = _merge(found) if len(found) > 1 else found[0]
+            values = json.loads(old_attributes)
+            for name, value in merged.items():
                 if value is ERASE:
                     values.pop(name, None)
                 else:
                     values[name] = value
-            updates.append(
-                (
-                    existing["email"] if merged.email is UNSET else merged.email,
-                    existing["ext_id"]
-                    if merged.ext_id is UNSET
-                    else None
-                    if merged.ext_id is ERASE
-                    else merged.ext_id,
-                    existing["sms"] if merged.sms is UNSET else None if merged.sms is ERASE else merged.sms,
-                    int(merged.email_blacklisted is True or bool(existing["email_blacklisted"])),
-                    int(merged.sms_blacklisted is True or bool(existing["sms_blacklisted"])),
-                    json.dumps(values),
-                    stamp,
-                    existing["id"],
-                )
+            email = old_email if email is UNSET else email
+            ext_id = old_ext_id if ext_id is UNSET else None if ext_id is ERASE else ext_id
+            sms = old_sms if sms is UNSET else None if sms is ERASE else sms
+            common = (
+                int(email_blacklist or bool(old_email_bl)),
+                int(sms_blacklist or bool(old_sms_bl)),
+                _dumps(values),
+                stamp,
+                cid,
             )
-    db.executemany(
-        "UPDATE contacts SET email=?, ext_id=?, sms=?, email_blacklisted=?, sms_blacklisted=?, attributes=?,"
-        " modified_at=? WHERE id=?",
-        updates,
-    )
-    members = [cid for cid in new_rows] + list(changes)
-    db.executemany(
-        "INSERT OR IGNORE INTO list_members VALUES (?,?)", [(lid, cid) for lid in list_ids for cid in members]
-    )
-    return counts
+            if (email, ext_id, sms) == (old_email, old_ext_id, old_sms):
+                same_ids.append(common)
+            else:
+                new_ids.append((email, ext_id, sms, *common))
+        # Leaving the identifier columns out when they do not change spares three index updates.
+        self.db.executemany(
+            "UPDATE contacts SET email_blacklisted=?, sms_blacklisted=?, attributes=?, modified_at=? WHERE id=?",
+            same_ids,
+        )
+        self.db.executemany(
+            "UPDATE contacts SET email=?, ext_id=?, sms=?, email_blacklisted=?, sms_blacklisted=?,"
+            " attributes=?, modified_at=? WHERE id=?",
+            new_ids,
+        )
 
 
-def _merge(into: Draft, extra: Draft) -> None:
-    for name in ("email", "ext_id", "sms", "email_blacklisted", "sms_blacklisted"):
-        value = getattr(extra, name)
-        if value is not UNSET:
-            setattr(into, name, value)
-    into.attributes.update(extra.attributes)
+_Write = tuple[tuple[tuple[str, str], ...], Any, Any, Any, dict[str, Any]]
+"""One parsed import row: its identifiers ((column, value), ... in email, ext_id, sms order), then
+email, ext_id, sms (a value, ``UNSET`` or ``ERASE``) and the attribute values (``ERASE`` to erase)."""
+
+# What an attribute key means to an import (decided once per key and import).
+_SKIP, _EMAIL, _SMS, _PHONE, _EXT_ID, _TEXT, _FLOAT, _BOOLEAN, _OTHER = range(9)
+
+
+class _RowReader:
+    """Reads import rows the way :func:`~.contacts.parse_attributes` does with ``strict=False``.
+
+    Each attribute key is resolved once per import (upper-cased name, attribute definition, how to
+    check its values), which is most of the per-row work for tens of thousands of rows.
+    """
+
+    def __init__(self, attrs: dict[str, dict[str, Any]], erase_empty: bool) -> None:
+        self.attrs = attrs
+        self.erase_empty = erase_empty
+        self.keys: dict[Any, tuple[int, str, dict[str, Any] | None]] = {}
+
+    def _resolve(self, key: Any) -> tuple[int, str, dict[str, Any] | None]:
+        name = str(key).upper()
+        attr = self.attrs.get(name)
+        if name == "EMAIL":
+            kind = _EMAIL
+        elif name == "SMS":
+            kind = _SMS
+        elif name in PHONE_ATTRIBUTES:
+            kind = _PHONE if attr is not None else _SKIP
+        elif name == "EXT_ID":
+            kind = _EXT_ID
+        elif attr is None or attr["category"] in ("calculated", "global"):
+            kind = _SKIP  # unknown attributes are ignored, as Brevo does
+        else:
+            kind = {"text": _TEXT, "float": _FLOAT, "boolean": _BOOLEAN}.get(attr["type"], _OTHER)
+        self.keys[key] = resolved = (kind, name, attr)
+        return resolved
+
+    def read(self, row: dict[str, Any]) -> _Write | None:
+        """The row's write, or ``None`` when its email is invalid (counted in ``invalid_emails``)."""
+        raw = row.get("attributes")
+        if not isinstance(raw, dict):
+            raw = {}
+        keys, erase_empty = self.keys, self.erase_empty
+        email = ext_id = sms = UNSET
+        email_key = False
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            kind, name, attr = keys.get(key) or self._resolve(key)
+            if kind == _SKIP:
+                continue
+            empty = value is None or value == ""
+            if kind == _TEXT:
+                if empty:
+                    if erase_empty:
+                        values[name] = ERASE
+                elif type(value) is str:
+                    values[name] = value
+                elif (coerced := coerce_value(attr, value)) is not DROP:  # type: ignore[arg-type]
+                    values[name] = coerced
+            elif kind == _EMAIL:
+                email_key = True
+                if not empty and (normalized := normalize_email(value)) is not None:
+                    email = normalized
+            elif kind == _SMS:
+                if empty:
+                    if erase_empty:
+                        sms = ERASE
+                elif (phone := normalize_phone(value)) is not None:
+                    sms = phone
+            elif kind == _EXT_ID:
+                if empty:
+                    if erase_empty:
+                        ext_id = ERASE
+                elif isinstance(value, (str, int)) and not isinstance(value, bool):
+                    ext_id = str(value)
+            elif kind == _PHONE:
+                if empty:
+                    if erase_empty:
+                        values[name] = ERASE
+                elif (phone := normalize_phone(value)) is not None:
+                    values[name] = phone
+            elif empty:
+                if erase_empty:
+                    values[name] = ERASE
+            elif kind == _FLOAT and (type(value) is float or type(value) is int):
+                values[name] = value
+            elif kind == _BOOLEAN and type(value) is bool:
+                values[name] = value
+            elif (coerced := coerce_value(attr, value)) is not DROP:  # type: ignore[arg-type]
+                values[name] = coerced
+        raw_email = row.get("email")
+        if raw_email not in (None, ""):
+            email = normalize_email(raw_email)
+            if email is None:
+                return None
+        elif email_key and email is UNSET:
+            return None
+        ids: tuple[tuple[str, str], ...] = ()
+        if email is not UNSET:
+            ids = (("email", email),)
+        if ext_id is not UNSET and ext_id is not ERASE:
+            ids += (("ext_id", ext_id),)
+        if sms is not UNSET and sms is not ERASE:
+            ids += (("sms", sms),)
+        return ids, email, ext_id, sms, values
+
+
+def _owners(db: sqlite3.Connection, writes: list[_Write]) -> dict[str, dict[str, int]]:
+    """Which existing contact holds each identifier of ``writes`` (one indexed lookup per value)."""
+    wanted: dict[str, set[str]] = {"email": set(), "ext_id": set(), "sms": set()}
+    if db.execute("SELECT 1 FROM contacts LIMIT 1").fetchone() is not None:
+        for write in writes:
+            for col, value in write[0]:
+                wanted[col].add(value)
+    return {
+        col: dict(
+            db.execute(
+                f"SELECT c.{col}, c.id FROM json_each(?) j JOIN contacts c ON c.{col} = j.value",
+                (json.dumps(sorted(values)),),  # in index order: neighbouring lookups share pages
+            )
+        )
+        if values
+        else {}
+        for col, values in wanted.items()
+    }
+
+
+def _merge(writes: list[_Write]) -> _Write:
+    """Several rows for one contact as one write: later values win, attributes accumulate."""
+    email = ext_id = sms = UNSET
+    values: dict[str, Any] = {}
+    for _, row_email, row_ext_id, row_sms, row_values in writes:
+        if row_email is not UNSET:
+            email = row_email
+        if row_ext_id is not UNSET:
+            ext_id = row_ext_id
+        if row_sms is not UNSET:
+            sms = row_sms
+        values.update(row_values)
+    return (), email, ext_id, sms, values
+
+
+if c_make_encoder is not None:
+    # json.dumps builds a new C encoder on every call; one reused encoder writes the same text.
+    _encode = c_make_encoder(
+        None, json.JSONEncoder().default, encode_basestring_ascii, None, ": ", ", ", False, False, True
+    )
+
+    def _dumps(values: dict[str, Any]) -> str:
+        return "".join(_encode(values, 0))
+
+else:  # pragma: no cover - CPython always has the C encoder
+    _dumps = json.dumps
 
 
 def run_export(db: sqlite3.Connection, payload: dict[str, Any]) -> str:
@@ -268,6 +451,7 @@ class ProcessWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._notify = notify or _post_json
+        self._payloads: dict[int, dict[str, Any]] = {}  # submitted in this run, not yet processed
 
     def start(self) -> None:
         with self.store.reading() as db:
@@ -288,13 +472,23 @@ class ProcessWorker:
         if self._thread:
             self._thread.join(timeout=10)
 
-    def submit(self, name: str, payload: dict[str, Any]) -> int:
+    def submit(self, name: str, payload: dict[str, Any], raw: bytes | None = None) -> int:
+        """Queue a process. ``raw``: the request body ``payload`` was parsed from, stored as is (a
+        100k-contact body is not serialized again); the worker takes ``payload`` from memory and
+        reads the stored copy only after a restart."""
+        text = None
+        if raw is not None:
+            try:
+                text = raw.decode(json.detect_encoding(raw))
+            except UnicodeDecodeError:
+                text = None
         with self.store.transaction() as db:
             cur = db.execute(
                 "INSERT INTO processes(name, status, created_at, payload) VALUES (?, 'queued', ?, ?)",
-                (name, now_ms(), json.dumps(payload)),
+                (name, now_ms(), text if text is not None else json.dumps(payload)),
             )
             pid = int(cur.lastrowid or 0)
+            self._payloads[pid] = payload
         self._queue.put(pid)
         return pid
 
@@ -315,11 +509,15 @@ class ProcessWorker:
                     )
 
     def _process(self, pid: int) -> None:
+        payload = self._payloads.pop(pid, None)
         half = self.settings.import_delay / 2
         if half and self._stop.wait(half):
             return
         with self.store.transaction() as db:
-            row = db.execute("SELECT name, payload FROM processes WHERE id=?", (pid,)).fetchone()
+            row = db.execute(  # the stored payload only when this run did not submit it (a restart)
+                "SELECT name, CASE WHEN ? THEN payload END AS payload FROM processes WHERE id=?",
+                (payload is None, pid),
+            ).fetchone()
             if row is None:  # wiped by a reset
                 return
             db.execute(
@@ -327,7 +525,8 @@ class ProcessWorker:
             )
         if half and self._stop.wait(half):
             return
-        payload = json.loads(row["payload"])
+        if payload is None:
+            payload = json.loads(row["payload"])
         with self.store.transaction() as db:
             if row["name"] == "IMPORTUSER":
                 info: dict[str, Any] = {"import": run_import(db, payload)}
