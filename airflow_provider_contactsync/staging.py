@@ -125,6 +125,37 @@ class ChunkStore:
     def path(self, stage: str, name: str) -> Any:
         return self.root / stage / name
 
+    def chunk_url(self, stage: str, index: int) -> str:
+        return str(self.path(stage, f"chunk-{index:05d}.msgpack"))
+
+    def run_jobs(self, jobs: list[tuple[Any, ...]], run: Any) -> list[Any]:
+        """Run ``run(local_jobs)`` over jobs ``(input url, output url, *args)`` with local file paths.
+
+        Local staging is used in place (worker processes read and write the files themselves).
+        Remote staging (s3://, gs://) is copied through a temporary folder one job at a time.
+        """
+        from airflow.sdk import ObjectStoragePath
+
+        if self.base.protocol == "file":
+            local = [(ObjectStoragePath(src).path, ObjectStoragePath(dst).path, *rest) for src, dst, *rest in jobs]
+            for _, dst, *_rest in local:
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+            return list(run(local))
+        import tempfile
+
+        results: list[Any] = []
+        with tempfile.TemporaryDirectory(prefix="contactsync-chunks-") as tmp:
+            for src, dst, *rest in jobs:
+                local_src, local_dst = os.path.join(tmp, "in.msgpack"), os.path.join(tmp, "out.msgpack")
+                with open(local_src, "wb") as stream:
+                    stream.write(ObjectStoragePath(src).read_bytes())
+                results.extend(run([(local_src, local_dst, *rest)]))
+                target = ObjectStoragePath(dst)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(local_dst, "rb") as stream:
+                    target.write_bytes(stream.read())
+        return results
+
     def write(self, stage: str, index: int, payload: Any) -> str:
         """Write one chunk atomically enough for a retry: a re-run overwrites the same name."""
         path = self.path(stage, f"chunk-{index:05d}.msgpack")

@@ -72,7 +72,7 @@ def fill(server: Any, dbname: str, rows: int) -> None:
         )
         conn.execute(
             "INSERT INTO public.customers SELECT i, ' User' || i || '@Example.com ',"
-            " '06 ' || lpad(((i * 7919) % 100000000)::text, 8, '1'), 'First' || i, 'Last' || (i % 997),"
+            " '06 ' || lpad(((i::bigint * 7919) % 100000000)::text, 8, '1'), 'First' || i, 'Last' || (i % 997),"
             " (18 + i % 70)::text, '2026-01-01 00:00:00+00'::timestamptz + (i / 10) * interval '1 second'"
             f" FROM generate_series(1, {rows}) AS i"
         )

@@ -1,29 +1,62 @@
-"""Chunks transformed by worker processes give exactly what the in-process transform gives."""
+"""Chunk files transformed and mapped by worker processes give exactly what one process gives."""
 
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 from airflow_provider_contactsync.core.errors import RowError
-from airflow_provider_contactsync.core.parallel import transform_chunks
+from airflow_provider_contactsync.core.parallel import map_files, transform_files
+from airflow_provider_contactsync.core.spec import parse_definition
+from airflow_provider_contactsync.staging import decode, encode
 
 FORMULAS = {"email": "email.normalizeEmail()", "age": "age.asInt()"}
 FIELDS = ["id", "email", "age"]
+DEFINITION = parse_definition(
+    "integration: x\nsource: {name: s, type: file, path: /d, fields: [id, email, age], key: id}\n"
+    "transform: {email: email.normalizeEmail(), age: age.asInt()}\n"
+    "mapping: {email: EMAIL, age: AGE}\ndestination: {list_ids: [2]}\n"
+).model_dump(mode="json")
+ATTRIBUTES = [{"name": "AGE", "category": "normal", "type": "float"}]
 
 
-def chunks() -> list[list[object]]:
-    rows = [{"id": i, "email": f" U{i}@X.io ", "age": "x" if i % 7 == 0 else str(i)} for i in range(1, 60)]
+def staged_chunks(folder: Path) -> list[tuple[str, int]]:
+    rows: list[object] = [
+        {"id": i, "email": f" U{i}@X.io ", "age": "x" if i % 7 == 0 else str(i)} for i in range(1, 60)
+    ]
     rows.insert(10, RowError("line 12: 2 columns, the header has 3", field=None, value=None))
-    return [rows[i : i + 17] for i in range(0, len(rows), 17)]
+    paths, start = [], 1
+    for index in range(0, len(rows), 17):
+        path = folder / f"extract-{index}.msgpack"
+        path.write_bytes(encode(rows[index : index + 17]))
+        paths.append((str(path), start))
+        start += len(rows[index : index + 17])
+    return paths
 
 
-def test_parallel_equals_in_process_and_keeps_order() -> None:
-    serial = list(transform_chunks(chunks(), formulas=FORMULAS, fields=FIELDS, key_field="id", workers=1))
-    parallel = list(transform_chunks(chunks(), formulas=FORMULAS, fields=FIELDS, key_field="id", workers=2))
+def run(folder: Path, workers: int) -> tuple[list, list, list]:
+    out = folder / f"w{workers}"
+    out.mkdir()
+    jobs = [(src, str(out / f"t-{i}.msgpack"), start) for i, (src, start) in enumerate(staged_chunks(folder))]
+    transformed = list(transform_files(jobs, formulas=FORMULAS, fields=FIELDS, key_field="id", workers=workers))
+    map_jobs = [(dst, str(out / f"c-{i}.msgpack")) for i, (_, dst, _) in enumerate(jobs)]
+    mapped = list(
+        map_files(map_jobs, definition=DEFINITION, attributes=ATTRIBUTES, result_types={"age": "int"}, workers=workers)
+    )
+    contacts = [decode(Path(dst).read_bytes()) for _, dst in map_jobs]
+    return transformed, mapped, contacts
+
+
+def test_workers_give_the_same_results_in_order(tmp_path: Path) -> None:
+    serial = run(tmp_path, 1)
+    parallel = run(tmp_path, 2)
     assert parallel == serial
-    passed = [key for result in parallel for key, _ in result[0]]
-    assert passed == sorted(passed)
-    rejects = [r for result in parallel for r in result[1]]
+    transformed, mapped, contacts = parallel
+    assert sum(rejected for _, rejected in transformed) == 1 + 8  # the unreadable line and ages "x"
+    keys = [key for chunk in contacts for key, _ in chunk]
+    assert keys == sorted(keys) and 7 not in keys
+    assert contacts[0][0] == [1, {"attributes": {"AGE": 1.0}, "email": "u1@x.io"}]
+    rejects = [r for _, _, chunk_rejects in mapped for r in chunk_rejects]
     (unreadable,) = [r for r in rejects if r.reason.startswith("line 12")]
     assert unreadable.row == 11  # its 1-based position across chunks
     assert {r.row for r in rejects if r is not unreadable} == {i for i in range(1, 60) if i % 7 == 0}
@@ -32,24 +65,3 @@ def test_parallel_equals_in_process_and_keeps_order() -> None:
 def test_row_errors_survive_pickling() -> None:
     error = pickle.loads(pickle.dumps(RowError("bad", field="age", value="x")))
     assert (error.reason, error.field, error.value) == ("bad", "age", "x")
-
-
-def test_parallel_map_equals_in_process() -> None:
-    from airflow_provider_contactsync.core.parallel import map_chunks
-    from airflow_provider_contactsync.core.spec import parse_definition
-
-    definition = parse_definition(
-        "integration: x\nsource: {name: s, type: file, path: /d, fields: [id, email, age], key: id}\n"
-        "mapping: {email: EMAIL, age: AGE}\ndestination: {list_ids: [2]}\n"
-    ).model_dump(mode="json")
-    attributes = [{"name": "AGE", "category": "normal", "type": "float"}]
-    transformed = list(transform_chunks(chunks(), formulas=FORMULAS, fields=FIELDS, key_field="id", workers=1))
-    staged = [{"rows": passed, "rejects": rejects} for passed, rejects, _ in transformed]
-    staged.append({"rows": [], "rejects": []})
-    kwargs = {"definition": definition, "attributes": attributes, "result_types": {"age": "int"}}
-    serial = list(map_chunks(staged, workers=1, **kwargs))
-    parallel = list(map_chunks(staged, workers=2, **kwargs))
-    assert parallel == serial
-    items = [item for result in parallel for _, item in result[0]]
-    assert items[0] == {"attributes": {"AGE": 1.0}, "email": "u1@x.io"}
-    assert sum(result[3] for result in parallel) == 0  # every transformed row maps

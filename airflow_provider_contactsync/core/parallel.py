@@ -1,17 +1,19 @@
-"""Chunks on several cores: the transform and map stages hand chunks to worker processes.
+"""Chunks on several cores: the transform and map stages hand chunk files to worker processes.
 
 Formulas and value checks are CPU-bound Python (phone numbers alone cost ~20 µs a row) and the
 GIL keeps one process on one core. Workers are set up once (formulas compiled, mapping planned:
-compiled code is rebuilt in each worker, never shipped), receive rows, and return results in chunk
-order; at most ``workers + 1`` chunks are in flight, so memory stays bounded. Workers are spawned,
-not forked: the task process may hold threads and locks that a fork would copy half-way.
+compiled code is rebuilt in each worker, never shipped). Each job names an input chunk file and an
+output chunk file: the worker reads, computes and writes them itself, and sends back only counts
+and rejects, so rows never cross a pipe (pickling them would cost as much as the work on a
+2-core machine). Results come back in job order. Workers are spawned, not forked: the task process
+may hold threads and locks that a fork would copy half-way.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
@@ -28,33 +30,40 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _run_chunks(
-    chunks: Iterable[Any],
+def _run_jobs(
+    jobs: Sequence[tuple[Any, ...]],
     *,
     setup: Callable[..., None],
     setup_args: tuple[Any, ...],
     work: Callable[..., Any],
     workers: int,
 ) -> Iterator[Any]:
-    """``work(chunk, start)`` for each chunk, in order; ``start`` is the chunk's first 1-based row index."""
-    if workers <= 1:
+    """``work(*job)`` for each job, in order, on ``workers`` processes (in this process when 1)."""
+    if workers <= 1 or len(jobs) <= 1:
         setup(*setup_args)
-        start = 1
-        for chunk in chunks:
-            yield work(chunk, start)
-            start += len(chunk)
+        for job in jobs:
+            yield work(*job)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=setup, initargs=setup_args) as pool:
-        pending: list[Future[Any]] = []
-        start = 1
-        for chunk in chunks:
-            pending.append(pool.submit(work, chunk, start))
-            start += len(chunk)
-            if len(pending) > workers:
-                yield pending.pop(0).result()
-        for future in pending:
+        futures: list[Future[Any]] = [pool.submit(work, *job) for job in jobs]
+        for future in futures:
             yield future.result()
+
+
+def _read(path: str) -> Any:
+    from airflow_provider_contactsync.staging import decode
+
+    with open(path, "rb") as stream:
+        return decode(stream.read())
+
+
+def _write(path: str, payload: Any) -> None:
+    from airflow_provider_contactsync.staging import encode
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as stream:
+        stream.write(encode(payload))
 
 
 # -- transform -------------------------------------------------------------------------------
@@ -67,27 +76,31 @@ def _setup_transform(formulas: dict[str, str], fields: Sequence[str], key_field:
     _state["key_field"] = key_field
 
 
-def _transform_chunk(rows: list[Any], start: int) -> tuple[Any, ...]:
-    return transform_rows(_state["transform"], rows, key_field=_state["key_field"], start=start)
+def _transform_file(source: str, target: str, start: int) -> tuple[int, int]:
+    passed, rejects, rejected = transform_rows(
+        _state["transform"], _read(source), key_field=_state["key_field"], start=start
+    )
+    _write(target, {"rows": passed, "rejects": rejects})
+    return len(passed), rejected
 
 
-def transform_chunks(
-    chunks: Iterable[list[Any]],
+def transform_files(
+    jobs: Sequence[tuple[str, str, int]],
     *,
     formulas: dict[str, str],
     fields: Sequence[str],
     key_field: str | None,
     workers: int,
-) -> Iterator[tuple[Any, ...]]:
-    """Yield ``(passed, rejects, rejected)`` per chunk of source rows, in chunk order.
+) -> Iterator[tuple[int, int]]:
+    """Transform staged chunk files; yield ``(passed, rejected rows)`` per job, in order.
 
-    With ``workers <= 1`` everything runs in this process (no start-up cost for small runs).
+    :param jobs: ``(input chunk path, output chunk path, 1-based index of the chunk's first row)``.
     """
-    return _run_chunks(
-        chunks,
+    return _run_jobs(
+        jobs,
         setup=_setup_transform,
         setup_args=(dict(formulas), list(fields), key_field),
-        work=_transform_chunk,
+        work=_transform_file,
         workers=workers,
     )
 
@@ -109,33 +122,38 @@ def _setup_map(
     _state["mapper"] = ContactMapper(spec, AttributeCatalog.from_api(attributes), result_types)
 
 
-def _map_chunk(chunk: dict[str, Any], start: int) -> tuple[Any, ...]:
+def _map_file(source: str, target: str) -> tuple[int, int, list[Any]]:
     from airflow_provider_contactsync.core.mapping import to_import_item
 
+    chunk = _read(source)
     if not chunk["rows"]:
-        return [], chunk["rejects"], [], 0
+        _write(target, [])
+        return 0, 0, chunk["rejects"]
     contacts, rejects, rejected = map_rows(_state["mapper"], chunk["rows"])
-    return [(key, to_import_item(c)) for key, c in contacts], chunk["rejects"], rejects, rejected
+    _write(target, [(key, to_import_item(contact)) for key, contact in contacts])
+    return len(contacts), rejected, chunk["rejects"] + rejects
 
 
-def map_chunks(
-    chunks: Iterable[dict[str, Any]],
+def map_files(
+    jobs: Sequence[tuple[str, str]],
     *,
     definition: dict[str, Any],
     attributes: list[dict[str, Any]] | None,
     result_types: dict[str, str],
     workers: int,
-) -> Iterator[tuple[Any, ...]]:
-    """Yield ``(import items, transform rejects, mapping rejects, rejected rows)`` per transformed chunk.
+) -> Iterator[tuple[int, int, list[Any]]]:
+    """Map transformed chunk files to import items; yield ``(contacts, rejected rows, rejects)`` per job.
+
+    The rejects are the chunk's transform rejects followed by its mapping rejects.
 
     :param definition: the source definition as JSON (``model_dump(mode="json")``).
     :param attributes: the account's attributes, as ``GET /contacts/attributes`` lists them; None when
         no chunk has a row to map.
     """
-    return _run_chunks(
-        chunks,
+    return _run_jobs(
+        jobs,
         setup=_setup_map,
         setup_args=(definition, attributes, dict(result_types)),
-        work=_map_chunk,
+        work=_map_file,
         workers=workers,
     )
