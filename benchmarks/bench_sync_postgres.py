@@ -143,7 +143,10 @@ def run_stage(stage: str, state: Path, chunk_size: int) -> None:
     xcoms[stage] = result
     xcom_file.write_text(json.dumps(xcoms, default=str))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    (state / f"{stage}.json").write_text(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb}))
+    workers_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest worker process
+    (state / f"{stage}.json").write_text(
+        json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "worker_peak_rss_mb": workers_mb})
+    )
 
 
 def start_sandbox(folder: Path, api_key: str) -> tuple[subprocess.Popen[str], str]:
@@ -219,10 +222,13 @@ def main() -> None:
             results = bench(rows, args.chunk_size, server)
             total = sum(results[s]["seconds"] for s in STAGES)
             print(f"\n{rows:,} rows (chunk size {args.chunk_size:,})")
-            print(f"  {'stage':<10} {'seconds':>8} {'rows/s':>10} {'peak RSS MB':>12}")
+            print(f"  {'stage':<10} {'seconds':>8} {'rows/s':>10} {'peak RSS MB':>12} {'worker peak MB':>15}")
             for stage in STAGES:
                 r = results[stage]
-                print(f"  {stage:<10} {r['seconds']:8.2f} {rows / r['seconds']:10,.0f} {r['peak_rss_mb']:12.0f}")
+                print(
+                    f"  {stage:<10} {r['seconds']:8.2f} {rows / r['seconds']:10,.0f} {r['peak_rss_mb']:12.0f}"
+                    f" {r['worker_peak_rss_mb']:15.0f}"
+                )
             print(f"  {'end to end':<10} {total:8.2f} {rows / total:10,.0f}")
             summary = results["summary"]
             print(
