@@ -153,8 +153,18 @@ def start_sandbox(folder: Path, api_key: str) -> tuple[subprocess.Popen[str], st
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "contactsync-sandbox"),
-            "--port", "0", "--db", str(folder / "sandbox.db"), "--api-key", api_key,
-            "--import-delay", "0", "--contacts-rps", "1000", "--other-per-hour", "100000",
+            "--port",
+            "0",
+            "--db",
+            str(folder / "sandbox.db"),
+            "--api-key",
+            api_key,
+            "--import-delay",
+            "0",
+            "--contacts-rps",
+            "1000",
+            "--other-per-hour",
+            "100000",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -178,7 +188,9 @@ def bench(rows: int, chunk_size: int, server: Any) -> dict[str, Any]:
         sandbox, url = start_sandbox(state, api_key)
         try:
             for name, kind in (("AGE", "float"), ("INCOMPLETE", "boolean")):
-                httpx.post(f"{url}/contacts/attributes/normal/{name}", json={"type": kind}, headers={"api-key": api_key})
+                httpx.post(
+                    f"{url}/contacts/attributes/normal/{name}", json={"type": kind}, headers={"api-key": api_key}
+                )
             env = dict(os.environ)
             env["AIRFLOW_HOME"] = str(state / "airflow-home")
             env["AIRFLOW_CONN_BENCH_PG"] = server.airflow_connection(dbname)
@@ -189,7 +201,16 @@ def bench(rows: int, chunk_size: int, server: Any) -> dict[str, Any]:
             results: dict[str, Any] = {}
             for stage in STAGES:
                 subprocess.run(
-                    [sys.executable, __file__, "--stage", stage, "--state", str(state), "--chunk-size", str(chunk_size)],
+                    [
+                        sys.executable,
+                        __file__,
+                        "--stage",
+                        stage,
+                        "--state",
+                        str(state),
+                        "--chunk-size",
+                        str(chunk_size),
+                    ],
                     check=True,
                     env=env,
                 )
