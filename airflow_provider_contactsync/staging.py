@@ -166,7 +166,17 @@ class ChunkStore:
     def read(self, url: str) -> Any:
         from airflow.sdk import ObjectStoragePath
 
-        return decode(ObjectStoragePath(url).read_bytes())
+        path = ObjectStoragePath(url)
+        try:
+            return decode(path.read_bytes())
+        except FileNotFoundError:
+            hint = (
+                " The staging base is a local folder: when tasks run on several machines, set "
+                "[contactsync] staging to shared storage (s3://, gs://)."
+                if path.protocol == "file"
+                else ""
+            )
+            raise FileNotFoundError(f"staged chunk {url} is missing (cleared upstream data?).{hint}") from None
 
     def iter_chunks(self, urls: list[str]) -> Iterator[Any]:
         for url in urls:

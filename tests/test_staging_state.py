@@ -78,3 +78,11 @@ def test_digest_store_settles_pending_batches(tmp_path: Path) -> None:
     failed = reopened.add_pending([13], [("EMAIL:c@x.io", "d3")])
     reopened.settle(failed, delivered=False)
     assert reopened.lookup(["EMAIL:c@x.io"]) == {}
+
+
+def test_missing_local_chunk_explains_shared_staging(tmp_path: Path) -> None:
+    import pytest
+
+    store = ChunkStore(f"file://{tmp_path}", "d", "r")
+    with pytest.raises(FileNotFoundError, match=r"set \[contactsync\] staging to shared storage"):
+        store.read(store.chunk_url("extract", 0))
