@@ -29,6 +29,11 @@ def configure_airflow(workdir: Path) -> None:
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ["AIRFLOW__CONTACTSYNC__STAGING"] = f"file://{workdir / 'staging'}"
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    import warnings
+
+    # Deprecation notices from third-party providers would bury the demo's own output.
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 def run_demo(workdir: Path, *, fresh: bool = False, show: int = 5, out: Any = print) -> list[dict[str, Any]]:
@@ -72,6 +77,7 @@ def run_demo(workdir: Path, *, fresh: bool = False, show: int = 5, out: Any = pr
             out(f"\n== {attempt}: {dag_run.state} ({', '.join(f'{k}={v}' for k, v in sorted(states.items()))})")
             out(format_summary(summary))
             out(f"  write calls to Brevo  {_writes(sandbox) - writes_before}")
+            _show_rejects(summary.get("error report"), out)
         out(f"\nContacts read back from the sandbox (first {show} of {len(sandbox.contacts())}):")
         for contact in sandbox.contacts()[:show]:
             attributes = contact.get("attributes", {})
@@ -82,6 +88,20 @@ def run_demo(workdir: Path, *, fresh: bool = False, show: int = 5, out: Any = pr
             )
     out(f"\nState kept in {workdir} (run `contactsync demo --fresh` to start over).")
     return summaries
+
+
+def _show_rejects(report_url: str | None, out: Any) -> None:
+    """Print the rejected rows of a run from its error report."""
+    import csv
+
+    if not report_url or not report_url.startswith("file://"):
+        return
+    with open(report_url.removeprefix("file://"), newline="", encoding="utf-8") as stream:
+        rejects = list(csv.DictReader(stream))
+    if rejects:
+        out("  rejected rows (from the error report):")
+        for reject in rejects:
+            out(f"    row {reject['row']}: {reject['field'] or '(row)'}={reject['value']!r}: {reject['reason']}")
 
 
 def _attributes(sandbox: Any) -> list[dict[str, Any]]:
