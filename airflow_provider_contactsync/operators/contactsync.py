@@ -105,7 +105,8 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
             urls.append(store.write("extract", index, chunk))
             chunk_rows.append(len(chunk))
             if field and key:
-                latest = _latest_cursor(chunk, field, key, latest)
+                # Ordered reads end with their latest row; otherwise every row is looked at.
+                latest = _latest_cursor(chunk[-1:] if source.ordered_reads else chunk, field, key, latest)
         rows = sum(chunk_rows)
         result = {
             "chunks": urls,

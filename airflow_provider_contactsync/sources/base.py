@@ -53,6 +53,9 @@ class Source(ABC):
         self.spec = spec
         self.skipped: dict[str, int] = {}
 
+    #: True when incremental reads come in (updated, key) order, so the last row holds the cursor.
+    ordered_reads: bool = False
+
     @property
     def incremental(self) -> bool:
         """Sources without ``updated_field`` read everything on every run."""

@@ -98,6 +98,8 @@ class PostgresSource(Source):
     :param hook: a ready hook (tests, callers that already hold one); built from ``conn_id`` if omitted.
     """
 
+    ordered_reads = True  # ORDER BY updated, key
+
     spec: SqlSource
 
     def __init__(self, spec: SqlSource, *, hook: Any = None) -> None:
