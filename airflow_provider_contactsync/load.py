@@ -4,10 +4,15 @@ Per chunk: contacts sharing an identity keep the last one (rows arrive in cursor
 contact's digest is compared with what was last delivered, so unchanged contacts are not sent;
 the rest go out as bulk imports. Contacts of unfinished imports are kept as *pending* on disk:
 a load retried after a crash first settles those imports, then skips what they delivered.
+
+Uploading a body (megabytes) runs on one sender thread while the next chunk is prepared, so
+network time and Brevo's answer overlap the CPU work; one sender keeps the imports in order.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from airflow_provider_contactsync.core.spec import Destination
@@ -52,6 +57,8 @@ class ContactLoader:
             "recovered": 0,
         }
         self._batches: list[tuple[int, list[int]]] = []
+        self._sender: ThreadPoolExecutor | None = None
+        self._in_flight: deque[tuple[Future[list[int]], list[tuple[str, str]]]] = deque()
 
     def recover(self) -> None:
         """Settle imports a crashed attempt left unfinished, so their contacts are not sent again."""
@@ -86,16 +93,37 @@ class ContactLoader:
             to_send.append((identity, digest))
         if not to_send:
             return
-        process_ids = self.hook.import_contacts(
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contactsync-import")
+        future = self._sender.submit(
+            self.hook.import_contacts,
             [latest[identity] for identity, _ in to_send],
             list_ids=self.destination.list_ids,
             update_existing=self.destination.update_existing,
             empty_attributes=self.destination.empty_attributes,
         )
-        self._batches.append((self.digests.add_pending(process_ids, to_send), process_ids))
+        self._in_flight.append((future, to_send))
+        self._collect(keep=1)  # one body uploading while the next chunk is prepared: bounded memory
+
+    def _collect(self, *, keep: int) -> None:
+        """Record sent bodies as pending imports (on disk) until at most ``keep`` are in flight."""
+        while len(self._in_flight) > keep:
+            future, to_send = self._in_flight.popleft()
+            process_ids = future.result()  # a failed upload raises here, in the task's thread
+            self._batches.append((self.digests.add_pending(process_ids, to_send), process_ids))
+
+    def close(self) -> None:
+        """Stop the sender thread (after a failure, uploads not yet started are dropped)."""
+        if self._sender is not None:
+            for future, _ in self._in_flight:
+                future.cancel()
+            self._sender.shutdown(wait=True)
+            self._sender = None
 
     def finish(self) -> dict[str, int]:
         """Wait for this run's imports, record what they delivered, and return the counts."""
+        self._collect(keep=0)
+        self.close()
         all_ids = [pid for _, ids in self._batches for pid in ids]
         if all_ids:
             processes = self.hook.wait_for_processes(all_ids)

@@ -43,10 +43,13 @@ def run(
     store = DigestStore(str(db))
     try:
         loader = ContactLoader(hook, store, Destination(list_ids=[list_id]), full_refresh=full_refresh)
-        loader.recover()
-        for c in chunks:
-            loader.submit(c)
-        return loader.finish()
+        try:
+            loader.recover()
+            for c in chunks:
+                loader.submit(c)
+            return loader.finish()
+        finally:
+            loader.close()
     finally:
         store.close()
 
@@ -101,7 +104,9 @@ def test_retry_after_crash_settles_pending_imports_and_sends_nothing_twice(
     store = DigestStore(str(db))
     crashed = ContactLoader(hook, store, Destination(list_ids=[list_id]), full_refresh=False)
     crashed.submit(chunk(3))
-    store.close()  # the worker died before waiting for the import
+    crashed._collect(keep=0)  # the body was uploaded and recorded as pending...
+    crashed.close()
+    store.close()  # ...then the worker died before waiting for the import
 
     retry = run(hook, db, list_id, [chunk(3), chunk(2, start=3)])
     assert retry["recovered"] == 3

@@ -322,10 +322,13 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         destination = self.spec.destination
         with BrevoHook(destination.conn_id) as hook, open_digest_store(store.dag_root) as digests:
             loader = ContactLoader(hook, digests, destination, full_refresh=bool(extracted["full_refresh"]))
-            loader.recover()
-            for chunk in store.iter_chunks(mapped["chunks"]):
-                loader.submit(chunk)
-            counts = loader.finish()
+            try:
+                loader.recover()
+                for chunk in store.iter_chunks(mapped["chunks"]):
+                    loader.submit(chunk)
+                counts = loader.finish()
+            finally:
+                loader.close()
             requests = dict(hook.stats.requests)
         cursor = CursorStore(context, self.asset).advance(Cursor.from_json(extracted["cursor_end"]))
         summary = {
