@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 import pytest
 
-from airflow_provider_contactsync.core.error_report import write_error_report
-from airflow_provider_contactsync.core.errors import ConfigurationError, Reject, RowError
+from airflow_provider_contactsync.core.errors import ConfigurationError, RowError
 from airflow_provider_contactsync.core.rows import read_rows, rows_from_text
 from airflow_provider_contactsync.core.spec import CsvOptions
 
@@ -72,14 +70,3 @@ def test_jsonl_nested_fields_bad_lines_and_missing_keys() -> None:
     assert isinstance(rows[1], RowError) and "line 2: not valid JSON" in rows[1].reason
     assert isinstance(rows[2], RowError) and "a JSON object was expected" in rows[2].reason
     assert rows[3] == {"id": 2, "address.city": None}
-
-
-def test_error_report_is_private_csv(tmp_path: Path) -> None:
-    path = tmp_path / "reports" / "errors.csv"
-    count = write_error_report([Reject(7, "email", "nope", "not a valid email address")], path)
-    assert count == 1
-    assert path.read_text().splitlines() == [
-        "row,field,value,reason",
-        "7,email,nope,not a valid email address",
-    ]
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
