@@ -42,6 +42,14 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "/opt/airflow/dags/contactsync",
                         "default": "definitions",
                     },
+                    "retention_days": {
+                        "description": "Days the staged chunks of other runs are kept (failed runs, for "
+                        "inspection); a successful run removes its own at once.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "3",
+                        "default": "7",
+                    },
                     "staging": {
                         "description": "ObjectStoragePath URL where tasks stage chunk files and error reports. "
                         "Use shared storage (s3://, gs://) when tasks run on several machines.",

@@ -174,3 +174,14 @@ def test_reject_rate_alert_email(demo: Demo, smtp_server: Any, smtp_conn_id: str
     messages = smtp_server.wait_for(2, timeout=30)  # the reject-rate alert, then the task failure
     text = "\n".join(m["Subject"] + m.get_body(("html", "plain")).get_content() for m in messages)
     assert "3 of 10 rows rejected (30.0%)" in text
+
+
+def test_successful_run_removes_its_chunks_and_old_leftovers(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:
+    demo.sandbox.add_fault(method="POST", path="/v3/contacts/import", action="status", status=400, times=1)
+    assert task_states(demo.run())["load"] == "failed"
+    runs = demo.root / "staging" / demo.definition.dag_id / "runs"
+    assert len(list(runs.iterdir())) == 1  # the failed run's chunks are kept for inspection
+    monkeypatch.setenv("AIRFLOW__CONTACTSYNC__RETENTION_DAYS", "0")
+    assert task_states(demo.run())["load"] == "success"
+    assert list(runs.iterdir()) == []
+    assert len(list((runs.parent / "reports").iterdir())) == 2  # error reports are kept

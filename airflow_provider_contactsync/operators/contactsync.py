@@ -303,10 +303,11 @@ def _reason_family(reason: str) -> str:
 class ContactsyncLoadOperator(ContactsyncBaseOperator):
     """Bulk-upsert the contacts into Brevo, then advance the cursor and return the run summary.
 
-    :param retention_days: staged data of other runs older than this is removed after a success.
+    :param retention_days: staged data of other runs older than this is removed after a success
+        (default: ``[contactsync] retention_days``, else 7). Error reports are kept apart.
     """
 
-    def __init__(self, *, retention_days: int = 7, **kwargs: Any) -> None:
+    def __init__(self, *, retention_days: int | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("outlets", [_asset_of(kwargs["definition"])])
         super().__init__(**kwargs)
         self.retention_days = retention_days
@@ -343,9 +344,16 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         self.log.info("Run summary\n%s", format_summary(summary, extracted["skipped"]))
         store.cleanup()
         store.cleanup_older_than(
-            dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self.retention_days), keep=store.root.name
+            dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self._retention_days()), keep=store.root.name
         )
         return summary
+
+    def _retention_days(self) -> float:
+        if self.retention_days is not None:
+            return float(self.retention_days)
+        from airflow.configuration import conf
+
+        return conf.getfloat("contactsync", "retention_days", fallback=7.0)
 
 
 def format_summary(summary: dict[str, Any], skipped: dict[str, int] | None = None) -> str:
