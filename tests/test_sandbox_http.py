@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from polling import wait_for
 
 from airflow_provider_contactsync.sandbox import BrevoSandbox
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(interval)
 
 
 def api(sandbox: BrevoSandbox) -> httpx.Client:
@@ -32,15 +21,11 @@ def api(sandbox: BrevoSandbox) -> httpx.Client:
 
 
 def control(sandbox: BrevoSandbox) -> httpx.Client:
-    return httpx.Client(
-        base_url=sandbox.base_url + "/_sandbox", headers={"api-key": sandbox.api_key}, timeout=30
-    )
+    return httpx.Client(base_url=sandbox.base_url + "/_sandbox", headers={"api-key": sandbox.api_key}, timeout=30)
 
 
 def finished(client: httpx.Client, process_id: int) -> dict[str, Any]:
-    return wait_for(
-        lambda: (p := client.get(f"/processes/{process_id}").json())["status"] == "completed" and p
-    )
+    return wait_for(lambda: (p := client.get(f"/processes/{process_id}").json())["status"] == "completed" and p)
 
 
 @pytest.fixture
@@ -122,9 +107,7 @@ def test_new_account_is_seeded(client: httpx.Client) -> None:
         ("DELETE", "/contacts/attributes/normal/NOPE", None, 404, "document_not_found"),
     ],
 )
-def test_validation_errors(
-    client: httpx.Client, method: str, path: str, body: Any, status: int, code: str
-) -> None:
+def test_validation_errors(client: httpx.Client, method: str, path: str, body: Any, status: int, code: str) -> None:
     response = client.request(method, path, json=body)
     assert response.status_code == status, response.text
     payload = response.json()
@@ -157,9 +140,7 @@ def test_phone_formats_are_normalised(client: httpx.Client, phone: str) -> None:
 def test_duplicate_sms_is_an_error_on_create_and_update(client: httpx.Client) -> None:
     client.post("/contacts", json={"email": "a@example.com", "attributes": {"SMS": "+33612345678"}})
     client.post("/contacts", json={"email": "b@example.com"})
-    created = client.post(
-        "/contacts", json={"email": "c@example.com", "attributes": {"SMS": "0033612345678"}}
-    )
+    created = client.post("/contacts", json={"email": "c@example.com", "attributes": {"SMS": "0033612345678"}})
     assert created.status_code == 400
     assert created.json()["code"] == "duplicate_parameter"
     assert created.json()["metadata"] == {"duplicate_identifiers": ["SMS"]}
@@ -172,9 +153,7 @@ def test_duplicate_sms_is_an_error_on_create_and_update(client: httpx.Client) ->
     assert upsert.status_code == 400
     assert client.get("/contacts/b@example.com").json()["attributes"].get("SMS") is None
     # the owner itself may send its own number again
-    assert (
-        client.put("/contacts/a@example.com", json={"attributes": {"SMS": "+33612345678"}}).status_code == 204
-    )
+    assert client.put("/contacts/a@example.com", json={"attributes": {"SMS": "+33612345678"}}).status_code == 204
 
 
 def test_identifier_auto_detection(client: httpx.Client) -> None:
@@ -220,9 +199,7 @@ def test_attribute_types_are_enforced_by_dropping(brevo_sandbox: BrevoSandbox, c
     }
     assert client.post("/contacts", json={"email": "bad@example.com", "attributes": bad}).status_code == 201
     assert client.get("/contacts/bad@example.com").json()["attributes"] == {"FIRSTNAME": "Bo"}
-    by_label = client.put(
-        "/contacts/bad@example.com", json={"attributes": {"GENDER": "men", "BIRTHDAY": "2001-02-30"}}
-    )
+    by_label = client.put("/contacts/bad@example.com", json={"attributes": {"GENDER": "men", "BIRTHDAY": "2001-02-30"}})
     assert by_label.status_code == 204
     assert client.get("/contacts/bad@example.com").json()["attributes"] == {
         "FIRSTNAME": "Bo",
@@ -238,10 +215,7 @@ def test_attribute_lifecycle(client: httpx.Client) -> None:
         ).status_code
         == 201
     )
-    assert (
-        client.put("/contacts/attributes/normal/COLORS", json={"multiCategoryOptions": ["b"]}).status_code
-        == 204
-    )
+    assert client.put("/contacts/attributes/normal/COLORS", json={"multiCategoryOptions": ["b"]}).status_code == 204
     attrs = {a["name"]: a for a in client.get("/contacts/attributes").json()["attributes"]}
     assert attrs["COLORS"]["multiCategoryOptions"] == ["a", "b"]
     assert client.post("/contacts/attributes/category/TIER", json={"type": "category"}).status_code == 400
@@ -252,15 +226,11 @@ def test_attribute_lifecycle(client: httpx.Client) -> None:
 # --- persistence and seed ---------------------------------------------------------------------------
 
 
-def test_state_persists_across_restart(
-    tmp_path: Path, brevo_sandbox_factory: Callable[..., BrevoSandbox]
-) -> None:
+def test_state_persists_across_restart(tmp_path: Path, brevo_sandbox_factory: Callable[..., BrevoSandbox]) -> None:
     db = tmp_path / "persist.sqlite3"
     first = brevo_sandbox_factory(db_path=db)
     with api(first) as c:
-        c.post(
-            "/contacts", json={"email": "kept@example.com", "attributes": {"FIRSTNAME": "K"}, "listIds": [2]}
-        )
+        c.post("/contacts", json={"email": "kept@example.com", "attributes": {"FIRSTNAME": "K"}, "listIds": [2]})
         c.post("/contacts/attributes/normal/AGE", json={"type": "float"})
     first.stop()
     second = brevo_sandbox_factory(db_path=db)
@@ -273,9 +243,7 @@ def test_state_persists_across_restart(
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_seed_file_is_applied_idempotently(
-    tmp_path: Path, brevo_sandbox_factory: Callable[..., BrevoSandbox]
-) -> None:
+def test_seed_file_is_applied_idempotently(tmp_path: Path, brevo_sandbox_factory: Callable[..., BrevoSandbox]) -> None:
     seed = tmp_path / "seed.json"
     seed.write_text(
         json.dumps(
@@ -319,9 +287,7 @@ def test_seed_file_is_applied_idempotently(
 def test_import_counts_and_rules(brevo_sandbox: BrevoSandbox, client: httpx.Client) -> None:
     brevo_sandbox.create_attribute("SCORE", "float")
     client.post("/contacts", json={"email": "owner@example.com", "attributes": {"SMS": "+33612345678"}})
-    client.post(
-        "/contacts", json={"email": "old@example.com", "attributes": {"FIRSTNAME": "Old", "SCORE": 1}}
-    )
+    client.post("/contacts", json={"email": "old@example.com", "attributes": {"FIRSTNAME": "Old", "SCORE": 1}})
     csv_body = "\n".join(
         [
             "EMAIL;FIRSTNAME;SMS;SCORE;EXT_ID;NOT_THERE",
@@ -375,9 +341,9 @@ def test_import_goes_through_queued_and_running_states(
 ) -> None:
     sandbox = brevo_sandbox_factory(import_delay=0.6)
     with api(sandbox) as c:
-        pid = c.post(
-            "/contacts/import", json={"jsonBody": [{"email": "a@example.com"}], "listIds": [2]}
-        ).json()["processId"]
+        pid = c.post("/contacts/import", json={"jsonBody": [{"email": "a@example.com"}], "listIds": [2]}).json()[
+            "processId"
+        ]
         seen = set()
         wait_for(lambda: seen.add(c.get(f"/processes/{pid}").json()["status"]) or "completed" in seen)
     assert "queued" in seen and "completed" in seen
@@ -402,9 +368,7 @@ def test_import_of_100k_contacts(brevo_sandbox: BrevoSandbox, client: httpx.Clie
 
 
 def test_export_serves_a_csv(client: httpx.Client) -> None:
-    client.post(
-        "/contacts", json={"email": "a@example.com", "attributes": {"FIRSTNAME": "A"}, "listIds": [2]}
-    )
+    client.post("/contacts", json={"email": "a@example.com", "attributes": {"FIRSTNAME": "A"}, "listIds": [2]})
     client.post("/contacts", json={"email": "b@example.com"})
     pid = client.post(
         "/contacts/export",
@@ -425,8 +389,7 @@ def test_export_serves_a_csv(client: httpx.Client) -> None:
 
 def test_list_membership_by_ids_ext_ids_and_all(client: httpx.Client) -> None:
     ids = [
-        client.post("/contacts", json={"email": f"{i}@example.com", "ext_id": f"e{i}"}).json()["id"]
-        for i in range(3)
+        client.post("/contacts", json={"email": f"{i}@example.com", "ext_id": f"e{i}"}).json()["id"] for i in range(3)
     ]
     list_id = client.post("/contacts/lists", json={"name": "L", "folderId": 1}).json()["id"]
     added = client.post(f"/contacts/lists/{list_id}/contacts/add", json={"ids": [ids[0], 999]}).json()
@@ -447,9 +410,7 @@ def test_list_membership_by_ids_ext_ids_and_all(client: httpx.Client) -> None:
 
 def test_rate_limit_headers_on_every_answer(client: httpx.Client) -> None:
     for response in (client.get("/contacts"), client.get("/processes"), client.get("/contacts/nobody@x.io")):
-        assert {"x-sib-ratelimit-limit", "x-sib-ratelimit-remaining", "x-sib-ratelimit-reset"} <= set(
-            response.headers
-        )
+        assert {"x-sib-ratelimit-limit", "x-sib-ratelimit-remaining", "x-sib-ratelimit-reset"} <= set(response.headers)
 
 
 def test_contacts_bucket_per_hour(brevo_sandbox_factory: Callable[..., BrevoSandbox]) -> None:

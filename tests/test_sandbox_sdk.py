@@ -3,27 +3,12 @@ parses what it answers."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from brevo import Brevo
 from brevo.core.api_error import ApiError as SdkApiError
+from polling import wait_for
 
 from airflow_provider_contactsync.sandbox import BrevoSandbox
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll ``condition`` until it is truthy or the deadline passes (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(interval)
 
 
 @pytest.fixture
@@ -48,17 +33,13 @@ def test_create_get_update_delete_contact(brevo_sandbox: BrevoSandbox, client: B
     assert info.attributes.FIRSTNAME == "Ann"  # type: ignore[attr-defined]
     assert info.attributes.SMS == "33612345678"  # type: ignore[attr-defined]
 
-    client.contacts.update_contact(
-        str(created.id), attributes={"LASTNAME": "Lee"}, identifier_type="contact_id"
-    )
+    client.contacts.update_contact(str(created.id), attributes={"LASTNAME": "Lee"}, identifier_type="contact_id")
     by_id = client.contacts.get_contact_info(str(created.id))
     assert by_id.attributes.LASTNAME == "Lee"  # type: ignore[attr-defined]
     assert by_id.modified_at >= by_id.created_at
 
     # upsert through POST with updateEnabled answers 204 (the SDK returns None / an empty model)
-    client.contacts.create_contact(
-        email="ann@example.com", attributes={"FIRSTNAME": "Anne"}, update_enabled=True
-    )
+    client.contacts.create_contact(email="ann@example.com", attributes={"FIRSTNAME": "Anne"}, update_enabled=True)
     assert brevo_sandbox.contacts()[0]["attributes"]["FIRSTNAME"] == "Anne"
 
     client.contacts.delete_contact("ann@example.com")
@@ -85,9 +66,7 @@ def test_attributes_lists_and_membership(brevo_sandbox: BrevoSandbox, client: Br
         enumeration=[{"value": 1, "label": "Men"}, {"value": 2, "label": "Women"}],
     )
     client.contacts.create_attribute("normal", "BIRTHDAY", type="date")
-    client.contacts.create_attribute(
-        "normal", "COLORS", type="multiple-choice", multi_category_options=["red", "blue"]
-    )
+    client.contacts.create_attribute("normal", "COLORS", type="multiple-choice", multi_category_options=["red", "blue"])
     names = {a.name: a for a in client.contacts.get_attributes().attributes or []}
     assert {"GENDER", "BIRTHDAY", "COLORS", "FIRSTNAME", "SMS", "EXT_ID"} <= set(names)
     assert names["GENDER"].category == "category" and names["GENDER"].enumeration
@@ -119,10 +98,7 @@ def test_attributes_lists_and_membership(brevo_sandbox: BrevoSandbox, client: Br
 
 
 def test_import_and_process_status(brevo_sandbox: BrevoSandbox, client: Brevo) -> None:
-    rows = [
-        {"email": f"p{i}@example.com", "attributes": {"FIRSTNAME": f"P{i}", "UNKNOWN": "x"}}
-        for i in range(20)
-    ]
+    rows = [{"email": f"p{i}@example.com", "attributes": {"FIRSTNAME": f"P{i}", "UNKNOWN": "x"}} for i in range(20)]
     rows.append({"email": "not-an-email", "attributes": {}})
     rows.append({"email": "p0@example.com", "attributes": {}})
     process = client.contacts.import_contacts(json_body=rows, list_ids=[2])

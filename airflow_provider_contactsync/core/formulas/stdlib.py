@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -173,9 +174,7 @@ _RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}
 def parse_timestamp(text: str) -> dt.datetime:
     m = _RFC3339.match(text)
     if not m:
-        raise RowError(
-            f"timestamp: cannot parse {short(text)} (expected RFC 3339, e.g. 2024-01-31T10:00:00Z)"
-        )
+        raise RowError(f"timestamp: cannot parse {short(text)} (expected RFC 3339, e.g. 2024-01-31T10:00:00Z)")
     day, clock, frac, zone = m.groups()
     zone = "+00:00" if zone in ("Z", "z") else zone
     try:
@@ -442,41 +441,22 @@ def get_day_of_year(value: Any, tz: Any = None) -> int:
     return _local("getDayOfYear", value, tz).timetuple().tm_yday - 1
 
 
-def get_hours(value: Any, tz: Any = None) -> int:
-    part = _duration_part(value, dt.timedelta(hours=1))
-    if part is not None and tz is None:
-        return part
-    local = _local("getHours", value, tz)
-    if not isinstance(local, dt.datetime):
-        raise no_overload("getHours", value)
-    return local.hour
+def _clock_part(name: str, unit: dt.timedelta, read: Callable[[dt.datetime], int]) -> Callable[..., int]:
+    """A CEL clock accessor: the whole units of a duration, or a timestamp's field in ``tz``."""
+
+    def accessor(value: Any, tz: Any = None) -> int:
+        part = _duration_part(value, unit)
+        if part is not None and tz is None:
+            return part
+        local = _local(name, value, tz)
+        if not isinstance(local, dt.datetime):
+            raise no_overload(name, value)
+        return read(local)
+
+    return accessor
 
 
-def get_minutes(value: Any, tz: Any = None) -> int:
-    part = _duration_part(value, dt.timedelta(minutes=1))
-    if part is not None and tz is None:
-        return part
-    local = _local("getMinutes", value, tz)
-    if not isinstance(local, dt.datetime):
-        raise no_overload("getMinutes", value)
-    return local.minute
-
-
-def get_seconds(value: Any, tz: Any = None) -> int:
-    part = _duration_part(value, dt.timedelta(seconds=1))
-    if part is not None and tz is None:
-        return part
-    local = _local("getSeconds", value, tz)
-    if not isinstance(local, dt.datetime):
-        raise no_overload("getSeconds", value)
-    return local.second
-
-
-def get_milliseconds(value: Any, tz: Any = None) -> int:
-    part = _duration_part(value, dt.timedelta(milliseconds=1))
-    if part is not None and tz is None:
-        return part
-    local = _local("getMilliseconds", value, tz)
-    if not isinstance(local, dt.datetime):
-        raise no_overload("getMilliseconds", value)
-    return local.microsecond // 1000
+get_hours = _clock_part("getHours", dt.timedelta(hours=1), lambda t: t.hour)
+get_minutes = _clock_part("getMinutes", dt.timedelta(minutes=1), lambda t: t.minute)
+get_seconds = _clock_part("getSeconds", dt.timedelta(seconds=1), lambda t: t.second)
+get_milliseconds = _clock_part("getMilliseconds", dt.timedelta(milliseconds=1), lambda t: t.microsecond // 1000)
