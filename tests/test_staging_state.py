@@ -86,3 +86,18 @@ def test_missing_local_chunk_explains_shared_staging(tmp_path: Path) -> None:
     store = ChunkStore(f"file://{tmp_path}", "d", "r")
     with pytest.raises(FileNotFoundError, match=r"set \[contactsync\] staging to shared storage"):
         store.read(store.chunk_url("extract", 0))
+
+
+def test_large_chunks_keep_types_found_deep_inside_one_row() -> None:
+    """Big chunks are type-checked level by level: one odd value deep in one row must still survive."""
+    aware = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    rows = [(i, {"id": i, "at": aware, "tags": ["a", i], "nested": {"n": i}}) for i in range(100)]
+    assert decode(encode(rows)) == [list(pair) for pair in rows]  # msgpack has one array type
+    for odd in (dt.date(2020, 1, 2), dt.datetime(2020, 1, 2, 3), Decimal("1.50")):
+        chunk = [(i, {"id": i, "at": aware, "nested": {"n": i}}) for i in range(100)]
+        chunk[57][1]["nested"]["deep"] = [odd]
+        back = decode(encode({"rows": chunk, "rejects": [Reject(57, "x", None, "odd")]}))
+        assert back["rows"][57][1]["nested"]["deep"] == [odd]
+        assert type(back["rows"][57][1]["nested"]["deep"][0]) is type(odd)
+        assert back["rows"][56][1] == chunk[56][1]
+        assert back["rejects"] == [Reject(57, "x", None, "odd")]
