@@ -68,14 +68,14 @@ def run_demo(workdir: Path, *, fresh: bool = False, show: int = 5, out: Any = pr
         os.environ[f"AIRFLOW_CONN_{definition.destination.conn_id.upper()}"] = json.dumps(connection)
         dag = build_dag(definition)
         out(f"Brevo sandbox at {sandbox.url}; DAG {dag.dag_id}: {' >> '.join(t.task_id for t in dag.tasks)}")
-        for attempt in ("first run", "second run (nothing new: incremental no-op)"):
+        for attempt in ("first run", "second run (no new or changed file: skipped, nothing sent)"):
             writes_before = _writes(sandbox)
             dag_run = run_dag(dag)
             states = task_states(dag_run)
             summary = xcom_value(dag_run, "load") or {}
             summaries.append(summary)
             out(f"\n== {attempt}: {dag_run.state} ({', '.join(f'{k}={v}' for k, v in sorted(states.items()))})")
-            out(format_summary(summary))
+            out(format_summary(summary) if summary else "  nothing new: the run was skipped before reading a row")
             out(f"  write calls to Brevo  {_writes(sandbox) - writes_before}")
             _show_rejects(summary.get("error report"), out)
         out(f"\nContacts read back from the sandbox (first {show} of {len(sandbox.contacts())}):")

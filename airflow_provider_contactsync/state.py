@@ -36,8 +36,8 @@ def source_asset(integration: str, source: str) -> Any:
     return Asset(name=f"contactsync/{integration}/{source}", uri=f"contactsync://{integration}/{source}")
 
 
-class CursorStore:
-    """Read and advance one source's cursor from inside a task.
+class SourceState:
+    """A source's small persistent state (JSON values by key): the asset state store, else Variables.
 
     :param context: the task context (its ``asset_state_store`` is used when present).
     :param asset: the source's asset (must be an inlet or outlet of the task).
@@ -48,19 +48,53 @@ class CursorStore:
         store = context.get("asset_state_store") if hasattr(context, "get") else None
         if store is not None:
             self._accessor = store[asset]
-        self._variable_key = f"contactsync__{asset.name.replace('/', '__')}__cursor"
+        self._variable_prefix = f"contactsync__{asset.name.replace('/', '__')}__"
 
     @property
     def backend(self) -> str:
         return "asset_state_store" if self._accessor is not None else "variable"
 
-    def get(self) -> Cursor | None:
+    def get(self, key: str) -> Any:
         if self._accessor is not None:
-            return Cursor.from_json(self._accessor.get(CURSOR_KEY))
+            return self._accessor.get(key)
         from airflow.sdk import Variable
 
-        raw = Variable.get(self._variable_key, default=None)
-        return Cursor.from_json(json.loads(raw)) if raw else None
+        raw = Variable.get(self._variable_prefix + key, default=None)
+        return json.loads(raw) if raw else None
+
+    def set(self, key: str, value: Any) -> None:
+        if self._accessor is not None:
+            self._accessor.set(key, value)
+            return
+        from airflow.sdk import Variable
+
+        Variable.set(self._variable_prefix + key, json.dumps(value))
+
+    def delete(self, key: str) -> None:
+        if self._accessor is not None:
+            self._accessor.delete(key)
+            return
+        from airflow.sdk import Variable
+
+        Variable.delete(self._variable_prefix + key)
+
+
+class CursorStore:
+    """Read and advance one source's cursor from inside a task (it never moves backwards).
+
+    :param context: the task context.
+    :param asset: the source's asset (must be an inlet or outlet of the task).
+    """
+
+    def __init__(self, context: Any, asset: Any) -> None:
+        self._state = SourceState(context, asset)
+
+    @property
+    def backend(self) -> str:
+        return self._state.backend
+
+    def get(self) -> Cursor | None:
+        return Cursor.from_json(self._state.get(CURSOR_KEY))
 
     def advance(self, cursor: Cursor | None) -> Cursor | None:
         """Store ``cursor`` unless the stored one is already later; return the stored cursor."""
@@ -70,21 +104,11 @@ class CursorStore:
         new = cursor.max(current)
         if new == current:
             return current
-        if self._accessor is not None:
-            self._accessor.set(CURSOR_KEY, new.to_json())
-        else:
-            from airflow.sdk import Variable
-
-            Variable.set(self._variable_key, json.dumps(new.to_json()))
+        self._state.set(CURSOR_KEY, new.to_json())
         return new
 
     def reset(self) -> None:
-        if self._accessor is not None:
-            self._accessor.delete(CURSOR_KEY)
-        else:
-            from airflow.sdk import Variable
-
-            Variable.delete(self._variable_key)
+        self._state.delete(CURSOR_KEY)
 
 
 def contact_digest(item: dict[str, Any]) -> str:

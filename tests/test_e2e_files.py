@@ -86,12 +86,12 @@ def test_first_full_sync_loads_good_rows_and_reports_bad_ones(demo: Demo) -> Non
     assert xcom_value(dag_run, "map", ErrorReportLink().xcom_key) == summary["error report"]  # the extra link
 
 
-def test_run_with_nothing_new_makes_no_write_call(demo: Demo) -> None:
+def test_run_with_no_new_file_is_skipped_and_makes_no_write_call(demo: Demo) -> None:
     demo.run()
     before = len(demo.writes())
-    summary = xcom_value(demo.run(), "load")
-    assert summary["rows read"] == 0
-    assert (summary["created"], summary["updated"]) == (0, 0)
+    dag_run = demo.run()
+    assert task_states(dag_run) == {t: "skipped" for t in ("extract", "transform", "map", "load")}
+    assert dag_run.state == "success"  # skipped, not failed
     assert len(demo.writes()) == before
 
 

@@ -240,7 +240,7 @@ class MemoryFileSystem:
     def __init__(self, files: dict[str, tuple[bytes, float]]) -> None:
         self.files = files
 
-    def list_files(self, folder: str, pattern: str) -> list[FileInfo]:
+    def list_files(self, folder: str, pattern: str, **_: Any) -> list[FileInfo]:
         from fnmatch import fnmatch
 
         return [

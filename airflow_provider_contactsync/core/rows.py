@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -58,13 +59,22 @@ def read_csv(
         if len(cells) != width:
             yield RowError(f"line {reader.line_num}: {len(cells)} columns, the header has {width}")
             continue
-        yield {f: (cells[i] if cells[i] != "" else None) for f, i in positions}
+        row = {f: (cells[i] if cells[i] != "" else None) for f, i in positions}
+        if _UNDECODED.search("\x00".join(cells)):
+            yield _undecoded(f"line {reader.line_num}", row, getattr(stream, "encoding", None))
+            continue
+        yield row
 
 
 def read_jsonl(stream: IO[str], fields: Sequence[str], *, name: str = "<jsonl>") -> Iterator[Row | RowError]:
     """Yield one row per JSON object line; a missing field is null."""
     for number, line in enumerate(stream, start=1):
+        if number == 1:
+            line = line.removeprefix("\ufeff")  # a byte order mark is not part of the JSON
         if not line.strip():
+            continue
+        if _UNDECODED.search(line):
+            yield RowError(f"line {number}: bytes that are not valid {getattr(stream, 'encoding', None) or 'text'}")
             continue
         try:
             document = json.loads(line)
@@ -75,6 +85,19 @@ def read_jsonl(stream: IO[str], fields: Sequence[str], *, name: str = "<jsonl>")
             yield RowError(f"line {number}: a JSON object was expected")
             continue
         yield {f: _dig(document, f) for f in fields}
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+"""Lone surrogates: what ``errors="surrogateescape"`` makes of bytes the encoding cannot decode."""
+
+
+def _undecoded(where: str, row: Row, encoding: str | None) -> RowError:
+    """The reject of a row with undecodable bytes, naming the field and showing the bytes."""
+    for field, value in row.items():
+        if isinstance(value, str) and _UNDECODED.search(value):
+            raw = value.encode("utf-8", "surrogateescape")
+            return RowError(f"{where}: bytes that are not valid {encoding or 'text'}: {raw!r}", field=field, value=None)
+    return RowError(f"{where}: bytes that are not valid {encoding or 'text'} (in a column not imported)")
 
 
 def read_rows(

@@ -87,6 +87,7 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_contactsync.sources import open_source, read_window
+        from airflow_provider_contactsync.sources.files import FilesSource
         from airflow_provider_contactsync.state import CursorStore
 
         source_spec = self.spec.source
@@ -97,6 +98,12 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
         source = open_source(source_spec)
         store = self.chunk_store(context)
         store.clear_stage("extract")
+        if isinstance(source, FilesSource):
+            from airflow_provider_contactsync.operators.file_pickup import extract_files
+
+            result = extract_files(self, context, source, window, store, full_refresh=full_refresh)
+            result.update(cursor_start=stored.to_json() if stored else None, cursor_store=cursors.backend)
+            return result
         urls: list[str] = []
         chunk_rows: list[int] = []
         latest: Cursor | None = None
@@ -173,12 +180,18 @@ class ContactsyncTransformOperator(ContactsyncBaseOperator):
             key_field=self.spec.source.key,
             workers=workers,
         )
-        results = store.run_jobs(jobs, run)
+        results = list(store.run_jobs(jobs, run))
         passed = sum(p for p, _ in results)
         rejected = sum(r for _, r in results)
         rows = int(extracted["rows"])
         self.log.info("Transformed %d rows on %d process(es): %d passed, %d rejected", rows, workers, passed, rejected)
-        return {"chunks": urls, "rows": rows, "passed": passed, "rejected": rejected}
+        return {
+            "chunks": urls,
+            "rows": rows,
+            "passed": passed,
+            "rejected": rejected,
+            "chunk_rejected": [r for _, r in results],
+        }
 
 
 def _workers_for(configured: int | None, jobs: int) -> int:
@@ -229,11 +242,19 @@ class ContactsyncMapOperator(ContactsyncBaseOperator):
         )
         contacts_total = mapping_rejected = 0
         reasons: Counter[str] = Counter()
-        report = _ErrorReport(store, context["run_id"])
-        for contacts, rejected_rows, rejects in store.run_jobs(jobs, run):
-            report.add(rejects, reasons)
+        file_names = [f["name"] for f in extracted["files"]] if "files" in extracted else None
+        report = _ErrorReport(store, context["run_id"], with_file=file_names is not None)
+        chunk_rejected = list(transformed.get("chunk_rejected") or [0] * len(jobs))
+        for index, (contacts, rejected_rows, rejects) in enumerate(store.run_jobs(jobs, run)):
+            report.add(rejects, reasons, file=file_names[extracted["chunk_files"][index]] if file_names else None)
             mapping_rejected += rejected_rows
+            chunk_rejected[index] += rejected_rows
             contacts_total += contacts
+        if file_names is not None:
+            from airflow_provider_contactsync.operators.file_pickup import file_rejects
+
+            for reject in file_rejects(extracted):
+                report.add([reject], reasons, file=str(reject.row))
         rows = int(extracted["rows"])
         rejected = int(transformed["rejected"]) + mapping_rejected
         report_url = report.close()
@@ -246,6 +267,10 @@ class ContactsyncMapOperator(ContactsyncBaseOperator):
             "error_report": report_url,
             "reject_reasons": dict(reasons.most_common(10)),
         }
+        if file_names is not None:
+            from airflow_provider_contactsync.operators.file_pickup import per_file_counts
+
+            result["files"] = per_file_counts(extracted, chunk_rejected)
         self.log.info(
             "Mapped %d contacts on %d process(es); %d of %d rows rejected; error report: %s",
             contacts_total,
@@ -273,20 +298,22 @@ class ContactsyncMapOperator(ContactsyncBaseOperator):
 class _ErrorReport:
     """Streams rejects into the run's error report CSV: owner-only on local storage, constant memory."""
 
-    def __init__(self, store: ChunkStore, run_id: str) -> None:
+    def __init__(self, store: ChunkStore, run_id: str, *, with_file: bool = False) -> None:
         import csv
 
         from airflow_provider_contactsync.staging import PrivateFile
 
         self._file = PrivateFile(store.dag_root / "reports" / f"{store.root.name}.csv")
         self._writer = csv.writer(self._file.stream)
-        self._writer.writerow(("row", "field", "value", "reason"))
+        self._with_file = with_file  # file sources: which file each rejected row came from
+        self._writer.writerow(("row", "field", "value", "reason", *(("file",) if with_file else ())))
         self.count = 0
         self.run_id = run_id
 
-    def add(self, rejects: list[Reject], reasons: Counter[str]) -> None:
+    def add(self, rejects: list[Reject], reasons: Counter[str], *, file: str | None = None) -> None:
+        extra = (file or "",) if self._with_file else ()
         for reject in rejects:
-            self._writer.writerow((reject.row, reject.field or "", reject.value or "", reject.reason))
+            self._writer.writerow((reject.row, reject.field or "", reject.value or "", reject.reason, *extra))
             reasons[_reason_family(reject.reason)] += 1
             self.count += 1
 
@@ -332,6 +359,12 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
                 loader.close()
             requests = dict(hook.stats.requests)
         cursor = CursorStore(context, self.asset).advance(Cursor.from_json(extracted["cursor_end"]))
+        settled: list[str] = []
+        if "files" in extracted:
+            from airflow_provider_contactsync.operators.file_pickup import settle_files
+            from airflow_provider_contactsync.sources import open_source
+
+            settled = settle_files(self, context, open_source(self.spec.source), extracted)  # type: ignore[arg-type]
         summary = {
             "rows read": extracted["rows"],
             "rejected": mapped["rejected"],
@@ -341,11 +374,22 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             "error report": mapped["error_report"],
             "brevo requests": requests,
         }
+        if "files" in extracted:
+            summary["files"] = mapped.get("files") or []
+            summary["files failed"] = [f"{f['name']}: {f['error']}" for f in extracted["failed_files"]]
+            summary["after import"] = settled
         self.log.info("Run summary\n%s", format_summary(summary, extracted["skipped"]))
         store.cleanup()
         store.cleanup_older_than(
             dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self._retention_days()), keep=store.root.name
         )
+        if summary.get("files failed"):
+            from airflow.sdk.exceptions import AirflowFailException
+
+            # The other files are loaded and recorded; these stay for the next run. Fail so someone hears.
+            failed = "; ".join(summary["files failed"])
+            context["ti"].xcom_push(key="summary", value=summary)
+            raise AirflowFailException(f"file(s) not imported, tried again next run: {failed}")
         return summary
 
     def _retention_days(self) -> float:
@@ -362,6 +406,13 @@ def format_summary(summary: dict[str, Any], skipped: dict[str, int] | None = Non
     for name, value in summary.items():
         if name == "cursor" and value:
             value = str(Cursor.from_json(value))
+        if isinstance(value, list):
+            lines.append(f"  {name:<20} {len(value)}")
+            for item in value:
+                if isinstance(item, dict):
+                    item = ", ".join(f"{k} {v}" for k, v in item.items())
+                lines.append(f"    - {item}")
+            continue
         lines.append(f"  {name:<20} {value}")
     for reason, count in (skipped or {}).items():
         lines.append(f"    skipped: {reason:<30} {count}")

@@ -138,22 +138,99 @@ class MongoSource(_SourceBase):
         return self
 
 
+def _inside_folder(value: str, what: str) -> str:
+    """A relative path that cannot leave the source folder (no absolute path, no '..')."""
+    if value.startswith("/") or value.startswith("\\") or ".." in re.split(r"[/\\]", value):
+        raise ValueError(f"{what} must stay inside the folder: no absolute paths or '..'")
+    return value
+
+
+class FileReadiness(StrictModel):
+    """When a file counts as completely uploaded, so a file still being written is never read."""
+
+    done_marker: str | None = Field(
+        None,
+        description="Marker file the uploader writes once the file is complete: '{name}' stands for the "
+        "file's name, '{stem}' for the name without its last extension, e.g. '{name}.done' or '{stem}.ok'. "
+        "A file is read only once its marker exists; markers are never imported.",
+    )
+    stable_seconds: int | None = Field(
+        None,
+        ge=0,
+        description="Read a file only once its size and modification time stayed the same across checks "
+        "(sensor pokes or runs) at least this many seconds apart; 0 means two checks in a row.",
+    )
+
+    @field_validator("done_marker")
+    @classmethod
+    def _marker_template(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if "{name}" not in value and "{stem}" not in value:
+            raise ValueError("done_marker must contain {name} or {stem}")
+        if "/" in value or "\\" in value:
+            raise ValueError("done_marker is a file name next to the file, not a path")
+        try:
+            value.format(name="x", stem="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"done_marker: only {{name}} and {{stem}} can be used ({exc})") from None
+        return value
+
+
+class FileWait(StrictModel):
+    """A sensor before extract that waits for a new file without holding a worker slot (reschedule mode)."""
+
+    poke_interval_seconds: int = Field(300, ge=1, description="Seconds between two looks at the folder.")
+    timeout_seconds: int = Field(
+        3600, ge=1, description="After this long with no new file the run ends as skipped, not failed."
+    )
+
+
 class FileSource(_SourceBase):
-    """Files in a folder: local (or mounted), SFTP or FTP."""
+    """Files in a folder: local (or mounted), SFTP or FTP (FTPS with an ftps connection)."""
 
     type: Literal["file", "sftp", "ftp"]
     conn_id: str | None = Field(None, description="Airflow connection (required for sftp and ftp).")
     path: str = Field("", description="Folder to look in; optional on servers (the login folder).")
-    pattern: str = Field("*.csv", description="Glob of file names to import, e.g. 'contacts_*.csv'.")
+    pattern: str = Field(
+        "*.csv",
+        description="Glob of file names to import, e.g. 'contacts_*.csv'. Matched against the file name, "
+        "or against the path relative to the folder when it contains '/'.",
+    )
+    recursive: bool = Field(False, description="Look in subfolders of the folder too.")
     format: Literal["csv", "jsonl"] = Field("csv", description="File format.")
+    compression: Literal["auto", "none", "gzip", "zip"] = Field(
+        "auto", description="'auto' reads '.gz' files as gzip and '.zip' files as zip archives (every member)."
+    )
     csv: CsvOptions = Field(default_factory=CsvOptions, description="CSV reading options.")
+    ready: FileReadiness = Field(
+        default_factory=FileReadiness, description="How to tell that a file is completely uploaded."
+    )
+    after_import: Literal["keep", "archive", "delete"] = Field(
+        "keep",
+        description="What happens to a file once its contacts are loaded. Kept files are not imported again "
+        "unless they change (tracked by name, size, modification time and checksum).",
+    )
+    archive_path: str | None = Field(
+        None,
+        description="Folder imported files are moved to with after_import: archive (relative to path, or "
+        "absolute); never searched for new files.",
+    )
+    wait_for_file: FileWait | None = Field(
+        None, description="Wait for a new file with a sensor before extracting (else a run with none is skipped)."
+    )
 
     @model_validator(mode="after")
     def _conn_for_servers(self) -> FileSource:
         if self.type != "file" and not self.conn_id:
             raise ValueError(f"conn_id is required for {self.type} sources")
-        if self.pattern.startswith("/") or ".." in self.pattern.split("/"):
-            raise ValueError("pattern must stay inside the folder: no absolute paths or '..'")
+        _inside_folder(self.pattern, "pattern")
+        if self.after_import == "archive" and not self.archive_path:
+            raise ValueError("archive_path is required with after_import: archive")
+        if self.archive_path is not None and self.after_import != "archive":
+            raise ValueError("archive_path is only used with after_import: archive")
+        if self.archive_path is not None and self.archive_path.strip("/") in ("", "."):
+            raise ValueError("archive_path must be another folder than the source folder")
         return self
 
 
