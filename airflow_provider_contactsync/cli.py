@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check definition files (exit 1 on any error)")
     validate.add_argument("paths", nargs="+", type=Path, help="definition files or folders of them")
     _catalog_options(validate)
+    validate.add_argument(
+        "--check-source",
+        action="store_true",
+        help="connect to each source (Airflow connections), list its files or columns and check `fields`",
+    )
     validate.set_defaults(run=_validate)
 
     preview = commands.add_parser("preview", help="dry-run transform and mapping over sample rows")
@@ -98,6 +103,8 @@ def _validate(args: argparse.Namespace) -> int:
             catalog = _catalog(args, definition)
             if catalog is not None:
                 ContactPipeline(definition, catalog)
+            if args.check_source:
+                _check_source(definition)
         except ConfigurationError as exc:
             failed += 1
             error = exc if exc.file else exc.located(file=str(file))
@@ -106,6 +113,24 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"ok: {file} ({definition.dag_id})")
     print(f"{len(files) - failed} valid, {failed} invalid", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _check_source(definition: SourceDefinition) -> None:
+    """Print what the source offers (files and their columns, or columns) and check ``fields`` against it."""
+    from airflow_provider_contactsync.sources import open_source
+    from airflow_provider_contactsync.sources.files import FilesSource
+
+    source = open_source(definition.source)
+    if isinstance(source, FilesSource):
+        for info, columns in source.describe_files():
+            print(f"  file {info.path} ({info.size} bytes): {columns}")
+    columns = source.discover()
+    print(f"  columns: {', '.join(columns)}")
+    missing = [f for f in definition.source.fields if f not in columns and f.split(".")[0] not in columns]
+    if missing:
+        raise ConfigurationError(
+            f"fields {missing} are not in the source (it has {columns})", key_path="source.fields"
+        )
 
 
 def _preview(args: argparse.Namespace) -> int:

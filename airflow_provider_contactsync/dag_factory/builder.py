@@ -87,12 +87,25 @@ def build_dag(
         tags=["contactsync", f"integration:{definition.integration}", f"source:{definition.source.type}"],
     ) as dag:
         try:
+            extract = ContactsyncExtractOperator(**task_args("extract"))
             (
-                ContactsyncExtractOperator(**task_args("extract"))
+                extract
                 >> ContactsyncTransformOperator(**task_args("transform"))
                 >> ContactsyncMapOperator(**task_args("map"))
                 >> ContactsyncLoadOperator(**task_args("load"))
             )
+            wait = getattr(definition.source, "wait_for_file", None)
+            if wait is not None:
+                from airflow_provider_contactsync.sensors import ContactsyncNewFileSensor
+
+                sensor_args = task_args("wait_for_file")
+                sensor_args.pop("staging")
+                ContactsyncNewFileSensor(
+                    **sensor_args,
+                    poke_interval=wait.poke_interval_seconds,
+                    timeout=wait.timeout_seconds,
+                    retries=0,  # a timeout is a skip, not a failure to retry
+                ) >> extract
         except BaseException:
             dag.auto_register = False  # a half-built DAG must not reach the DagBag
             raise

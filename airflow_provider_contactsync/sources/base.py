@@ -108,6 +108,8 @@ def read_window(spec: SourceSpec, cursor: Cursor | None, now: dt.datetime, *, fu
 _REGISTRY: dict[str, str] = {
     "postgres": "airflow_provider_contactsync.sources.postgres:PostgresSource",
     "file": "airflow_provider_contactsync.sources.files:FilesSource",
+    "sftp": "airflow_provider_contactsync.sources.files:FilesSource",
+    "ftp": "airflow_provider_contactsync.sources.files:FilesSource",
 }
 
 

@@ -327,6 +327,23 @@ class FilesSource(Source):
                     text.detach()
         return []
 
+    def describe_files(self, limit: int = 20) -> list[tuple[FileInfo, list[str] | str]]:
+        """The matching files (oldest first, at most ``limit``) with their columns, or why they cannot be read."""
+        described: list[tuple[FileInfo, list[str] | str]] = []
+        for info in self.files()[:limit]:
+            try:
+                with self.filesystem.open(info.path) as raw:
+                    for member, binary in _members(raw, info, self.spec.compression):
+                        text = self._text(binary)
+                        try:
+                            described.append((info, self._columns(member, text)))
+                        finally:
+                            text.detach()
+                        break
+            except ConfigurationError as exc:
+                described.append((info, exc.message))
+        return described
+
     def _columns(self, member: str, text: IO[str]) -> list[str]:
         if self.spec.format == "csv":
             options = self.spec.csv
