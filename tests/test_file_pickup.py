@@ -267,3 +267,59 @@ def test_compressed_files(drop: Drop) -> None:
         {"file": "b.zip", "rows": 2, "rejected": 0},
     ]
     assert drop.emails() == [f"user{i}@example.com" for i in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("drop", ["local", "sftp"], indirect=True)
+def test_bad_rows_are_rejected_with_line_and_reason(drop: Drop) -> None:
+    data = (
+        b"\xef\xbb\xbfid,email,name\n"  # a byte order mark before the header
+        b"1,user1@example.com,Ann\n"
+        b"2,user2@example.com,Bob,extra\n"  # wrong number of columns
+        b'3,"user3@example.com"x,Cy\n'  # broken quoting
+        b"4,user4@example.com,D\xe9nise\n"  # latin-1 byte in a utf-8 file
+        b"5,user5@example.com,Eve\n"
+    )
+    drop.folder.put("a.csv", data)
+
+    summary = xcom_value(drop.run(), "load")
+
+    assert summary["files"] == [{"file": "a.csv", "rows": 5, "rejected": 3}]
+    assert drop.emails() == ["user1@example.com", "user5@example.com"]
+    report = list(csv.DictReader(io.StringIO(Path(summary["error report"].removeprefix("file://")).read_text())))
+    reasons = {r["reason"].split(": ")[0]: r for r in report}
+    assert set(reasons) == {"a.csv line 3", "a.csv line 4", "a.csv line 5"}
+    assert "4 columns, the header has 3" in reasons["a.csv line 3"]["reason"]
+    assert "unreadable CSV" in reasons["a.csv line 4"]["reason"]
+    assert "not valid utf-8" in reasons["a.csv line 5"]["reason"] and reasons["a.csv line 5"]["field"] == "name"
+
+
+@pytest.mark.parametrize("drop", ["local", "sftp"], indirect=True)
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"id,email\n1,user1@example.com\n", "the header lacks the fields ['name']"),
+        (b"", "the file is empty"),
+        (b"id,email,name,email\n1,a@x.io,A,b@x.io\n", "duplicate column names in the header: ['email']"),
+    ],
+)
+def test_a_file_that_fails_whole_is_reported_and_tried_again(drop: Drop, content: bytes, problem: str) -> None:
+    drop.folder.put("bad.csv", content, mtime=1_000_000)
+    drop.folder.put("good.csv", (HEADER + rows(1)).encode(), mtime=1_000_100)
+
+    dag_run = drop.run()
+
+    assert task_states(dag_run)["load"] == "failed"  # so the failure alert goes out
+    summary = xcom_value(dag_run, "load", key="summary")
+    assert summary["files"] == [{"file": "good.csv", "rows": 1, "rejected": 0}]
+    [failure] = summary["files failed"]
+    assert failure.startswith(f"bad.csv: {problem}")
+    assert drop.emails() == ["user1@example.com"]  # the good file is loaded and recorded
+    report = Path(summary["error report"].removeprefix("file://")).read_text()
+    assert "file not imported" in report and "bad.csv" in report
+
+    again = drop.run()  # bad.csv was not marked imported: the next run tries it again, alone
+    assert task_states(again)["extract"] == "failed"
+    drop.folder.put("bad.csv", (HEADER + rows(2)).encode(), mtime=1_000_200)  # fixed by the sender
+    fixed = xcom_value(drop.run(), "load")
+    assert fixed["files"] == [{"file": "bad.csv", "rows": 1, "rejected": 0}]
+    assert drop.emails() == ["user1@example.com", "user2@example.com"]
