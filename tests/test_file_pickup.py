@@ -323,3 +323,34 @@ def test_a_file_that_fails_whole_is_reported_and_tried_again(drop: Drop, content
     fixed = xcom_value(drop.run(), "load")
     assert fixed["files"] == [{"file": "bad.csv", "rows": 1, "rejected": 0}]
     assert drop.emails() == ["user1@example.com", "user2@example.com"]
+
+
+def test_the_sftp_example_definition_runs_against_a_real_server(
+    sftp_server: Any, brevo_sandbox: BrevoSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, airflow_db: str
+) -> None:
+    from airflow_provider_contactsync.core.spec import load_definition
+    from airflow_provider_contactsync.dag_factory import build_dag
+
+    examples = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags" / "definitions"
+    definition = load_definition(examples / "partner_drop_sftp.yaml")
+    source = definition.source.model_copy(update={"path": sftp_server.remote_path(f"example-{uuid.uuid4().hex[:6]}")})
+    definition = definition.model_copy(update={"source": source, "integration": f"ex{uuid.uuid4().hex[:8]}"})
+    monkeypatch.setenv("AIRFLOW_CONN_PARTNER_SFTP", sftp_server.airflow_connection())
+    conn = {"conn_type": "brevo", "host": brevo_sandbox.url, "password": brevo_sandbox.api_key}
+    monkeypatch.setenv("AIRFLOW_CONN_BREVO_DEFAULT", json.dumps({**conn, "extra": json.dumps({"poll_interval": 0.01})}))
+    folder = source.path.removeprefix(sftp_server.remote_root).strip("/")
+    data = "\ufeffcustomer_id;email;mobile;first_name;last_name\n7;ada@example.com;06 12 34 56 78;Ada;Lovelace\n"
+    sftp_server.put(f"{folder}/contacts_2026-11-23.csv.gz", gzip.compress(data.encode()))
+    sftp_server.put(f"{folder}/contacts_2026-11-23.csv.gz.done", b"")
+
+    dag = build_dag(definition, staging=f"file://{tmp_path}/staging", default_args={"retries": 0})
+    dag_run = run_dag(dag)
+
+    assert task_states(dag_run) == dict.fromkeys(("wait_for_file", "extract", "transform", "map", "load"), "success")
+    [contact] = brevo_sandbox.contacts()
+    assert (contact["email"], contact["attributes"]["SMS"], contact["attributes"]["EXT_ID"]) == (
+        "ada@example.com",
+        "33612345678",
+        "7",
+    )
+    assert sftp_server.path(f"{folder}/imported/contacts_2026-11-23.csv.gz").exists()
