@@ -299,9 +299,9 @@ class FtpFileSystem:
             name = posixpath.basename(path)
             try:
                 size = conn.size(path)
-            except ftplib.error_perm:
+                modified = conn.sendcmd(f"MDTM {path}")
+            except ftplib.error_perm:  # a folder, or a file gone since the listing
                 return _Entry(name, "dir") if _ftp_is_folder(conn, path) else None
-            modified = conn.sendcmd(f"MDTM {path}")
             return _Entry(name, "file", int(size or 0), _ftp_time(modified[4:]))
 
         try:
@@ -329,7 +329,7 @@ class FtpFileSystem:
         conn = self._conn()
         folder = self._absolute(target_folder)
         _makedirs(folder, is_folder=lambda p: _ftp_is_folder(conn, p), mkdir=conn.mkd)
-        taken = set(_nlst(conn, folder))  # not SIZE: refused in ASCII mode, or for folders, by some servers
+        taken = set(_nlst(conn, folder))  # a listing: SIZE's 550 may also mean "a folder" or "ASCII mode"
         target = _free_name(folder, posixpath.basename(path), exists=lambda p: posixpath.basename(p) in taken)
         try:
             conn.rename(path, target)  # RNFR/RNTO: many servers overwrite, hence the free name
