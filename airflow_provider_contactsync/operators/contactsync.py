@@ -113,7 +113,7 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
             chunk_rows.append(len(chunk))
             if field and key:
                 # Ordered reads end with their latest row; otherwise every row is looked at.
-                latest = _latest_cursor(chunk[-1:] if source.ordered_reads else chunk, field, key, latest)
+                latest = latest_cursor(chunk[-1:] if source.ordered_reads else chunk, field, key, latest)
         rows = sum(chunk_rows)
         result = {
             "chunks": urls,
@@ -138,7 +138,8 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
         return result
 
 
-def _latest_cursor(chunk: list[Any], field: str, key: str, latest: Cursor | None) -> Cursor | None:
+def latest_cursor(chunk: list[Any], field: str, key: str, latest: Cursor | None) -> Cursor | None:
+    """The largest (updated, key) cursor of a chunk's readable rows, or ``latest`` if larger."""
     for row in chunk:
         if isinstance(row, RowError):
             continue

@@ -13,8 +13,9 @@ import hashlib
 import time
 from typing import Any
 
-from airflow_provider_contactsync.core.cursor import Cursor, normalize_value
-from airflow_provider_contactsync.core.errors import ConfigurationError, Reject, RowError
+from airflow_provider_contactsync.core.cursor import Cursor
+from airflow_provider_contactsync.core.errors import ConfigurationError, Reject
+from airflow_provider_contactsync.operators.contactsync import latest_cursor
 from airflow_provider_contactsync.sources.base import ReadWindow
 from airflow_provider_contactsync.sources.files import FileInfo, FilesSource
 from airflow_provider_contactsync.sources.pickup import IMPORTED_KEY, SEEN_KEY, select_files
@@ -74,7 +75,7 @@ def extract_files(
             for chunk in source.read_file(info, window, chunk_size=operator.chunk_size, hasher=hasher):
                 staged.append((store.write("extract", len(urls) + len(staged), chunk), len(chunk)))
                 if spec.updated_field and spec.key:
-                    file_latest = _latest(chunk, spec.updated_field, spec.key, file_latest)
+                    file_latest = latest_cursor(chunk, spec.updated_field, spec.key, file_latest)
         except ConfigurationError as exc:
             failed.append(_file_doc(info) | {"error": exc.message})
             operator.log.error("File %s is not imported this run (it will be tried again): %s", info.path, exc)
@@ -112,18 +113,6 @@ def extract_files(
 
 def _file_doc(info: FileInfo) -> dict[str, Any]:
     return {"path": info.path, "name": info.name, "size": info.size, "mtime": info.mtime}
-
-
-def _latest(chunk: list[Any], field: str, key: str, latest: Cursor | None) -> Cursor | None:
-    for row in chunk:
-        if isinstance(row, RowError):
-            continue
-        try:
-            candidate = Cursor(normalize_value(row[field], field=field), row[key])
-        except RowError:
-            continue
-        latest = candidate.max(latest)
-    return latest
 
 
 def file_rejects(extracted: dict[str, Any]) -> list[Reject]:

@@ -317,15 +317,10 @@ class FilesSource(Source):
                 f"source {self.spec.name!r}: no file matches {self.spec.pattern!r} in {self.spec.path!r}",
                 key_path="source.pattern",
             )
-        info = files[0]
-        with self.filesystem.open(info.path) as raw:
-            for member, binary in _members(raw, info, self.spec.compression):
-                text = self._text(binary)
-                try:
-                    return self._columns(member, text)
-                finally:
-                    text.detach()
-        return []
+        [(info, columns)] = self.describe_files(limit=1)
+        if isinstance(columns, str):
+            raise ConfigurationError(columns, file=info.path)
+        return columns
 
     def describe_files(self, limit: int = 20) -> list[tuple[FileInfo, list[str] | str]]:
         """The matching files (oldest first, at most ``limit``) with their columns, or why they cannot be read."""
@@ -340,6 +335,8 @@ class FilesSource(Source):
                         finally:
                             text.detach()
                         break
+                    else:
+                        described.append((info, []))  # an archive with no file in it
             except ConfigurationError as exc:
                 described.append((info, exc.message))
         return described
