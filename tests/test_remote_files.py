@@ -121,9 +121,10 @@ def test_sftp_recursive_listing_skips_excluded_folders(sftp: SftpServer, sftp_fs
     assert names(sftp_fs.list_files(root, "*.csv"), root) == ["a.csv"]
     recursive = sftp_fs.list_files(root, "*.csv", recursive=True, exclude=["archive", sftp.remote_path("old")])
     assert names(recursive, root) == ["a.csv", "x/b.csv", "x/y/c.csv"]
-    # A pattern with '/' matches the relative path segment by segment: '*' never crosses a '/'.
-    assert names(sftp_fs.list_files(root, "x/*.csv"), root) == ["x/b.csv"]
-    assert names(sftp_fs.list_files(root, "*/*.csv", exclude=["archive"]), root) == ["old/e.csv", "x/b.csv"]
+    # A pattern with '/' is matched against the relative path (as for local folders: '*' crosses '/').
+    assert names(sftp_fs.list_files(root, "x/*.csv"), root) == ["x/b.csv", "x/y/c.csv"]
+    assert names(sftp_fs.list_files(root, "x/y/*.csv"), root) == ["x/y/c.csv"]
+    assert names(sftp_fs.list_files(root, "*/*.csv", exclude=["archive", "x"]), root) == ["old/e.csv"]
 
 
 def test_sftp_missing_folder_raises_file_not_found(sftp: SftpServer, sftp_fs: SftpFileSystem) -> None:
@@ -299,20 +300,23 @@ def test_sftp_close_ends_the_connection_and_the_next_call_reconnects(sftp: SftpS
     assert not connections(sftp.port) & again
 
 
-def test_files_source_reads_rows_over_sftp(sftp: SftpServer, sftp_fs: SftpFileSystem) -> None:
+def test_files_source_reads_rows_over_sftp(sftp: SftpServer, monkeypatch: pytest.MonkeyPatch) -> None:
     sftp.put("drop/b.csv", b"id,email\n2,b@example.com\n", mtime=NEW)
     sftp.put("drop/a.csv", b"id,email\n1,a@example.com\n", mtime=OLD)
+    conn_id = set_connection(monkeypatch, sftp.airflow_connection())
     spec = FileSource.model_validate(
         {
             "type": "sftp",
             "name": "drop",
-            "conn_id": sftp_fs.conn_id,
+            "conn_id": conn_id,
             "path": sftp.remote_path("drop"),
             "fields": ["id", "email"],
         }
     )
-    source = FilesSource(spec, filesystem=sftp_fs)
-    rows = [row for chunk in source.read(ReadWindow(), chunk_size=10) for row in chunk]
+    source = FilesSource(spec)  # its file system comes from filesystem_for
+    assert isinstance(source.filesystem, SftpFileSystem)
+    with source.filesystem:
+        rows = [row for chunk in source.read(ReadWindow(), chunk_size=10) for row in chunk]
     assert [row["email"] for row in rows] == ["a@example.com", "b@example.com"]  # oldest file first
 
 
@@ -363,7 +367,8 @@ def test_ftp_recursive_listing_skips_excluded_folders(ftp: FtpServer, ftp_fs: Ft
     assert names(ftp_fs.list_files("in", "*.csv"), "/in") == ["a.csv"]
     found = ftp_fs.list_files("/in", "*.csv", recursive=True, exclude=["archive", "/in/old"])
     assert names(found, "/in") == ["a.csv", "x/b.csv", "x/y/c.csv"]
-    assert names(ftp_fs.list_files("in", "x/*.csv"), "/in") == ["x/b.csv"]
+    assert names(ftp_fs.list_files("in", "x/y/*.csv"), "/in") == ["x/y/c.csv"]
+    assert names(ftp_fs.list_files("in", "*/*.csv", exclude=["archive", "old"]), "/in") == ["x/b.csv", "x/y/c.csv"]
     for pattern in ("../*.csv", "../in/a.csv", "/in/*.csv"):
         assert ftp_fs.list_files("in/x", pattern, recursive=True) == [], pattern
 

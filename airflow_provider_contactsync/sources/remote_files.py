@@ -22,11 +22,11 @@ Why it looks like this:
   symlink is followed only to a regular file whose real path is inside the folder's real path. FTP
   servers do not say where a link leads; they keep users inside their own root.
 
-Patterns (:func:`fnmatch.fnmatchcase`, case-sensitive): without ``/`` a pattern is matched against
-the file name, in the folder only or, with ``recursive``, in every subfolder too; with ``/`` it is
-matched against the path relative to the folder, one segment per ``/`` (``*`` never crosses a ``/``),
-so ``2024/*.csv`` reads that subfolder whatever ``recursive`` says. Relative paths given to this module
-(folders, move targets) are relative to the login folder; every path it returns is absolute.
+Patterns mean what they mean for local folders (:func:`.files.matches`): without ``/`` a pattern is
+matched against the file name, in the folder only or, with ``recursive``, in subfolders too; with ``/``
+against the path relative to the folder (subfolders are walked for it). Folders and move targets given
+as relative paths are relative to the login folder, ``exclude`` ones to the listed folder; every path
+returned is absolute.
 
 Needs the ``sftp`` extra (apache-airflow-providers-sftp and -ftp); they are imported on first use.
 """
@@ -44,11 +44,10 @@ import ssl
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_contactsync.core.errors import ConfigurationError
-from airflow_provider_contactsync.sources.files import FileInfo, FileSystem, LocalFileSystem
+from airflow_provider_contactsync.sources.files import FileInfo, FileSystem, LocalFileSystem, matches
 
 if TYPE_CHECKING:
     from airflow.providers.ftp.hooks.ftp import FTPHook
@@ -159,10 +158,10 @@ class SftpFileSystem:
             raise
         return io.BufferedReader(_SftpStream(remote, size), buffer_size=_SFTP_BLOCK)
 
-    def move(self, path: str, target_folder: str) -> str:
-        """Move a file into ``target_folder`` (created if missing), never over an existing file; return its new path."""
+    def move(self, path: str, folder: str) -> str:
+        """Move a file into ``folder`` (created if missing), never over an existing file; return its new path."""
         sftp = self._client()
-        folder = self._absolute(target_folder)
+        folder = self._absolute(folder)
         _makedirs(folder, is_folder=lambda p: _sftp_is_folder(sftp, p), mkdir=sftp.mkdir)
         target = _free_name(folder, posixpath.basename(path), exists=lambda p: _sftp_exists(sftp, p))
         sftp.rename(path, target)  # SFTP v3 rename refuses to overwrite, unlike posix_rename
@@ -324,10 +323,10 @@ class FtpFileSystem:
             raise
         return io.BufferedReader(_FtpStream(hook, conn, data), buffer_size=_FTP_BUFFER)
 
-    def move(self, path: str, target_folder: str) -> str:
-        """Move a file into ``target_folder`` (created if missing), never over an existing file; return its new path."""
+    def move(self, path: str, folder: str) -> str:
+        """Move a file into ``folder`` (created if missing), never over an existing file; return its new path."""
         conn = self._conn()
-        folder = self._absolute(target_folder)
+        folder = self._absolute(folder)
         _makedirs(folder, is_folder=lambda p: _ftp_is_folder(conn, p), mkdir=conn.mkd)
         taken = set(_nlst(conn, folder))  # a listing: SIZE's 550 may also mean "a folder" or "ASCII mode"
         target = _free_name(folder, posixpath.basename(path), exists=lambda p: posixpath.basename(p) in taken)
@@ -510,28 +509,6 @@ class _Entry:
     mtime: float = 0.0
 
 
-class _Pattern:
-    """File name patterns match names (at any depth when recursive); patterns with '/' match relative paths."""
-
-    def __init__(self, pattern: str, *, recursive: bool) -> None:
-        self.pattern = pattern
-        self.segments = pattern.split("/") if "/" in pattern else None
-        self.recursive = recursive
-
-    def file(self, relpath: str) -> bool:
-        if self.segments is None:
-            return fnmatchcase(posixpath.basename(relpath), self.pattern)
-        parts = relpath.split("/")
-        return len(parts) == len(self.segments) and all(map(fnmatchcase, parts, self.segments))
-
-    def folder(self, relpath: str) -> bool:
-        """Whether a subfolder can hold matching files."""
-        if self.segments is None:
-            return self.recursive
-        parts = relpath.split("/")
-        return len(parts) < len(self.segments) and all(map(fnmatchcase, parts, self.segments))
-
-
 def _walk(
     base: str,
     pattern: str,
@@ -542,7 +519,7 @@ def _walk(
     resolve: Callable[[str], _Entry | None],
 ) -> list[FileInfo]:
     """Files under ``base`` matching ``pattern``: one listing per folder, ``resolve`` for links and unknowns."""
-    match = _Pattern(pattern, recursive=recursive)
+    descend = recursive or "/" in pattern  # as for local folders: a pattern with '/' names subfolders itself
     skipped = {posixpath.normpath(posixpath.join(base, folder)) for folder in exclude}
     found: list[FileInfo] = []
     pending = [""]
@@ -553,8 +530,8 @@ def _walk(
                 continue  # not a name in this folder: never let the server point elsewhere
             relpath = posixpath.join(folder, entry.name)
             path = posixpath.join(base, relpath)
-            as_file = match.file(relpath)
-            as_folder = path not in skipped and match.folder(relpath)
+            as_file = matches(relpath, pattern)
+            as_folder = descend and path not in skipped
             if entry.kind == "link" and as_file or entry.kind == "" and (as_file or as_folder):
                 resolved = resolve(path)
                 if resolved is None:
