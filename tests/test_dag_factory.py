@@ -172,7 +172,11 @@ def test_example_dag_file_loads_without_import_errors(tmp_path: Path) -> None:
     shutil.copytree(PACKAGE / "example_dags", tmp_path / "example_dags")
     bag = dag_bag(tmp_path / "example_dags")
     assert bag.import_errors == {}
-    assert sorted(bag.dags) == ["contactsync__crm__customers", "contactsync__demo__customers"]
+    assert sorted(bag.dags) == [
+        "contactsync__crm__customers",
+        "contactsync__demo__customers",
+        "contactsync__partners__drop",
+    ]
 
 
 def test_broken_files_become_one_import_error_and_good_dags_still_load(dag_folder: Path) -> None:
