@@ -116,3 +116,18 @@ def test_sensor_pokes_until_a_ready_file_and_records_what_it_saw(tmp_path: Path)
     assert sensor.poke(context) is False  # first sight of the file
     assert list(accessor.data["files_seen"]) == [str(tmp_path / "a.csv")]
     assert sensor.poke(context) is True  # unchanged since: ready
+
+
+def test_archive_folder_under_a_relative_path_is_not_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_contactsync.core.spec.models import FileSource
+    from airflow_provider_contactsync.sources.files import FilesSource
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in" / "done").mkdir(parents=True)
+    (tmp_path / "in" / "a.csv").write_text("email\n")
+    (tmp_path / "in" / "done" / "old.csv").write_text("email\n")
+    spec = FileSource(
+        type="file", name="s", path="in", recursive=True, fields=["email"], after_import="archive", archive_path="done"
+    )
+
+    assert [Path(f.path).as_posix() for f in FilesSource(spec).files()] == ["in/a.csv"]

@@ -166,7 +166,8 @@ class FilesSource(Source):
         return str(PurePosixPath(self.spec.path or ".") / archive) if self.spec.path else archive
 
     def _list(self, pattern: str) -> list[FileInfo]:
-        exclude = [self.archive_folder] if self.archive_folder else []
+        # exclude is relative to the listed folder (archive_folder is already joined onto it)
+        exclude = [self.spec.archive_path] if self.spec.archive_path else []
         try:
             return self.filesystem.list_files(
                 self.spec.path, pattern, recursive=self.spec.recursive, exclude=exclude
