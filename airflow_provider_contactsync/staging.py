@@ -11,10 +11,10 @@ import datetime as dt
 import os
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from functools import partial
 from itertools import chain
 from operator import attrgetter
-from decimal import Decimal
 from typing import Any
 
 import msgspec

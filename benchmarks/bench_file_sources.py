@@ -14,12 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import secrets
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_sync_postgres import _StateStore, _TI, start_sandbox  # noqa: E402
+import bench_sync_postgres  # noqa: E402
+from bench_sync_postgres import start_sandbox  # noqa: E402
 
 STAGES = ("extract", "transform", "map", "load")
 NOTES = "x" * 900
@@ -44,7 +43,9 @@ def write_csv(path: Path, megabytes: int) -> int:
         while size < target:
             lines = []
             for i in range(rows + 1, rows + 10_001):
-                lines.append(f"{i}, User{i}@Example.com ,06{(i * 7919) % 100_000_000:08d},First{i},Last{i % 997},{NOTES}\n")
+                lines.append(
+                    f"{i}, User{i}@Example.com ,06{(i * 7919) % 100_000_000:08d},First{i},Last{i % 997},{NOTES}\n"
+                )
             block = "".join(lines)
             out.write(block)
             size += len(block)
@@ -67,40 +68,21 @@ def definition(kind: str, path: str, conn_id: str | None) -> dict[str, Any]:
         "integration": f"bench{kind}",
         "source": source,
         "transform": {"email": "email.normalizeEmail()", "phone": 'phone.normalizePhoneNumber("FR")'},
-        "mapping": {"email": "EMAIL", "phone": "SMS", "id": "EXT_ID", "first_name": "FIRSTNAME", "last_name": "LASTNAME"},
+        "mapping": {
+            "email": "EMAIL",
+            "phone": "SMS",
+            "id": "EXT_ID",
+            "first_name": "FIRSTNAME",
+            "last_name": "LASTNAME",
+        },
         "destination": {"conn_id": "bench_brevo", "list_ids": [2]},
         "alerts": {"max_error_rate": 1.0},
     }
 
 
 def run_stage(stage: str, state: Path) -> None:
-    """Child process: one operator's execute() with a stand-in context; records seconds and peak RSS."""
-    from airflow_provider_contactsync import operators
-
-    classes = {
-        "extract": operators.ContactsyncExtractOperator,
-        "transform": operators.ContactsyncTransformOperator,
-        "map": operators.ContactsyncMapOperator,
-        "load": operators.ContactsyncLoadOperator,
-    }
-    spec = json.loads((state / "definition.json").read_text())
-    operator = classes[stage](task_id=stage, definition=spec, staging=f"file://{state}/staging")
-    xcom_file = state / "xcom.json"
-    xcoms = json.loads(xcom_file.read_text()) if xcom_file.exists() else {}
-    context = {
-        "ti": _TI(xcoms),
-        "run_id": "bench",
-        "params": {"full_refresh": False},
-        "asset_state_store": _StateStore(state / "asset_state.json"),
-    }
-    started = time.perf_counter()
-    result = operator.execute(context)
-    seconds = time.perf_counter() - started
-    xcoms[stage] = result
-    xcom_file.write_text(json.dumps(xcoms, default=str))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    (state / f"{stage}.json").write_text(json.dumps({"seconds": seconds, "peak_mb": peak, "workers_mb": workers}))
+    """Child process: the PostgreSQL benchmark's stage runner, on this benchmark's definition."""
+    bench_sync_postgres.run_stage(stage, state, 50_000, json.loads((state / "definition.json").read_text()))
 
 
 def stages(spec: dict[str, Any], env: dict[str, str], names: tuple[str, ...]) -> dict[str, Any]:
@@ -155,7 +137,7 @@ def main() -> None:
             rate = rows / r["seconds"]
             local_rate = local_rate or rate
             print(
-                f"  {kind:<8} {r['seconds']:8.2f} {rate:10,.0f} {size_mb / r['seconds']:7.1f} {r['peak_mb']:12.0f}"
+                f"  {kind:<8} {r['seconds']:8.2f} {rate:10,.0f} {size_mb / r['seconds']:7.1f} {r['peak_rss_mb']:12.0f}"
                 f"   ({rate / local_rate:.2f}x local)"
             )
         data.unlink()
@@ -169,7 +151,12 @@ def main() -> None:
             sandbox, url = start_sandbox(local, api_key)
             try:
                 env["AIRFLOW_CONN_BENCH_BREVO"] = json.dumps(
-                    {"conn_type": "brevo", "host": url, "password": api_key, "extra": json.dumps({"poll_interval": 0.5})}
+                    {
+                        "conn_type": "brevo",
+                        "host": url,
+                        "password": api_key,
+                        "extra": json.dumps({"poll_interval": 0.5}),
+                    }
                 )
                 results = stages(definition("sftp", sftp_server.remote_path("big"), "bench_sftp"), env, STAGES)
             finally:
@@ -180,8 +167,8 @@ def main() -> None:
             for stage in STAGES:
                 r = results[stage]
                 print(
-                    f"  {stage:<10} {r['seconds']:8.2f} {rows / r['seconds']:10,.0f} {r['peak_mb']:12.0f}"
-                    f" {r['workers_mb']:15.0f}"
+                    f"  {stage:<10} {r['seconds']:8.2f} {rows / r['seconds']:10,.0f} {r['peak_rss_mb']:12.0f}"
+                    f" {r['worker_peak_rss_mb']:15.0f}"
                 )
             total = sum(results[s]["seconds"] for s in STAGES)
             summary = results["xcom"]["load"]

@@ -115,7 +115,7 @@ class _StateStore:
         return self.accessor
 
 
-def run_stage(stage: str, state: Path, chunk_size: int) -> None:
+def run_stage(stage: str, state: Path, chunk_size: int, definition: dict[str, Any] | None = None) -> None:
     """Child process: run one operator's execute() with a stand-in context; record time and RSS."""
     from airflow_provider_contactsync import operators
 
@@ -125,7 +125,7 @@ def run_stage(stage: str, state: Path, chunk_size: int) -> None:
         "map": operators.ContactsyncMapOperator,
         "load": operators.ContactsyncLoadOperator,
     }
-    kwargs: dict[str, Any] = {"task_id": stage, "definition": DEFINITION, "staging": f"file://{state}/staging"}
+    kwargs: dict[str, Any] = {"task_id": stage, "definition": definition or DEFINITION, "staging": f"file://{state}/staging"}
     if stage == "extract":
         kwargs["chunk_size"] = chunk_size
     operator = classes[stage](**kwargs)

@@ -34,11 +34,25 @@ class ErrorReportLink(BaseOperatorLink):
         return XCom.get_value(ti_key=ti_key, key=ERROR_REPORT_XCOM_KEY) or ""
 
 
-def _asset_of(definition: dict[str, Any]) -> Any:
+def definition_asset(definition: dict[str, Any]) -> Any:
     return source_asset(definition["integration"], definition["source"]["name"])
 
 
-class ContactsyncBaseOperator(BaseOperator):
+class DefinitionMixin:
+    """The source definition (kept as a JSON dict so the DAG serialises) and its asset, parsed when used."""
+
+    definition: dict[str, Any]
+
+    @cached_property
+    def spec(self) -> SourceDefinition:
+        return SourceDefinition.model_validate(self.definition)
+
+    @cached_property
+    def asset(self) -> Any:
+        return source_asset(self.spec.integration, self.spec.source.name)
+
+
+class ContactsyncBaseOperator(DefinitionMixin, BaseOperator):
     """Shared plumbing: the definition (a JSON dict, so the DAG serialises) and the staging base.
 
     :param definition: the source definition, as ``SourceDefinition.model_dump(mode="json")``.
@@ -51,18 +65,10 @@ class ContactsyncBaseOperator(BaseOperator):
 
     def __init__(self, *, definition: dict[str, Any], staging: str | None = None, **kwargs: Any) -> None:
         # The dict came from a validated definition: read the names, don't re-validate (parse cost).
-        kwargs.setdefault("inlets", [_asset_of(definition)])
+        kwargs.setdefault("inlets", [definition_asset(definition)])
         super().__init__(**kwargs)
         self.definition = definition
         self.staging = staging
-
-    @cached_property
-    def spec(self) -> SourceDefinition:
-        return SourceDefinition.model_validate(self.definition)
-
-    @cached_property
-    def asset(self) -> Any:
-        return source_asset(self.spec.integration, self.spec.source.name)
 
     def chunk_store(self, context: Any) -> ChunkStore:
         return ChunkStore(self.staging or default_staging_base(), self.spec.dag_id, context["run_id"])
@@ -336,7 +342,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
     """
 
     def __init__(self, *, retention_days: int | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("outlets", [_asset_of(kwargs["definition"])])
+        kwargs.setdefault("outlets", [definition_asset(kwargs["definition"])])
         super().__init__(**kwargs)
         self.retention_days = retention_days
 

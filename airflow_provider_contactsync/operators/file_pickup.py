@@ -18,12 +18,12 @@ from airflow_provider_contactsync.core.errors import ConfigurationError, Reject
 from airflow_provider_contactsync.operators.contactsync import latest_cursor
 from airflow_provider_contactsync.sources.base import ReadWindow
 from airflow_provider_contactsync.sources.files import FileInfo, FilesSource
-from airflow_provider_contactsync.sources.pickup import IMPORTED_KEY, SEEN_KEY, select_files
+from airflow_provider_contactsync.sources.pickup import IMPORTED_KEY, SEEN_KEY, Selection, select_files
 from airflow_provider_contactsync.staging import ChunkStore
 from airflow_provider_contactsync.state import SourceState
 
 
-def look_for_files(source: FilesSource, state: SourceState, *, full_refresh: bool = False) -> Any:
+def look_for_files(source: FilesSource, state: SourceState, *, full_refresh: bool = False) -> Selection:
     """List the folder, record what this check saw (for ``stable_seconds``) and select ready files."""
     imported = {} if full_refresh else state.get(IMPORTED_KEY) or {}
     selection, seen = select_files(
@@ -41,7 +41,7 @@ def look_for_files(source: FilesSource, state: SourceState, *, full_refresh: boo
     return selection
 
 
-def describe_wait(source: FilesSource, selection: Any) -> str:
+def describe_wait(source: FilesSource, selection: Selection) -> str:
     where = source.spec.path or "the login folder"
     waiting = ", ".join(f"{count} {reason}" for reason, count in selection.waiting.items()) or "none"
     return (
@@ -117,7 +117,9 @@ def _file_doc(info: FileInfo) -> dict[str, Any]:
 
 def file_rejects(extracted: dict[str, Any]) -> list[Reject]:
     """One error-report line per file that failed as a whole."""
-    return [Reject(f["name"], None, None, f"file not imported: {f['error']}") for f in extracted.get("failed_files") or []]
+    return [
+        Reject(f["name"], None, None, f"file not imported: {f['error']}") for f in extracted.get("failed_files") or []
+    ]
 
 
 def per_file_counts(extracted: dict[str, Any], chunk_rejected: list[int]) -> list[dict[str, Any]]:

@@ -7,16 +7,14 @@ advances while waiting. When ``timeout`` passes with no new file the run ends as
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
-from airflow_provider_contactsync.core.spec import SourceDefinition
-from airflow_provider_contactsync.state import source_asset
+from airflow_provider_contactsync.operators.contactsync import DefinitionMixin, definition_asset
 
 
-class ContactsyncNewFileSensor(BaseSensorOperator):
+class ContactsyncNewFileSensor(DefinitionMixin, BaseSensorOperator):
     """Succeeds once a file source has a file to import (new or changed, and ready).
 
     :param definition: the source definition, as ``SourceDefinition.model_dump(mode="json")``.
@@ -32,17 +30,9 @@ class ContactsyncNewFileSensor(BaseSensorOperator):
         soft_fail: bool = True,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("inlets", [source_asset(definition["integration"], definition["source"]["name"])])
+        kwargs.setdefault("inlets", [definition_asset(definition)])
         super().__init__(mode=mode, soft_fail=soft_fail, **kwargs)
         self.definition = definition
-
-    @cached_property
-    def spec(self) -> SourceDefinition:
-        return SourceDefinition.model_validate(self.definition)
-
-    @cached_property
-    def asset(self) -> Any:
-        return source_asset(self.spec.integration, self.spec.source.name)
 
     def poke(self, context: Any) -> bool:
         from airflow_provider_contactsync.operators.file_pickup import describe_wait, look_for_files

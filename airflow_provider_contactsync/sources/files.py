@@ -169,9 +169,7 @@ class FilesSource(Source):
         # exclude is relative to the listed folder (archive_folder is already joined onto it)
         exclude = [self.spec.archive_path] if self.spec.archive_path else []
         try:
-            return self.filesystem.list_files(
-                self.spec.path, pattern, recursive=self.spec.recursive, exclude=exclude
-            )
+            return self.filesystem.list_files(self.spec.path, pattern, recursive=self.spec.recursive, exclude=exclude)
         except FileNotFoundError as exc:
             raise ConfigurationError(
                 f"source {self.spec.name!r}: cannot list {self.spec.path or 'the login folder'!r}: {exc}",
@@ -197,20 +195,9 @@ class FilesSource(Source):
         if not files:
             self.skipped[SKIP_NO_FILE] = 0  # no rows lost; the entry tells the run why it is empty
             return
-        chunk: Chunk = []
-        for info in files:
-            for member, rows in self.file_rows(info, window):
-                for row in rows:
-                    chunk.append(row)
-                    if len(chunk) == chunk_size:
-                        yield chunk
-                        chunk = []
-        if chunk:
-            yield chunk
+        yield from _chunked((row for info in files for row in self._all_rows(info, window)), chunk_size)
 
-    def read_file(
-        self, info: FileInfo, window: ReadWindow, *, chunk_size: int, hasher: Any = None
-    ) -> Iterator[Chunk]:
+    def read_file(self, info: FileInfo, window: ReadWindow, *, chunk_size: int, hasher: Any = None) -> Iterator[Chunk]:
         """One file's rows in chunks that never mix files, so rows and rejects are counted per file.
 
         A problem with the whole file (empty, a header without a needed field, a broken archive)
@@ -219,15 +206,12 @@ class FilesSource(Source):
         check_chunk_size(chunk_size)
         if info.size == 0:
             raise ConfigurationError("the file is empty", file=info.path)
-        chunk: Chunk = []
+        yield from _chunked(self._all_rows(info, window, hasher), chunk_size)
+
+    def _all_rows(self, info: FileInfo, window: ReadWindow, hasher: Any = None) -> Iterator[Row | RowError]:
+        """The rows of every member of the file, in order."""
         for _member, rows in self.file_rows(info, window, hasher=hasher):
-            for row in rows:
-                chunk.append(row)
-                if len(chunk) == chunk_size:
-                    yield chunk
-                    chunk = []
-        if chunk:
-            yield chunk
+            yield from rows
 
     def checksum(self, info: FileInfo) -> str:
         """sha256 of the file as stored (compressed bytes for archives)."""
@@ -248,9 +232,7 @@ class FilesSource(Source):
             if hasher is not None:
                 _drain(binary)  # the checksum covers the whole file even if a reader stopped early
 
-    def _rows(
-        self, info: FileInfo, member: str, binary: IO[bytes], window: ReadWindow
-    ) -> Iterator[Row | RowError]:
+    def _rows(self, info: FileInfo, member: str, binary: IO[bytes], window: ReadWindow) -> Iterator[Row | RowError]:
         rows = self._parse(member, binary)
         if not self.incremental:
             yield from rows
@@ -368,6 +350,17 @@ class FilesSource(Source):
         if not files:
             return True, f"{where} is readable; no file matches {self.spec.pattern!r} yet"
         return True, f"{where}: {len(files)} file(s) match {self.spec.pattern!r}"
+
+
+def _chunked(rows: Iterator[Row | RowError], size: int) -> Iterator[Chunk]:
+    chunk: Chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 class _Hashing(io.RawIOBase):
