@@ -84,7 +84,7 @@ def read_jsonl(stream: IO[str], fields: Sequence[str], *, name: str = "<jsonl>")
         if not isinstance(document, dict):
             yield RowError(f"line {number}: a JSON object was expected")
             continue
-        yield {f: _dig(document, f) for f in fields}
+        yield {f: dig(document, f) for f in fields}
 
 
 _UNDECODED = re.compile("[\udc80-\udcff]")
@@ -115,8 +115,11 @@ def read_rows(
             raise ConfigurationError(f"unknown format {format!r}: csv or jsonl", file=name)
 
 
-def _dig(document: dict[str, Any], field: str) -> Any:
-    """``address.city`` reaches into nested objects; a missing part is null."""
+def dig(document: dict[str, Any], field: str) -> Any:
+    """``address.city`` reaches into nested objects (documents, structs, JSON); a missing part is null.
+
+    A key that itself contains the dot wins (``{"address.city": ...}``), as in flat exports.
+    """
     if field in document or "." not in field:
         return document.get(field)
     value: Any = document
@@ -125,6 +128,11 @@ def _dig(document: dict[str, Any], field: str) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+def top_level_columns(fields: Sequence[str]) -> list[str]:
+    """The columns to read for ``fields``: ``address.city`` needs ``address``; order kept, no repeats."""
+    return list(dict.fromkeys(f.split(".", 1)[0] for f in fields))
 
 
 def rows_from_text(text: str, *, format: str, fields: Sequence[str]) -> list[Row | RowError]:

@@ -72,6 +72,10 @@ class Source(ABC):
     def discover(self) -> list[str]:
         """Field names the source offers (columns, CSV header, JSON keys), to help write ``fields``."""
 
+    def list_tables(self) -> list[str]:
+        """Tables, views or collections the connection can read, for discovery; empty for file sources."""
+        return []
+
     @abstractmethod
     def test_connection(self) -> tuple[bool, str]:
         """(ok, message) for the UI and the CLI; never raises for an unreachable source."""
@@ -110,6 +114,9 @@ _REGISTRY: dict[str, str] = {
     "file": "airflow_provider_contactsync.sources.files:FilesSource",
     "sftp": "airflow_provider_contactsync.sources.files:FilesSource",
     "ftp": "airflow_provider_contactsync.sources.files:FilesSource",
+    "mongo": "airflow_provider_contactsync.sources.mongo:MongoSource",
+    "bigquery": "airflow_provider_contactsync.sources.bigquery:BigQuerySource",
+    "snowflake": "airflow_provider_contactsync.sources.snowflake:SnowflakeSource",
 }
 
 
