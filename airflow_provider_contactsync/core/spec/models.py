@@ -20,8 +20,9 @@ FIELD_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 ATTRIBUTE_PATTERN = r"^[A-Z][A-Z0-9_]*$"
 """Brevo attribute names are upper case."""
 
-TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}$"
-"""``table``, ``schema.table`` or ``database.schema.table``; each part is validated then quoted."""
+TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$-]*(\.[A-Za-z_][A-Za-z0-9_$-]*){0,2}$"
+"""``table``, ``schema.table`` or ``database.schema.table`` (BigQuery: ``project.dataset.table``, project ids
+have hyphens); each part is validated then quoted."""
 
 IDENTIFIER_ATTRIBUTES = ("EMAIL", "SMS", "EXT_ID")
 """Brevo needs at least one of these to identify a contact."""
@@ -106,7 +107,8 @@ class SqlSource(_SourceBase):
     type: Literal["postgres", "bigquery", "snowflake"]
     conn_id: str = Field(description="Airflow connection holding the credentials.")
     table: str | None = Field(
-        None, pattern=TABLE_PATTERN, description="Table to read, e.g. public.customers."
+        None, pattern=TABLE_PATTERN, description="Table to read, e.g. public.customers (PostgreSQL), crm.customers or my-project.crm.customers "
+        "(BigQuery), CRM.PUBLIC.CUSTOMERS (Snowflake)."
     )
     query: str | None = Field(
         None, description="SELECT to read instead of a table; the incremental predicate wraps it."
