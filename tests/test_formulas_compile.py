@@ -398,3 +398,34 @@ def test_docs_reference_is_up_to_date():
 def test_absurdly_nested_formula_is_a_formula_error():
     with pytest.raises(FormulaError, match="too complex|too deeply nested"):
         compile_formula(" + ".join(["a"] * 300), ["a"])
+
+
+# -- dotted fields: nested documents read by the source as `address.city` -------------------------
+
+
+def test_a_dotted_field_is_read_by_its_full_name():
+    transform = compile_transform(
+        {"city": "address.city.trim()", "zip": 'address.zip.ifNull("none")'}, fields=["address.city", "address.zip"]
+    )
+    row, errors = transform.apply({"address.city": " Paris ", "address.zip": None})
+    assert (row["city"], row["zip"], errors) == ("Paris", "none", [])
+    assert compile_formula("address.city.trim()", ["address.city"]).fields_used == {"address.city"}
+
+
+def test_dotted_fields_do_not_collide_with_look_alike_names():
+    fields = ["a.b_c", "a_b.c", "a__b.c", "a.b__c"]
+    transform = compile_transform({f"out{i}": f for i, f in enumerate(fields)}, fields=fields)
+    row, _ = transform.apply({f: f for f in fields})
+    assert [row[f"out{i}"] for i in range(len(fields))] == fields
+
+
+def test_a_whole_nested_field_still_selects_inside_the_map():
+    formula = compile_formula("address.city", ["address"])
+    assert formula.evaluate({"address": {"city": "Lyon"}}) == "Lyon"
+    with pytest.raises(RowError, match="no such key: city"):
+        formula.evaluate({"address": {}})
+
+
+def test_an_unknown_dotted_field_is_named_whole_with_a_suggestion():
+    error = compile_error("address.cty.trim()", fields=["address.city"])
+    assert "unknown field 'address.cty'" in error.message and "did you mean 'address.city'" in error.message

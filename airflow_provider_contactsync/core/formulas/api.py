@@ -109,9 +109,7 @@ def _check(
     return node, checker
 
 
-def compile_formula(
-    text: str, fields: Iterable[str], *, field_types: Mapping[str, str] | None = None
-) -> Formula:
+def compile_formula(text: str, fields: Iterable[str], *, field_types: Mapping[str, str] | None = None) -> Formula:
     """Parse, check and compile one formula against the source's ``fields``."""
     field_list = list(dict.fromkeys(fields))
     node, checker = _check(text, field_list, field_types)

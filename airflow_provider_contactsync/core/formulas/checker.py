@@ -137,12 +137,30 @@ class Checker:
             return f"{head}.{node.attr}" if head else None
         return None
 
+    def _dotted_field(self, node: Node) -> str | None:
+        """``address.city`` written in a formula names the source field ``address.city`` when there is one."""
+        parts: list[str] = []
+        while isinstance(node, Select) and node.operand is not None:
+            parts.append(node.attr)
+            node = node.operand
+        if not isinstance(node, Ident) or node.name in self.scopes:
+            return None
+        name = ".".join([node.name, *reversed(parts)])
+        return name if name in self.field_set else None
+
     def visit_Select(self, node: Select) -> str:
         assert node.operand is not None
+        field = self._dotted_field(node)
+        if field is not None:
+            node.field, node.safe = field, True
+            self.used.add(field)
+            return self.field_types.get(field, "dyn")
         name = self._qualified(node)
         if name in TYPE_VALUES:
             node.safe = True
             return "type"
+        if name is not None and any(f.startswith(name.split(".", 1)[0] + ".") for f in self.fields):
+            raise _fail(node, f"unknown field '{name}'{_suggest(name, self.fields)}")
         operand = self.visit(node.operand)
         if operand not in ("dyn", "map"):
             raise _fail(node, f"no field '{node.attr}' on a {operand} value")
@@ -299,9 +317,7 @@ class Checker:
         regions = [value] if isinstance(value, str) else value
         for region in regions:
             if not isinstance(region, str) or region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-                raise _fail(
-                    node, f'normalizePhoneNumber: unknown region {region!r} (use ISO codes like "FR")'
-                )
+                raise _fail(node, f'normalizePhoneNumber: unknown region {region!r} (use ISO codes like "FR")')
 
 
 def _fits(actual: str, param: str) -> bool:

@@ -77,8 +77,13 @@ _ORDER_FN = {"<": "_lt", "<=": "_le", ">": "_gt", ">=": "_ge"}
 
 
 def field_var(name: str) -> str:
-    """Local variable holding a field's value (CEL identifiers are valid after the prefix)."""
-    return f"v_{name}"
+    """Local variable holding a field's value (CEL identifiers are valid after the prefix).
+
+    A dotted field (``address.city``) gets a length-prefixed name, so no two fields share a variable.
+    """
+    if "." not in name:
+        return f"v_{name}"
+    return "d_" + "".join(f"{len(part)}_{part}" for part in name.split("."))
 
 
 class CodeGen:
@@ -129,6 +134,8 @@ class CodeGen:
 
     def gen_Select(self, node: Select) -> str:
         assert node.operand is not None
+        if node.field is not None:
+            return field_var(node.field)
         if node.type == "type":
             return self.const(TYPE_VALUES[self._qualified(node)])
         return f"_select({self.expr(node.operand)}, {node.attr!r})"
@@ -261,9 +268,7 @@ def build(source: str, namespace: dict[str, Any], name: str) -> Callable[..., An
         code = compile(source, f"<contactsync formula {name}>", "exec")
     except (SyntaxError, RecursionError, MemoryError):
         # Python caps nesting at 200 brackets; only absurdly long chains get here.
-        raise FormulaError(
-            "formula is too complex (too deeply nested); split it up", line=1, column=1
-        ) from None
+        raise FormulaError("formula is too complex (too deeply nested); split it up", line=1, column=1) from None
     exec(code, namespace)  # noqa: S102 - our own generated code, from a checked AST
     return namespace[name]
 

@@ -87,15 +87,11 @@ def phone_regions(regions: Any) -> tuple[str, ...]:
         return (regions.upper(),)
     if type(regions) in (list, tuple) and all(type(r) is str for r in regions):
         return tuple(r.upper() for r in regions)
-    raise RowError(
-        f"normalizePhoneNumber: regions must be a string or a list of strings, got {short(regions)}"
-    )
+    raise RowError(f"normalizePhoneNumber: regions must be a string or a list of strings, got {short(regions)}")
 
 
 def phone_error(value: str, regions: tuple[str, ...]) -> RowError:
-    tried = (
-        f"tried {', '.join(regions)}" if regions else "international format expected, e.g. +33 6 12 34 56 78"
-    )
+    tried = f"tried {', '.join(regions)}" if regions else "international format expected, e.g. +33 6 12 34 56 78"
     return RowError(f"normalizePhoneNumber: {short(value)} is not a valid phone number ({tried})")
 
 
@@ -289,9 +285,7 @@ def as_timestamp(value: Any) -> dt.datetime | None:
             try:
                 parsed = dt.datetime.combine(_parse_date("asTimestamp", value, None), dt.time())
             except RowError:
-                raise RowError(
-                    f"asTimestamp: {short(value)} is not a timestamp (expected ISO 8601)"
-                ) from None
+                raise RowError(f"asTimestamp: {short(value)} is not a timestamp (expected ISO 8601)") from None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     if t is int or t is float:
         try:

@@ -186,9 +186,7 @@ _DEFS: list[FunctionDef] = [
     FunctionDef(
         "formatDate",
         cs.format_date,
-        _nullable(
-            "string", "date", "timestamp", "string", "date,string", "timestamp,string", "string,string"
-        ),
+        _nullable("string", "date", "timestamp", "string", "date,string", "timestamp,string", "string,string"),
         "Format a date or timestamp as YYYY-MM-DD, or with a strftime format.",
         'signup.formatDate("%d.%m.%Y")',
         "contactsync",
@@ -345,9 +343,7 @@ _DEFS: list[FunctionDef] = [
         "created.getMonth()",
         "timestamp",
     ),
-    FunctionDef(
-        "getDate", std.get_date, _ov("int", *_TS), "Day of month, 1-31.", "created.getDate()", "timestamp"
-    ),
+    FunctionDef("getDate", std.get_date, _ov("int", *_TS), "Day of month, 1-31.", "created.getDate()", "timestamp"),
     FunctionDef(
         "getDayOfMonth",
         std.get_day_of_month,

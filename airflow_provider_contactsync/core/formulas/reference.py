@@ -39,9 +39,7 @@ def render_reference() -> str:
                 "endsWith",
                 "matches",
             )
-            sigs = "<br>".join(
-                f"`{_signature(fn.name, p, r, method)}`" for p, r in fn.overloads if "null" not in p[:1]
-            )
+            sigs = "<br>".join(f"`{_signature(fn.name, p, r, method)}`" for p, r in fn.overloads if "null" not in p[:1])
             example = fn.example.replace("|", "\\|")
             lines.append(f"| `{fn.name}` | {sigs} | {fn.description} | `{example}` |")
         lines.append("")

@@ -46,6 +46,7 @@ class Ident(Node):
 class Select(Node):
     operand: Node | None = None
     attr: str = ""
+    field: str | None = None  # set by the checker when the whole chain names a dotted source field
 
 
 @dataclass(eq=False)
@@ -174,13 +175,9 @@ def _syntax_error(text: str, exc: BaseException) -> FormulaError:
     cause = exc.__context__ if isinstance(exc.__context__, UnexpectedInput) else exc
     line = getattr(cause, "line", None)
     column = getattr(cause, "column", None)
-    if isinstance(cause, UnexpectedEOF) or (
-        isinstance(cause, UnexpectedToken) and cause.token.type == "$END"
-    ):
+    if isinstance(cause, UnexpectedEOF) or (isinstance(cause, UnexpectedToken) and cause.token.type == "$END"):
         lines = text.splitlines() or [""]
-        return FormulaError(
-            "syntax error: unexpected end of formula", line=len(lines), column=len(lines[-1]) + 1
-        )
+        return FormulaError("syntax error: unexpected end of formula", line=len(lines), column=len(lines[-1]) + 1)
     if isinstance(cause, UnexpectedToken):
         message = f"syntax error: unexpected {cause.token.value!r}"
     elif isinstance(cause, UnexpectedCharacters):
@@ -312,9 +309,7 @@ class _Adapter:
             return self._call(name_tok, self.member(kids[0]), args)
         if kind == "member_index":
             return Index(line, col, operand=self.member(kids[0]), index=self.expr(kids[1]))
-        raise FormulaError(
-            "message construction (Type{field: value}) is not supported", line=line, column=col
-        )
+        raise FormulaError("message construction (Type{field: value}) is not supported", line=line, column=col)
 
     def primary(self, tree: Tree) -> Node:
         inner = tree.children[0]
@@ -348,16 +343,13 @@ class _Adapter:
         line, col = _pos(name_tok)
         if name == "has" and target is None:
             if len(args) != 1 or not isinstance(args[0], Select):
-                raise FormulaError(
-                    "has() expects a field selection, e.g. has(address.city)", line=line, column=col
-                )
+                raise FormulaError("has() expects a field selection, e.g. has(address.city)", line=line, column=col)
             return Has(line, col, operand=args[0].operand, attr=args[0].attr)
         if name in MACROS and target is not None:
             wanted = (2, 3) if name == "map" else (2,)
             if len(args) not in wanted:
                 raise FormulaError(
-                    f"wrong number of arguments: {name}() takes {' or '.join(map(str, wanted))}, "
-                    f"got {len(args)}",
+                    f"wrong number of arguments: {name}() takes {' or '.join(map(str, wanted))}, got {len(args)}",
                     line=line,
                     column=col,
                 )

@@ -55,9 +55,7 @@ class CsvOptions(StrictModel):
 
 
 class _SourceBase(StrictModel):
-    name: str = Field(
-        pattern=NAME_PATTERN, max_length=100, description="Source name, unique in its integration."
-    )
+    name: str = Field(pattern=NAME_PATTERN, max_length=100, description="Source name, unique in its integration.")
     fields: list[Annotated[str, Field(pattern=FIELD_PATTERN)]] = Field(
         min_length=1, description="Fields to read from the source; formulas and mapping see only these."
     )
@@ -95,9 +93,7 @@ class _SourceBase(StrictModel):
             if value is not None and value not in self.fields:
                 raise ValueError(f"{attr} {value!r} is not one of the fields {self.fields}")
         if self.updated_field and not self.key:
-            raise ValueError(
-                "key is required with updated_field: it breaks ties between rows sharing a cursor value"
-            )
+            raise ValueError("key is required with updated_field: it breaks ties between rows sharing a cursor value")
         return self
 
 
@@ -107,8 +103,10 @@ class SqlSource(_SourceBase):
     type: Literal["postgres", "bigquery", "snowflake"]
     conn_id: str = Field(description="Airflow connection holding the credentials.")
     table: str | None = Field(
-        None, pattern=TABLE_PATTERN, description="Table to read, e.g. public.customers (PostgreSQL), crm.customers or my-project.crm.customers "
-        "(BigQuery), CRM.PUBLIC.CUSTOMERS (Snowflake)."
+        None,
+        pattern=TABLE_PATTERN,
+        description="Table to read, e.g. public.customers (PostgreSQL), crm.customers or "
+        "my-project.crm.customers (BigQuery), CRM.PUBLIC.CUSTOMERS (Snowflake).",
     )
     query: str | None = Field(
         None, description="SELECT to read instead of a table; the incremental predicate wraps it."
@@ -242,9 +240,7 @@ Source = Annotated[SqlSource | MongoSource | FileSource, Field(discriminator="ty
 class Destination(StrictModel):
     """Where contacts go in Brevo."""
 
-    conn_id: str = Field(
-        "brevo_default", description="Airflow connection of type brevo (API key as password)."
-    )
+    conn_id: str = Field("brevo_default", description="Airflow connection of type brevo (API key as password).")
     list_ids: list[Annotated[int, Field(gt=0)]] = Field(
         min_length=1, description="Brevo lists every synced contact is added to."
     )
@@ -252,9 +248,7 @@ class Destination(StrictModel):
     empty_attributes: bool = Field(
         False, description="A null value erases the attribute in Brevo (else nulls leave it unchanged)."
     )
-    text_max_length: int = Field(
-        2000, gt=0, description="Longest text value accepted; longer values reject the row."
-    )
+    text_max_length: int = Field(2000, gt=0, description="Longest text value accepted; longer values reject the row.")
 
 
 class Alerts(StrictModel):
@@ -285,10 +279,8 @@ class SourceDefinition(StrictModel):
         default_factory=dict,
         description="CEL formula per field; a formula may define a new field. See docs/formulas.md.",
     )
-    mapping: dict[
-        Annotated[str, Field(pattern=FIELD_PATTERN)], Annotated[str, Field(pattern=ATTRIBUTE_PATTERN)]
-    ] = Field(
-        min_length=1, description="Field -> Brevo contact attribute (EMAIL, SMS, EXT_ID, FIRSTNAME, ...)."
+    mapping: dict[Annotated[str, Field(pattern=FIELD_PATTERN)], Annotated[str, Field(pattern=ATTRIBUTE_PATTERN)]] = (
+        Field(min_length=1, description="Field -> Brevo contact attribute (EMAIL, SMS, EXT_ID, FIRSTNAME, ...).")
     )
     destination: Destination
     alerts: Alerts = Field(default_factory=Alerts)
@@ -313,9 +305,7 @@ class SourceDefinition(StrictModel):
         available = set(self.source.fields) | set(self.transform)
         for field in self.mapping:
             if field not in available:
-                raise ValueError(
-                    f"mapping.{field}: {field!r} is neither a source field nor a transform output"
-                )
+                raise ValueError(f"mapping.{field}: {field!r} is neither a source field nor a transform output")
         attributes = list(self.mapping.values())
         for attribute in set(attributes):
             if attributes.count(attribute) > 1:
