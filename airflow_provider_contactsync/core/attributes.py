@@ -148,9 +148,7 @@ def _email(value: Any) -> str:
 
 def _sms(value: Any) -> str:
     if not isinstance(value, str) or not E164_PATTERN.match(value):
-        raise RowError(
-            "not an E.164 phone number (+ and 6 to 16 digits); normalize it with normalizePhoneNumber()"
-        )
+        raise RowError("not an E.164 phone number (+ and 6 to 16 digits); normalize it with normalizePhoneNumber()")
     return value
 
 

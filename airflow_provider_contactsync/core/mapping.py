@@ -44,9 +44,7 @@ class ContactMapper:
                 hint = difflib.get_close_matches(name, catalog.names(), n=1)
                 suggestion = f" (did you mean {hint[0]}?)" if hint else ""
                 errors.append(
-                    MappingError(
-                        f"attribute {name} does not exist in the Brevo account{suggestion}", key_path=key_path
-                    )
+                    MappingError(f"attribute {name} does not exist in the Brevo account{suggestion}", key_path=key_path)
                 )
                 continue
             if not attribute.writable:
@@ -62,8 +60,7 @@ class ContactMapper:
             if formula_type not in FITS.get(attribute.kind, frozenset()):
                 errors.append(
                     MappingError(
-                        f"field {field} is a {formula_type}, which cannot fit attribute {name} "
-                        f"({attribute.kind})",
+                        f"field {field} is a {formula_type}, which cannot fit attribute {name} ({attribute.kind})",
                         key_path=key_path,
                     )
                 )

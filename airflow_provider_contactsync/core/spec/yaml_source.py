@@ -96,9 +96,7 @@ class _Builder:
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
-                    raise DefinitionError(
-                        "keys must be plain scalars", file=file, line=key_node.start_mark.line + 1
-                    )
+                    raise DefinitionError("keys must be plain scalars", file=file, line=key_node.start_mark.line + 1)
                 key = self.scalar(key_node)
                 if key in result:
                     raise DefinitionError(
@@ -121,9 +119,7 @@ class _Builder:
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
-            raise DefinitionError(
-                f"bad value: {exc}", file=self.file, line=node.start_mark.line + 1
-            ) from None
+            raise DefinitionError(f"bad value: {exc}", file=self.file, line=node.start_mark.line + 1) from None
 
 
 def dotted(path: KeyPath) -> str:
