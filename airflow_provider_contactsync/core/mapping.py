@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow_provider_contactsync.core.attributes import FITS, AttributeCatalog, converter_for
 from airflow_provider_contactsync.core.errors import ConfigurationError, MappingError, MappingErrors, RowError
+from airflow_provider_contactsync.core.payload import PayloadExpander
 from airflow_provider_contactsync.core.spec.models import IDENTIFIER_ATTRIBUTES, SourceDefinition
 
 Contact = dict[str, Any]
@@ -71,6 +72,17 @@ class ContactMapper:
             raise errors[0] if len(errors) == 1 else MappingErrors(errors)
         self._identifiers = [name for _, name, _ in self._plan if name in IDENTIFIER_ATTRIBUTES]
         self._erase_nulls = definition.destination.empty_attributes
+        self._payload = (
+            PayloadExpander(
+                definition.payload,
+                catalog,
+                mapped=self.attributes,
+                text_max_length=definition.destination.text_max_length,
+                erase_nulls=self._erase_nulls,
+            )
+            if definition.payload is not None
+            else None
+        )
 
     @property
     def attributes(self) -> list[str]:
@@ -90,6 +102,10 @@ class ContactMapper:
                 contact[name] = convert(value)
             except RowError as exc:
                 problems.append(RowError(exc.reason, field=field, value=value))
+        if self._payload is not None:
+            expanded, payload_problems = self._payload.expand(row.get(self._payload.field))
+            contact.update(expanded)
+            problems += payload_problems
         if not problems and not any(name in contact for name in self._identifiers):
             problems.append(
                 RowError(f"no identifier: {', '.join(self._identifiers)} all empty", field=None, value=None)

@@ -237,6 +237,29 @@ class FileSource(_SourceBase):
 Source = Annotated[SqlSource | MongoSource | FileSource, Field(discriminator="type")]
 
 
+class Payload(StrictModel):
+    """A JSON object column whose keys become contact attributes (as warehouse syncs do with a PAYLOAD column)."""
+
+    field: str = Field(
+        pattern=FIELD_PATTERN,
+        description="Source field (or transform output) holding a JSON object: JSON text, a JSON/VARIANT/OBJECT "
+        "column, a document or a struct. Each key names an attribute (upper-cased: loyalty_tier -> LOYALTY_TIER).",
+    )
+    attributes: list[Annotated[str, Field(pattern=ATTRIBUTE_PATTERN)]] | None = Field(
+        None,
+        description="Expand only these attributes (other keys are ignored); by default every key is expanded and a "
+        "key that is not a writable attribute of the account rejects the row with the reason.",
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _no_identifiers(cls, attributes: list[str] | None) -> list[str] | None:
+        for name in attributes or ():
+            if name in IDENTIFIER_ATTRIBUTES:
+                raise ValueError(f"{name} is an identifier: map it from a field in mapping, not from the payload")
+        return attributes
+
+
 class Destination(StrictModel):
     """Where contacts go in Brevo."""
 
@@ -282,6 +305,10 @@ class SourceDefinition(StrictModel):
     mapping: dict[Annotated[str, Field(pattern=FIELD_PATTERN)], Annotated[str, Field(pattern=ATTRIBUTE_PATTERN)]] = (
         Field(min_length=1, description="Field -> Brevo contact attribute (EMAIL, SMS, EXT_ID, FIRSTNAME, ...).")
     )
+    payload: Payload | None = Field(
+        None,
+        description="Expand a JSON object field into attributes; attributes in mapping take precedence over its keys.",
+    )
     destination: Destination
     alerts: Alerts = Field(default_factory=Alerts)
 
@@ -306,6 +333,8 @@ class SourceDefinition(StrictModel):
         for field in self.mapping:
             if field not in available:
                 raise ValueError(f"mapping.{field}: {field!r} is neither a source field nor a transform output")
+        if self.payload is not None and self.payload.field not in available:
+            raise ValueError(f"payload.field: {self.payload.field!r} is neither a source field nor a transform output")
         attributes = list(self.mapping.values())
         for attribute in set(attributes):
             if attributes.count(attribute) > 1:
