@@ -58,9 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     preview = commands.add_parser("preview", help="dry-run transform and mapping over sample rows")
     preview.add_argument("definition", type=Path, help="the source definition (YAML)")
     preview.add_argument("--rows", type=Path, required=True, help="CSV or JSON lines file of source rows")
-    preview.add_argument(
-        "--format", choices=("csv", "jsonl"), help="rows file format (default: by extension)"
-    )
+    preview.add_argument("--format", choices=("csv", "jsonl"), help="rows file format (default: by extension)")
     preview.add_argument("--limit", type=int, default=None, help="stop after N rows")
     _catalog_options(preview)
     preview.set_defaults(run=_preview)
@@ -115,12 +113,24 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+_TABLES_SHOWN = 50
+
+
 def _check_source(definition: SourceDefinition) -> None:
     """Print what the source offers (files and their columns, or columns) and check ``fields`` against it."""
     from airflow_provider_contactsync.sources import open_source
     from airflow_provider_contactsync.sources.files import FilesSource
 
     source = open_source(definition.source)
+    reachable, message = source.test_connection()
+    if not reachable:
+        raise ConfigurationError(message)
+    tables = source.list_tables()
+    if tables:
+        shown = ", ".join(tables[:_TABLES_SHOWN]) + (
+            f", ... ({len(tables)} in all)" if len(tables) > _TABLES_SHOWN else ""
+        )
+        print(f"  tables: {shown}")
     if isinstance(source, FilesSource):
         for info, columns in source.describe_files():
             print(f"  file {info.path} ({info.size} bytes): {columns}")
@@ -128,9 +138,7 @@ def _check_source(definition: SourceDefinition) -> None:
     print(f"  columns: {', '.join(columns)}")
     missing = [f for f in definition.source.fields if f not in columns and f.split(".")[0] not in columns]
     if missing:
-        raise ConfigurationError(
-            f"fields {missing} are not in the source (it has {columns})", key_path="source.fields"
-        )
+        raise ConfigurationError(f"fields {missing} are not in the source (it has {columns})", key_path="source.fields")
 
 
 def _preview(args: argparse.Namespace) -> int:
