@@ -104,11 +104,12 @@ def _prepare(value: Any) -> Any:
     if isinstance(value, Decimal):
         return msgspec.msgpack.Ext(_EXT_DECIMAL, str(value).encode())
     if isinstance(value, RowError):
-        return msgspec.msgpack.Ext(_EXT_ROW_ERROR, encode([value.reason, value.field, _plain(value.value)]))
-    if isinstance(value, Reject):
+        fields = [value.reason, value.field, _plain(value.value)]
         return msgspec.msgpack.Ext(
-            _EXT_REJECT, encode([_plain(value.row), value.field, value.value, value.reason])
+            _EXT_ROW_ERROR, encode(fields if value.row is None else [*fields, _plain(value.row)])
         )
+    if isinstance(value, Reject):
+        return msgspec.msgpack.Ext(_EXT_REJECT, encode([_plain(value.row), value.field, value.value, value.reason]))
     return value
 
 
@@ -124,8 +125,8 @@ def _ext_hook(code: int, data: memoryview) -> Any:
     if code == _EXT_DECIMAL:
         return Decimal(bytes(data).decode())
     if code == _EXT_ROW_ERROR:
-        reason, field, value = _DECODER.decode(data)
-        return RowError(reason, field=field, value=value)
+        reason, field, value, *row = _DECODER.decode(data)
+        return RowError(reason, field=field, value=value, row=row[0] if row else None)
     if code == _EXT_REJECT:
         return Reject(*_DECODER.decode(data))
     raise ValueError(f"unknown staged value code {code}")

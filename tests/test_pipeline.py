@@ -42,3 +42,13 @@ def test_failed_email_formula_is_not_also_blamed_as_missing_identifier() -> None
     pipeline = ContactPipeline(DEFINITION, CATALOG)
     (outcome,) = pipeline.process([{"id": "z", "email": 42, "phone": None, "age": None}])
     assert [r.field for r in outcome.rejects] == ["email"]
+
+
+def test_a_row_rejected_by_the_source_is_reported_under_its_key() -> None:
+    from airflow_provider_contactsync.core.pipeline import transform_rows
+
+    rows = [RowError("JSON column: not valid JSON", field="traits", value="{", row="c-7"), RowError("unreadable")]
+    outcomes = list(ContactPipeline(DEFINITION, CATALOG).process(rows))
+    assert [(o.key, o.rejects[0].row) for o in outcomes] == [("c-7", "c-7"), (2, 2)]
+    _, rejects, rejected = transform_rows(ContactPipeline(DEFINITION, CATALOG).transform, rows, key_field="id", start=1)
+    assert rejected == 2 and [r.row for r in rejects] == ["c-7", 2]

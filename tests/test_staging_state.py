@@ -29,9 +29,7 @@ def test_chunks_round_trip_with_types(tmp_path: Path) -> None:
     assert back[0] == rows[0]
     assert isinstance(back[1], RowError) and back[1].reason == rows[1].reason
     assert back[2] == rows[2]
-    store = ChunkStore(
-        f"file://{tmp_path}", "contactsync__crm__customers", "manual__2026-11-23T18:00:00+00:00"
-    )
+    store = ChunkStore(f"file://{tmp_path}", "contactsync__crm__customers", "manual__2026-11-23T18:00:00+00:00")
     url = store.write("extract", 0, rows)
     assert "/contactsync__crm__customers/runs/manual__2026-11-23T18_00_00_00_00/extract/chunk-00000" in url
     assert store.read(url)[0] == rows[0]
@@ -101,3 +99,10 @@ def test_large_chunks_keep_types_found_deep_inside_one_row() -> None:
         assert type(back["rows"][57][1]["nested"]["deep"][0]) is type(odd)
         assert back["rows"][56][1] == chunk[56][1]
         assert back["rejects"] == [Reject(57, "x", None, "odd")]
+
+
+def test_a_read_time_reject_keeps_the_row_key_it_was_given() -> None:
+    with_key = decode(encode([RowError("Decimal128 NaN cannot be a number", field="score", value="NaN", row=42)]))[0]
+    without = decode(encode([RowError("line 3: not valid JSON")]))[0]
+    assert (with_key.row, with_key.field, with_key.value) == (42, "score", "NaN")
+    assert without.row is None

@@ -125,19 +125,20 @@ class BrevoError(ContactsyncError):
 class RowError(ContactsyncError):
     """Raised inside per-row code (formulas, value checks); always caught and turned into a Reject."""
 
-    def __init__(self, reason: str, *, field: str | None = None, value: Any = None) -> None:
+    def __init__(self, reason: str, *, field: str | None = None, value: Any = None, row: Any = None) -> None:
         self.reason = reason
         self.field = field
         self.value = value
+        self.row = row  # the row's key when a source knows it (else reports show the row's position)
         super().__init__(reason)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only fields survive pickling (rows cross process boundaries in parallel transforms).
-        return (_row_error, (self.reason, self.field, self.value))
+        return (_row_error, (self.reason, self.field, self.value, self.row))
 
 
-def _row_error(reason: str, field: str | None, value: Any) -> RowError:
-    return RowError(reason, field=field, value=value)
+def _row_error(reason: str, field: str | None, value: Any, row: Any = None) -> RowError:
+    return RowError(reason, field=field, value=value, row=row)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,8 @@ class ContactPipeline:
         key_field = self._key_field
         for index, row in enumerate(rows, start=start):
             if isinstance(row, RowError):
-                yield RowOutcome(index, index, None, [Reject(index, row.field, _show(row.value), row.reason)])
+                key = index if row.row is None else row.row
+                yield RowOutcome(index, key, None, [Reject(key, row.field, _show(row.value), row.reason)])
                 continue
             key = row.get(key_field, index) if key_field else index
             transformed, problems = apply(row)
@@ -81,7 +82,7 @@ def transform_rows(
     for index, row in enumerate(rows, start=start):
         if isinstance(row, RowError):
             rejected += 1
-            rejects.append(Reject(index, row.field, _show(row.value), row.reason))
+            rejects.append(Reject(index if row.row is None else row.row, row.field, _show(row.value), row.reason))
             continue
         key = row.get(key_field, index) if key_field else index
         transformed, problems = apply(row)

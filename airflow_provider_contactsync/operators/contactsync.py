@@ -119,7 +119,7 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
             chunk_rows.append(len(chunk))
             if field and key:
                 # Ordered reads end with their latest row; otherwise every row is looked at.
-                latest = latest_cursor(chunk[-1:] if source.ordered_reads else chunk, field, key, latest)
+                latest = latest_cursor(_last_row(chunk) if source.ordered_reads else chunk, field, key, latest)
         rows = sum(chunk_rows)
         result = {
             "chunks": urls,
@@ -142,6 +142,14 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
             result["skipped"] or "none",
         )
         return result
+
+
+def _last_row(chunk: list[Any]) -> list[Any]:
+    """The last readable row of an ordered chunk (a row rejected at read time holds no cursor)."""
+    for row in reversed(chunk):
+        if not isinstance(row, RowError):
+            return [row]
+    return []
 
 
 def latest_cursor(chunk: list[Any], field: str, key: str, latest: Cursor | None) -> Cursor | None:
