@@ -61,6 +61,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote_plus
 
 from airflow_provider_contactsync.core.cursor import CursorValue
 from airflow_provider_contactsync.core.errors import ConfigurationError, RowError
@@ -77,7 +78,7 @@ from airflow_provider_contactsync.sources.base import (
 )
 
 UTC = dt.timezone.utc
-SKIP_OTHER_TYPE = "{field} is not a {kind} (another BSON type)"
+SKIP_OTHER_TYPE = "{field} has another BSON type than {kind}"
 """Reason in ``skipped`` for documents MongoDB's type bracketing would leave out of the window."""
 
 _CURSOR_KINDS = ("date", "number")
@@ -107,6 +108,7 @@ class MongoSource(Source):
             raise ConfigurationError(f"source {spec.name!r}: a {spec.type} source is not MongoDB")
         super().__init__(spec)
         self._hook = hook
+        self._secrets: set[str] = set()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -171,7 +173,10 @@ class MongoSource(Source):
         except ConfigurationError as exc:
             return False, str(exc)
         except Exception as exc:  # an unreachable server is an answer here, not a crash
-            return False, f"cannot connect with {self.spec.conn_id!r}: {type(exc).__name__}: {exc}"
+            message = f"cannot connect with {self.spec.conn_id!r}: {type(exc).__name__}: {exc}"
+            for secret in self._secrets:
+                message = message.replace(secret, "***")
+            return False, message
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -184,6 +189,9 @@ class MongoSource(Source):
         from airflow.providers.mongo.hooks.mongo import MongoHook
 
         with MongoHook(mongo_conn_id=self.spec.conn_id) as hook:
+            password = hook.connection.password
+            if password:  # never shown in a message, as typed or as quoted in the URI
+                self._secrets = {password, quote_plus(password)}
             yield self._database_of(hook)
 
     def _database_of(self, hook: Any) -> Any:
