@@ -60,9 +60,7 @@ def contacts(n: int, start: int = 0) -> Iterator[dict[str, Any]]:
 
 
 def import_and_wait(hook: BrevoHook, items: Any, list_id: int, **kwargs: Any) -> list[dict[str, Any]]:
-    return hook.wait_for_processes(
-        hook.import_contacts(items, list_ids=[list_id], **kwargs), first_interval=0.05
-    )
+    return hook.wait_for_processes(hook.import_contacts(items, list_ids=[list_id], **kwargs), first_interval=0.05)
 
 
 def test_test_connection(brevo_sandbox: BrevoSandbox, hook_for: Callable[..., BrevoHook]) -> None:
@@ -81,10 +79,7 @@ def test_single_contact_round_trip(brevo_sandbox: BrevoSandbox, hook_for: Callab
     with pytest.raises(BrevoError) as info:
         hook.create_contact("ann+tag@example.com")
     assert info.value.status == 400 and info.value.path == "/contacts"
-    assert (
-        hook.create_contact("ann+tag@example.com", attributes={"LASTNAME": "Lee"}, update_enabled=True)
-        is None
-    )
+    assert hook.create_contact("ann+tag@example.com", attributes={"LASTNAME": "Lee"}, update_enabled=True) is None
     hook.update_contact(contact_id, "ID", attributes={"FIRSTNAME": "Anne"})
     assert hook.get_contact(str(contact_id), "contact_id")["attributes"] == {
         "FIRSTNAME": "Anne",
@@ -144,9 +139,7 @@ def test_batch_update_404_names_the_unknown_contact(
     assert hook.update_contacts_batch([batch[0], batch[2]]) == 2
 
 
-def test_list_add_and_remove_in_chunks_of_150(
-    brevo_sandbox: BrevoSandbox, hook_for: Callable[..., BrevoHook]
-) -> None:
+def test_list_add_and_remove_in_chunks_of_150(brevo_sandbox: BrevoSandbox, hook_for: Callable[..., BrevoHook]) -> None:
     base_list, extra_list = brevo_sandbox.create_list("base"), brevo_sandbox.create_list("extra")
     hook = hook_for(brevo_sandbox)
     import_and_wait(hook, contacts(400), base_list)
@@ -183,9 +176,7 @@ def test_dropped_connection_on_idempotent_read_is_retried(
     assert hook.stats.retries == 1
 
 
-def test_import_retried_after_5xx_and_429(
-    brevo_sandbox: BrevoSandbox, hook_for: Callable[..., BrevoHook]
-) -> None:
+def test_import_retried_after_5xx_and_429(brevo_sandbox: BrevoSandbox, hook_for: Callable[..., BrevoHook]) -> None:
     list_id = brevo_sandbox.create_list("retry")
     hook = hook_for(brevo_sandbox)
     brevo_sandbox.add_fault(method="POST", path="/v3/contacts/import", action="status", status=503, times=2)
@@ -223,3 +214,20 @@ def test_polling_several_imports_uses_one_listing_per_tick(
     by_id = {e["path"] for e in polls if e["path"] != "/v3/processes"}
     assert listings and by_id <= {f"/v3/processes/{ids[-1]}"}  # per-id polling only for a last straggler
     assert len(polls) == hook.stats.requests["processes"]  # one request per tick
+
+
+def test_multiple_choice_options_come_from_the_account(
+    brevo_sandbox: BrevoSandbox, hook_for: Callable[..., BrevoHook]
+) -> None:
+    """GET /contacts/attributes gives a multiple-choice attribute's options as multiCategoryOptions."""
+    from airflow_provider_contactsync.core.attributes import AttributeCatalog, converter_for
+    from airflow_provider_contactsync.core.errors import RowError
+
+    brevo_sandbox.create_attribute("INTERESTS", "multiple-choice", options=["News", "Sales", "Events"])
+    catalog = AttributeCatalog.from_api(hook_for(brevo_sandbox).get_attributes())
+    interests = catalog.get("INTERESTS")
+    assert interests is not None and interests.kind == "multiple-choice"
+    convert = converter_for(interests, text_max_length=100)
+    assert convert(["news", "EVENTS"]) == ["News", "Events"]
+    with pytest.raises(RowError, match="'jobs' is not one of the options: News, Sales, Events"):
+        convert(["news", "jobs"])

@@ -76,7 +76,7 @@ class AttributeCatalog:
                 name=str(a["name"]).upper(),
                 type=str(a.get("type") or ("category" if a.get("enumeration") else "text")),
                 category=str(a.get("category", "normal")),
-                enumeration=tuple((int(e["value"]), str(e["label"])) for e in a.get("enumeration") or ()),
+                enumeration=_enumeration(a),
             )
             for a in attributes
         )
@@ -100,6 +100,13 @@ class AttributeCatalog:
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
+
+
+def _enumeration(attribute: Mapping[str, Any]) -> tuple[tuple[int, str], ...]:
+    """Category values (``enumeration``), or a multiple-choice attribute's ``multiCategoryOptions`` numbered from 1."""
+    if attribute.get("enumeration"):
+        return tuple((int(e["value"]), str(e["label"])) for e in attribute["enumeration"])
+    return tuple(enumerate((str(o) for o in attribute.get("multiCategoryOptions") or ()), start=1))
 
 
 # Which formula result types can be stored in which attribute kind. Types outside the set are a
