@@ -767,6 +767,7 @@ def test_example_definition_syncs_into_the_sandbox_then_reads_nothing_new(
     monkeypatch.setenv("AIRFLOW_CONN_BREVO_DEFAULT", json.dumps(brevo))
     brevo_sandbox.create_attribute("CITY", "text")
     brevo_sandbox.create_attribute("TAGS", "text")
+    brevo_sandbox.create_attribute("INTERESTS", "multiple-choice", options=["VIP", "Beta", "Newsletter"])
     definition = load_definition(EXAMPLES / "definitions" / "app_users_mongo.yaml")
     definition = definition.model_copy(update={"integration": f"app{uuid.uuid4().hex[:8]}"})
     staging = f"file://{tmp_path}/staging"
@@ -783,6 +784,7 @@ def test_example_definition_syncs_into_the_sandbox_then_reads_nothing_new(
     ada = contacts["ada@example.com"]
     assert ada["EXT_ID"] == str(oid(1)) and ada["CITY"] == "Paris" and ada["TAGS"] == "vip, beta"
     assert ada["SMS"] == "33612345678" and ada["LASTNAME"] == "Lovelace"
+    assert ada["INTERESTS"] == ["VIP", "Beta"]  # the array, each item matched to an option
     assert "CITY" not in contacts["alan@example.org"]  # address without a city: null, left unset
 
     second = run_dag(build_dag(definition, staging=staging, default_args={"retries": 0}))
