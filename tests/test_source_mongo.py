@@ -556,10 +556,11 @@ def test_a_value_that_cannot_convert_rejects_only_its_row(mongo: Mongo) -> None:
         {"_id": 3, "email": "c@x.io", "born": None},
     )
 
-    rows = read_all(mongo.source(fields=["_id", "email", "born"]))
+    rows = read_all(mongo.source(fields=["_id", "email", "born"], key="_id"))
 
     [error] = [r for r in rows if isinstance(r, RowError)]
     assert error.field == "born" and "outside the years 1-9999" in error.reason
+    assert error.row == 2  # the error report names the document
     assert sorted(r["_id"] for r in rows if not isinstance(r, RowError)) == [1, 3]
 
 

@@ -129,7 +129,7 @@ class MongoSource(Source):
             try:
                 chunk: Chunk = []
                 for document in documents:
-                    chunk.append(_row(document, self.spec.fields))
+                    chunk.append(_row(document, self.spec.fields, self.spec.key))
                     if len(chunk) == chunk_size:
                         yield chunk
                         chunk = []
@@ -505,16 +505,27 @@ class _Unconvertible(ValueError):
     """A BSON value with no row-model native (a date out of Python's range, a malformed UUID)."""
 
 
-def _row(document: Mapping[str, Any], fields: list[str]) -> dict[str, Any] | RowError:
-    """The row of one document; a value that cannot be converted rejects the row, naming the field."""
+def _row(document: Mapping[str, Any], fields: list[str], key: str | None) -> dict[str, Any] | RowError:
+    """The row of one document; a value that cannot be converted rejects the row, naming the field and the key."""
     row: dict[str, Any] = {}
     for field in fields:
         raw = dig(document, field)  # type: ignore[arg-type]
         try:
             row[field] = _native(raw)
         except (_Unconvertible, ValueError, OverflowError) as exc:
-            return RowError(f"{field}: cannot convert the BSON value: {exc}", field=field, value=_text(raw))
+            where = _row_key(document, key)
+            return RowError(f"{field}: cannot convert the BSON value: {exc}", field=field, value=_text(raw), row=where)
     return row
+
+
+def _row_key(document: Mapping[str, Any], key: str | None) -> Any:
+    """The document's key as reports show it (ObjectIds as hex), or None when it has none that converts."""
+    if key is None:
+        return None
+    try:
+        return _native(dig(document, key))  # type: ignore[arg-type]
+    except (_Unconvertible, ValueError, OverflowError):
+        return None
 
 
 def _native(value: Any) -> Any:
