@@ -12,9 +12,11 @@ Why it looks like this:
   safety-lag bound go through the connector's own binding (``%(since)s``, pyformat); a query
   source is wrapped as a subquery (``(<query>) AS src``).
 - **Constant memory**: rows come from ``cursor.fetch_arrow_batches()`` (one Arrow table per result
-  chunk the connector downloads), re-chunked to ``chunk_size`` rows; only one result chunk and one
-  chunk of rows are held at a time. A result the server sends as JSON (Arrow is the default for
-  the Python connector) falls back to ``fetchmany(chunk_size)``.
+  chunk the connector downloads), re-chunked to ``chunk_size`` rows; memory holds the few result
+  chunks the connector prefetches and one chunk of rows, never the whole result. A result the
+  server sends as JSON (Arrow is the Python connector's default) falls back to
+  ``fetchmany(chunk_size)``; there the connector converts values itself, so a value it cannot
+  convert fails the read instead of rejecting its row.
 - **Time zones**: the session runs with ``TIMEZONE = 'UTC'`` and AUTO input formats.
   ``TIMESTAMP_LTZ``/``TIMESTAMP_TZ`` compare as instants (their bound is cast ``AS TIMESTAMP_TZ``
   from an aware UTC value). ``TIMESTAMP_NTZ`` has no zone: **its values are taken as UTC**, like
@@ -471,9 +473,7 @@ def _to_decimal(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def _to_instant(value: Any) -> dt.datetime:
-    if hasattr(value, "to_pydatetime"):  # a pandas Timestamp from an older connector's batches
-        value = value.to_pydatetime()
+def _to_instant(value: dt.datetime) -> dt.datetime:
     return as_instant(value)
 
 
