@@ -407,7 +407,6 @@ class _RowMaker:
     def __init__(self, fields: Sequence[str], columns: dict[str, Column]) -> None:
         self.fields = list(fields)
         self.tops = list(columns)
-        self.columns = list(columns.values())
         self.converters = [_converter(top, c) for top, c in columns.items()]
         self.flat = all(f in columns for f in fields)
 
