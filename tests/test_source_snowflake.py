@@ -634,12 +634,14 @@ def test_an_unconvertible_value_rejects_only_its_row(wh: Warehouse) -> None:
 def test_variant_text_that_is_not_json_is_a_row_error() -> None:
     from airflow_provider_contactsync.sources.snowflake import Column, _RowMaker
 
-    maker = _RowMaker(["id", "doc.a"], {"id": Column("ID", "FIXED", 0), "doc": Column("DOC", "VARIANT")})
+    columns = {"id": Column("ID", "FIXED", 0), "doc": Column("DOC", "VARIANT")}
+    maker = _RowMaker(["id", "doc.a"], columns, key="id")
 
     rows = list(maker._rows([[1, 2], ['{"a": 1}', "{not json"]]))  # noqa: SLF001
 
     assert rows[0] == {"id": 1, "doc.a": 1}
     assert isinstance(rows[1], RowError) and rows[1].field == "doc" and "not valid JSON" in rows[1].reason
+    assert rows[1].row == 2  # the error report names the row by its key
 
 
 # -- identifiers ---------------------------------------------------------------------------------

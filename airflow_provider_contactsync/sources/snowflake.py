@@ -159,7 +159,7 @@ class SnowflakeSource(Source):
             cursor = connection.cursor()
             try:
                 _execute(cursor, plan.select, plan.params)
-                make_rows = _RowMaker(self.spec.fields, plan.columns)
+                make_rows = _RowMaker(self.spec.fields, plan.columns, key=self.spec.key)
                 yield from _chunked(make_rows.from_cursor(cursor, chunk_size), chunk_size)
             finally:
                 cursor.close()
@@ -404,9 +404,10 @@ class _Invalid:
 class _RowMaker:
     """Turns result batches (Arrow tables, or tuples from ``fetchmany``) into row dicts of natives."""
 
-    def __init__(self, fields: Sequence[str], columns: dict[str, Column]) -> None:
+    def __init__(self, fields: Sequence[str], columns: dict[str, Column], *, key: str | None = None) -> None:
         self.fields = list(fields)
         self.tops = list(columns)
+        self.key_index = self.tops.index(key) if key in columns else None
         self.converters = [_converter(top, c) for top, c in columns.items()]
         self.flat = all(f in columns for f in fields)
 
@@ -435,7 +436,9 @@ class _RowMaker:
             bad = next((i for i, v in enumerate(row) if isinstance(v, _Invalid)), None)
             if bad is not None:
                 top, invalid = self.tops[bad], row[bad]
-                yield RowError(f"{top}: {invalid.reason}", field=top, value=invalid.value)
+                key = None if self.key_index is None else row[self.key_index]
+                key = None if isinstance(key, _Invalid) else key
+                yield RowError(f"{top}: {invalid.reason}", field=top, value=invalid.value, row=key)
                 continue
             document = dict(zip(self.tops, row, strict=True))
             yield {f: document[f] for f in self.fields} if self.flat else {f: dig(document, f) for f in self.fields}
