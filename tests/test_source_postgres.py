@@ -443,3 +443,36 @@ def test_open_source_builds_a_postgres_source(postgres_db: str) -> None:
     spec = SqlSource(type="postgres", name="crm", conn_id=postgres_db, table="customers", fields=["id"])
 
     assert isinstance(open_source(spec), PostgresSource)
+
+
+# -- nested data -------------------------------------------------------------------------------
+
+
+def test_dotted_fields_reach_into_jsonb_and_arrays_come_as_lists(any_driver_db: Database) -> None:
+    any_driver_db.execute(
+        "CREATE TABLE customers (id int, email text, address jsonb, tags text[], updated_at timestamptz)",
+        'INSERT INTO customers VALUES (1, \'a@x.org\', \'{"city": "Lyon", "geo": {"zip": "69001"}}\','
+        " ARRAY['news', 'vip'], '2024-03-01 12:00+00'), (2, 'b@x.org', '{}', NULL, '2024-03-01 12:00+00'),"
+        " (3, 'c@x.org', NULL, '{}', '2024-03-01 13:00+00')",
+    )
+    fields = ["id", "address.city", "address.geo.zip", "tags", "updated_at"]
+    rows = read_all(any_driver_db.incremental(fields=fields))
+    assert [list(r) for r in rows] == [fields] * 3  # the spec's names, in order
+    assert [(r["address.city"], r["address.geo.zip"], r["tags"]) for r in rows] == [
+        ("Lyon", "69001", ["news", "vip"]),
+        (None, None, None),  # a missing key: null
+        (None, None, []),  # a null document: null
+    ]
+
+
+def test_a_dotted_field_needs_its_top_level_column(db: Database) -> None:
+    create_customers(db, 1)
+    with pytest.raises(ConfigurationError, match=r"has no column 'address.city'") as info:
+        read_all(db.source(fields=["id", "address.city"]))
+    assert info.value.key_path == "source.fields"
+
+
+def test_a_nested_cursor_or_key_is_refused(db: Database) -> None:
+    with pytest.raises(ConfigurationError, match="must be a column, not a nested field") as info:
+        db.source(fields=["id", "meta.updated"], updated_field="meta.updated", key="id")
+    assert info.value.key_path == "source.updated_field"

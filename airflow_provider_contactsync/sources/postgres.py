@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from airflow_provider_contactsync.core.errors import ConfigurationError
+from airflow_provider_contactsync.core.rows import dig, top_level_columns
 from airflow_provider_contactsync.core.spec.models import SqlSource
 from airflow_provider_contactsync.sources.base import (
     SKIP_AFTER_UNTIL,
@@ -112,6 +113,14 @@ class PostgresSource(Source):
                 "connection; write schema.table and set the database in the connection",
                 key_path="source.table",
             )
+        for attr in ("updated_field", "key"):
+            name = getattr(spec, attr)
+            if name is not None and "." in name:
+                raise ConfigurationError(
+                    f"source {spec.name!r}: {attr} {name!r} must be a column, not a nested field; "
+                    "select it as a column in a query",
+                    key_path=f"source.{attr}",
+                )
         self._hook = hook
 
     @cached_property
@@ -144,7 +153,7 @@ class PostgresSource(Source):
                     counts = cur.fetchone()
                 for reason, count in zip(plan.count_reasons, counts, strict=True):
                     self._skip(reason, int(count))
-            make_row = _row_maker(self.spec.fields, [by_name[f] for f in self.spec.fields])
+            make_row = _row_maker(self.spec.fields, [by_name[c] for c in top_level_columns(self.spec.fields)])
             cursor = driver.server_cursor(connection, f"contactsync_{uuid.uuid4().hex}")
             try:
                 cursor.execute(plan.select, plan.params)
@@ -225,7 +234,7 @@ class PostgresSource(Source):
             ) from None
         if check_fields:
             names = [c.name for c in columns]
-            missing = [f for f in self.spec.fields if f not in names]
+            missing = [f for f in self.spec.fields if f.split(".", 1)[0] not in names]
             if missing:
                 raise ConfigurationError(
                     f"source {self.spec.name!r}: {self.relation_name} has no column "
@@ -242,7 +251,7 @@ class _Plan:
     def __init__(self, spec: SqlSource, driver: _Driver, columns: dict[str, Column], window: ReadWindow) -> None:
         sql = driver.sql
         relation = _relation(spec, driver)
-        select_list = sql.SQL(", ").join(sql.Identifier(f) for f in spec.fields)
+        select_list = sql.SQL(", ").join(sql.Identifier(c) for c in top_level_columns(spec.fields))
         self.params: list[Any] = []
         self.count_query: Any = None
         self.count_params: list[Any] = []
@@ -302,14 +311,19 @@ def _relation(spec: SqlSource, driver: _Driver) -> Any:
 
 
 def _row_maker(fields: Sequence[str], columns: Sequence[Column]) -> Callable[[Sequence[Any]], dict[str, Any]]:
-    """Build rows as dicts of natives; only columns of non-native types pay for a conversion."""
+    """Build rows as dicts of natives; only columns of non-native types pay for a conversion.
+
+    ``columns`` are the selected (top-level) columns; a dotted field (``address.city``) reaches into
+    its jsonb/json column's value, null when a part is missing.
+    """
     converters = [
         (i, _TIMESTAMP_AS_UTC if c.type_oid == _TIMESTAMP else _to_native)
         for i, c in enumerate(columns)
         if c.type_oid not in _NATIVE_TYPES
     ]
-    names = tuple(fields)
-    if not converters:
+    names = tuple(c.name for c in columns)
+    nested = names != tuple(fields)
+    if not converters and not nested:
         return lambda row: dict(zip(names, row, strict=True))
 
     def make(row: Sequence[Any]) -> dict[str, Any]:
@@ -317,7 +331,8 @@ def _row_maker(fields: Sequence[str], columns: Sequence[Column]) -> Callable[[Se
         for i, convert in converters:
             if values[i] is not None:
                 values[i] = convert(values[i])
-        return dict(zip(names, values, strict=True))
+        document = dict(zip(names, values, strict=True))
+        return {f: dig(document, f) for f in fields} if nested else document
 
     return make
 
