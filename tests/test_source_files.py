@@ -293,11 +293,21 @@ def test_open_source_by_type(tmp_path: Path) -> None:
     assert isinstance(open_source(FileSource(type="file", name="drop", path=str(tmp_path), fields=["id"])), FilesSource)
 
 
-def test_open_source_refuses_types_not_available_yet() -> None:
-    spec = MongoSource(type="mongo", name="users", conn_id="mongo", collection="users", fields=["id"])
+def test_every_source_type_the_model_accepts_opens_its_module() -> None:
+    from airflow_provider_contactsync.core.spec.models import SqlSource
 
-    with pytest.raises(ConfigurationError, match="'users'.*'mongo' is not available yet"):
-        open_source(spec)
+    mongo = MongoSource(type="mongo", name="users", conn_id="mongo", collection="users", fields=["id"])
+    sql = {kind: SqlSource(type=kind, name="t", conn_id="c", table="a.b", fields=["id"]) for kind in SQL_TYPES}
+    opened = {kind: type(open_source(spec)).__name__ for kind, spec in {"mongo": mongo, **sql}.items()}
+    assert opened == {
+        "mongo": "MongoSource",
+        "postgres": "PostgresSource",
+        "bigquery": "BigQuerySource",
+        "snowflake": "SnowflakeSource",
+    }
+
+
+SQL_TYPES = ("postgres", "bigquery", "snowflake")
 
 
 def test_chunk_size_must_be_positive(tmp_path: Path) -> None:

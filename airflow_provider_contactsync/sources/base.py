@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +88,29 @@ class Source(ABC):
 def check_chunk_size(chunk_size: int) -> None:
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+
+
+def chunked(rows: Iterable[dict[str, Any] | RowError], size: int) -> Iterator[Chunk]:
+    """Rows grouped into lists of ``size`` (the last one shorter), holding one chunk at a time."""
+    chunk: Chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def refuse_nested_cursor(spec: SourceSpec, hint: str) -> None:
+    """SQL sources order rows by columns: a dotted ``updated_field`` or ``key`` is a configuration error."""
+    for attr in ("updated_field", "key"):
+        name = getattr(spec, attr)
+        if name is not None and "." in name:
+            raise ConfigurationError(
+                f"source {spec.name!r}: {attr} {name!r} must be a column, not a nested field; {hint}",
+                key_path=f"source.{attr}",
+            )
 
 
 def read_window(spec: SourceSpec, cursor: Cursor | None, now: dt.datetime, *, full_refresh: bool) -> ReadWindow:

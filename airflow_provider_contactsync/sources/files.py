@@ -45,6 +45,7 @@ from airflow_provider_contactsync.sources.base import (
     ReadWindow,
     Source,
     check_chunk_size,
+    chunked,
 )
 
 
@@ -195,7 +196,7 @@ class FilesSource(Source):
         if not files:
             self.skipped[SKIP_NO_FILE] = 0  # no rows lost; the entry tells the run why it is empty
             return
-        yield from _chunked((row for info in files for row in self._all_rows(info, window)), chunk_size)
+        yield from chunked((row for info in files for row in self._all_rows(info, window)), chunk_size)
 
     def read_file(self, info: FileInfo, window: ReadWindow, *, chunk_size: int, hasher: Any = None) -> Iterator[Chunk]:
         """One file's rows in chunks that never mix files, so rows and rejects are counted per file.
@@ -206,7 +207,7 @@ class FilesSource(Source):
         check_chunk_size(chunk_size)
         if info.size == 0:
             raise ConfigurationError("the file is empty", file=info.path)
-        yield from _chunked(self._all_rows(info, window, hasher), chunk_size)
+        yield from chunked(self._all_rows(info, window, hasher), chunk_size)
 
     def _all_rows(self, info: FileInfo, window: ReadWindow, hasher: Any = None) -> Iterator[Row | RowError]:
         """The rows of every member of the file, in order."""
@@ -350,17 +351,6 @@ class FilesSource(Source):
         if not files:
             return True, f"{where} is readable; no file matches {self.spec.pattern!r} yet"
         return True, f"{where}: {len(files)} file(s) match {self.spec.pattern!r}"
-
-
-def _chunked(rows: Iterator[Row | RowError], size: int) -> Iterator[Chunk]:
-    chunk: Chunk = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 class _Hashing(io.RawIOBase):

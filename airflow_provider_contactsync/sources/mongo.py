@@ -75,6 +75,7 @@ from airflow_provider_contactsync.sources.base import (
     ReadWindow,
     Source,
     check_chunk_size,
+    chunked,
 )
 
 UTC = dt.timezone.utc
@@ -127,14 +128,7 @@ class MongoSource(Source):
                 batch_size=chunk_size,
             )
             try:
-                chunk: Chunk = []
-                for document in documents:
-                    chunk.append(_row(document, self.spec.fields, self.spec.key))
-                    if len(chunk) == chunk_size:
-                        yield chunk
-                        chunk = []
-                if chunk:
-                    yield chunk
+                yield from chunked((_row(d, self.spec.fields, self.spec.key) for d in documents), chunk_size)
             finally:
                 documents.close()
 

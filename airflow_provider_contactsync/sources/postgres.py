@@ -40,6 +40,7 @@ from airflow_provider_contactsync.sources.base import (
     ReadWindow,
     Source,
     check_chunk_size,
+    refuse_nested_cursor,
 )
 
 UTC = dt.timezone.utc
@@ -113,14 +114,7 @@ class PostgresSource(Source):
                 "connection; write schema.table and set the database in the connection",
                 key_path="source.table",
             )
-        for attr in ("updated_field", "key"):
-            name = getattr(spec, attr)
-            if name is not None and "." in name:
-                raise ConfigurationError(
-                    f"source {spec.name!r}: {attr} {name!r} must be a column, not a nested field; "
-                    "select it as a column in a query",
-                    key_path=f"source.{attr}",
-                )
+        refuse_nested_cursor(spec, "select it as a column in a query ((address->>'updated')::timestamptz AS updated)")
         self._hook = hook
 
     @cached_property

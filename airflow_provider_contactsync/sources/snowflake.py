@@ -75,6 +75,8 @@ from airflow_provider_contactsync.sources.base import (
     ReadWindow,
     Source,
     check_chunk_size,
+    chunked,
+    refuse_nested_cursor,
 )
 
 UTC = dt.timezone.utc
@@ -120,14 +122,7 @@ class SnowflakeSource(Source):
         if spec.type != "snowflake":
             raise ConfigurationError(f"source {spec.name!r}: a {spec.type} source is not Snowflake")
         super().__init__(spec)
-        for attr in ("updated_field", "key"):
-            value = getattr(spec, attr)
-            if value is not None and "." in value:
-                raise ConfigurationError(
-                    f"source {spec.name!r}: {attr} {value!r} must be a column, not a path inside a VARIANT; "
-                    "select it as a typed column in a query (e.g. profile:updated::timestamp_tz AS updated)",
-                    key_path=f"source.{attr}",
-                )
+        refuse_nested_cursor(spec, "select it as a typed column in a query (profile:updated::timestamp_tz AS updated)")
         self._hook = hook
 
     @cached_property
@@ -160,7 +155,7 @@ class SnowflakeSource(Source):
             try:
                 _execute(cursor, plan.select, plan.params)
                 make_rows = _RowMaker(self.spec.fields, plan.columns, key=self.spec.key)
-                yield from _chunked(make_rows.from_cursor(cursor, chunk_size), chunk_size)
+                yield from chunked(make_rows.from_cursor(cursor, chunk_size), chunk_size)
             finally:
                 cursor.close()
         finally:
@@ -542,17 +537,6 @@ def _day_offset(days: int) -> dt.date | _Invalid:
         return _EPOCH_DAY + dt.timedelta(days=days)
     except OverflowError:
         return _Invalid(f"date {days} days from 1970-01-01 is outside years 1-9999")
-
-
-def _chunked(rows: Iterator[dict[str, Any] | RowError], size: int) -> Iterator[Chunk]:
-    chunk: Chunk = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 # -- SQL helpers ---------------------------------------------------------------------------------
