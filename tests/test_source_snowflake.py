@@ -737,6 +737,13 @@ SHOP_ROWS = [
     (4, "not-an-email", "Linus", "Torvalds", {"city": "Helsinki"}, None, 15),
     (5, "margaret@example.com", "Margaret", "Hamilton", None, ["vip"], 15),  # tie with 4
 ]
+TRAITS = {  # the TRAITS payload of each row, by id
+    1: {"loyalty_tier": "gold", "preferred_store": "London Soho"},
+    2: {"loyalty_tier": "silver"},
+    3: None,
+    4: {"loyalty_tier": "bronze"},
+    5: {"preferred_store": None},
+}
 
 
 def test_example_definition_runs_as_a_dag_and_a_second_run_reads_nothing(
@@ -757,18 +764,19 @@ def test_example_definition_runs_as_a_dag_and_a_second_run_reads_nothing(
     brevo = {"conn_type": "brevo", "host": brevo_sandbox.url, "password": brevo_sandbox.api_key}
     brevo["extra"] = json.dumps({"poll_interval": 0.01, "max_retries": 0})
     monkeypatch.setenv("AIRFLOW_CONN_BREVO_DEFAULT", json.dumps(brevo))
-    for name in ("CITY", "TAGS"):
+    for name in ("CITY", "TAGS", "LOYALTY_TIER", "PREFERRED_STORE"):
         brevo_sandbox.create_attribute(name, "text")
     shop = Warehouse("shop_snowflake")
     shop.execute(
         "CREATE OR REPLACE TABLE SHOP.PUBLIC.CUSTOMERS (ID INT, EMAIL TEXT, FIRST_NAME TEXT, LAST_NAME TEXT,"
-        " PROFILE VARIANT, TAGS ARRAY, UPDATED_AT TIMESTAMP_TZ)"
+        " PROFILE VARIANT, TAGS ARRAY, TRAITS VARIANT, UPDATED_AT TIMESTAMP_TZ)"
     )
     for key, email, first, last, profile, tags, minutes in SHOP_ROWS:
         shop.execute(
             "INSERT INTO SHOP.PUBLIC.CUSTOMERS SELECT %(id)s, %(email)s, %(first)s, %(last)s,"
-            " PARSE_JSON(%(profile)s), PARSE_JSON(%(tags)s), %(at)s",
+            " PARSE_JSON(%(profile)s), PARSE_JSON(%(tags)s), PARSE_JSON(%(traits)s), %(at)s",
             params={
+                "traits": json.dumps(TRAITS[key]),
                 "id": key,
                 "email": email,
                 "first": first,
@@ -791,6 +799,13 @@ def test_example_definition_runs_as_a_dag_and_a_second_run_reads_nothing(
     contacts = {c.get("email"): c["attributes"] for c in brevo_sandbox.contacts()}
     assert contacts["ada.lovelace@example.com"]["CITY"] == "London"
     assert contacts["ada.lovelace@example.com"]["TAGS"] == "vip, newsletter"
+    payload = {email: (a.get("LOYALTY_TIER"), a.get("PREFERRED_STORE")) for email, a in contacts.items()}
+    assert payload == {  # the TRAITS keys as attributes; null values leave the attribute unset
+        "ada.lovelace@example.com": ("gold", "London Soho"),
+        "alan.turing@example.org": ("silver", None),
+        "grace@example.com": (None, None),
+        "margaret@example.com": (None, None),
+    }
 
     second = run()
 
