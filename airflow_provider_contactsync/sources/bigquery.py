@@ -142,7 +142,7 @@ class BigQuerySource(Source):
             return self._hook
         from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
 
-        return BigQueryHook(gcp_conn_id=self.spec.conn_id)
+        return BigQueryHook(gcp_conn_id=self.spec.conn_id, use_legacy_sql=False)
 
     @cached_property
     def client(self) -> Any:
