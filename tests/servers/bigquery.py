@@ -13,6 +13,13 @@ the extension for DuckDB 2.0. The launcher below loads the extension when it can
 without it: only GEOGRAPHY (``ST_*``) queries fail then, everything else works. Tests that need
 GEOGRAPHY check :attr:`BigQueryEmulator.has_geography`.
 
+Other differences from real BigQuery seen with bqemulator 1.3.0 (DuckDB 2.0), worked around in the tests:
+BIGNUMERIC columns cannot be created (DuckDB decimals stop at 38 digits); DDL NUMERIC columns are
+DECIMAL(18, 3); unnamed ``STRUCT(...)`` literals do not insert into named STRUCT columns (name the
+fields); ``PARSE_JSON`` accepts ``NaN`` and trailing commas; ``CAST(string AS BYTES)`` fails on non-ASCII
+text; out-of-range dates and invalid JSON in ``insertAll`` answer HTTP 500, which the client retries for
+up to 10 minutes, where BigQuery answers 400.
+
 The process is stopped by its PID (SIGTERM, then SIGKILL), and gets SIGTERM too if the test process
 dies first (``PR_SET_PDEATHSIG``), so a killed run leaves no emulator behind.
 """
