@@ -19,5 +19,6 @@ pytest_plugins: list[str] = [
     "servers.smtp",
     "servers.ftp",
     "servers.sftp",  # after servers.ftp, which it imports
+    "servers.bigquery",
     "servers.airflow_db",
 ]

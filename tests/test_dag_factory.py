@@ -173,9 +173,12 @@ def test_example_dag_file_loads_without_import_errors(tmp_path: Path) -> None:
     bag = dag_bag(tmp_path / "example_dags")
     assert bag.import_errors == {}
     assert sorted(bag.dags) == [
+        "contactsync__app__users",
         "contactsync__crm__customers",
         "contactsync__demo__customers",
         "contactsync__partners__drop",
+        "contactsync__shop__customers",
+        "contactsync__warehouse__users",
     ]
 
 

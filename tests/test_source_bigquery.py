@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from servers.airflow_db import run_dag, task_states, xcom_value
-from servers.bigquery import BigQueryEmulator, bigquery_emulator  # noqa: F401 - until conftest lists the plugin
+from servers.bigquery import BigQueryEmulator
 
 from airflow_provider_contactsync.core.cursor import Cursor, normalize_value
 from airflow_provider_contactsync.core.errors import ConfigurationError, RowError
@@ -91,7 +91,7 @@ def _ts(minutes: float | None) -> str:
 
 
 @pytest.fixture
-def emulator(bigquery_emulator: BigQueryEmulator) -> BigQueryEmulator:  # noqa: F811 - the plugin's fixture
+def emulator(bigquery_emulator: BigQueryEmulator) -> BigQueryEmulator:
     return bigquery_emulator
 
 
