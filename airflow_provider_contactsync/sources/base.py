@@ -12,6 +12,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from airflow_provider_contactsync.core.cursor import Cursor, as_instant
@@ -83,6 +84,39 @@ class Source(ABC):
     def _skip(self, reason: str, count: int = 1) -> None:
         if count:
             self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+
+class SqlTableSource(Source):
+    """What the SQL sources share: the spec's type checked, the provider hook built once, the relation's name.
+
+    :param spec: a SQL source of this class's ``source_type``.
+    :param hook: a ready hook (tests, callers that already hold one); built from ``conn_id`` if omitted.
+    """
+
+    ordered_reads = True  # ORDER BY updated, key
+    source_type: str = ""
+    database_name: str = ""
+
+    spec: SqlSource
+
+    def __init__(self, spec: SqlSource, *, hook: Any = None) -> None:
+        if spec.type != self.source_type:
+            raise ConfigurationError(f"source {spec.name!r}: a {spec.type} source is not {self.database_name}")
+        super().__init__(spec)
+        self._hook = hook
+
+    @cached_property
+    def hook(self) -> Any:
+        return self._hook if self._hook is not None else self.make_hook()
+
+    @abstractmethod
+    def make_hook(self) -> Any:
+        """The provider's hook for ``spec.conn_id`` (imported here: provider packages are optional extras)."""
+
+    @property
+    def relation_name(self) -> str:
+        """How messages name what is read: the table, or "the query"."""
+        return f"table {self.spec.table}" if self.spec.table else "the query"
 
 
 def check_chunk_size(chunk_size: int) -> None:

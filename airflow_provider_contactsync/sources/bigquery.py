@@ -87,7 +87,7 @@ from airflow_provider_contactsync.sources.base import (
     SKIP_NULL,
     Chunk,
     ReadWindow,
-    Source,
+    SqlTableSource,
     check_chunk_size,
 )
 
@@ -115,31 +115,23 @@ def standard_type(field: Any) -> str:
     return _STANDARD.get(name, name)
 
 
-class BigQuerySource(Source):
+class BigQuerySource(SqlTableSource):
     """A BigQuery table or query, read through ``BigQueryHook(gcp_conn_id=spec.conn_id)``.
 
     :param spec: a ``type: bigquery`` SQL source.
     :param hook: a ready hook (tests, callers that already hold one); built from ``conn_id`` if omitted.
     """
 
-    ordered_reads = True  # ORDER BY updated, key
-
-    spec: SqlSource
+    source_type, database_name = "bigquery", "BigQuery"
 
     def __init__(self, spec: SqlSource, *, hook: Any = None) -> None:
-        if spec.type != "bigquery":
-            raise ConfigurationError(f"source {spec.name!r}: a {spec.type} source is not BigQuery")
-        super().__init__(spec)
+        super().__init__(spec, hook=hook)
         self._table_parts = _table_parts(spec) if spec.table is not None else None
         for name in (spec.updated_field, spec.key):
             if name is not None:
                 _quoted_path(name)  # the model's pattern already holds; BigQuery's names are stricter
-        self._hook = hook
 
-    @cached_property
-    def hook(self) -> Any:
-        if self._hook is not None:
-            return self._hook
+    def make_hook(self) -> Any:
         from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
 
         return BigQueryHook(gcp_conn_id=self.spec.conn_id, use_legacy_sql=False)
@@ -172,11 +164,6 @@ class BigQuerySource(Source):
             client_options=hook.get_client_options(api_endpoint_override=endpoint),
             client_info=CLIENT_INFO,
         )
-
-    @property
-    def relation_name(self) -> str:
-        """How messages name what is read: the table, or "the query"."""
-        return f"table {self.spec.table}" if self.spec.table else "the query"
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cached_property
 from types import ModuleType
 from typing import Any
 
@@ -38,7 +37,7 @@ from airflow_provider_contactsync.sources.base import (
     SKIP_NULL,
     Chunk,
     ReadWindow,
-    Source,
+    SqlTableSource,
     check_chunk_size,
     refuse_nested_cursor,
 )
@@ -93,21 +92,17 @@ class _Driver:
         return connection.cursor(name=name, **self._plain)
 
 
-class PostgresSource(Source):
+class PostgresSource(SqlTableSource):
     """A PostgreSQL table or query, read through ``PostgresHook(spec.conn_id)``.
 
     :param spec: a ``type: postgres`` SQL source.
     :param hook: a ready hook (tests, callers that already hold one); built from ``conn_id`` if omitted.
     """
 
-    ordered_reads = True  # ORDER BY updated, key
-
-    spec: SqlSource
+    source_type, database_name = "postgres", "PostgreSQL"
 
     def __init__(self, spec: SqlSource, *, hook: Any = None) -> None:
-        if spec.type != "postgres":
-            raise ConfigurationError(f"source {spec.name!r}: a {spec.type} source is not PostgreSQL")
-        super().__init__(spec)
+        super().__init__(spec, hook=hook)
         if spec.table is not None and spec.table.count(".") > 1:
             raise ConfigurationError(
                 f"source {spec.name!r}: table {spec.table!r}: PostgreSQL reads one database per "
@@ -115,20 +110,11 @@ class PostgresSource(Source):
                 key_path="source.table",
             )
         refuse_nested_cursor(spec, "select it as a column in a query ((address->>'updated')::timestamptz AS updated)")
-        self._hook = hook
 
-    @cached_property
-    def hook(self) -> Any:
-        if self._hook is not None:
-            return self._hook
+    def make_hook(self) -> Any:
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         return PostgresHook(postgres_conn_id=self.spec.conn_id)
-
-    @property
-    def relation_name(self) -> str:
-        """How messages name what is read: the table, or "the query"."""
-        return f"table {self.spec.table}" if self.spec.table else "the query"
 
     # -- reading -------------------------------------------------------------------------------
 

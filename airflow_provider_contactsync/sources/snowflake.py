@@ -61,7 +61,6 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cached_property
 from typing import Any
 
 from airflow_provider_contactsync.core.cursor import as_instant
@@ -73,7 +72,7 @@ from airflow_provider_contactsync.sources.base import (
     SKIP_NULL,
     Chunk,
     ReadWindow,
-    Source,
+    SqlTableSource,
     check_chunk_size,
     chunked,
     refuse_nested_cursor,
@@ -107,36 +106,23 @@ class Column:
     scale: int | None = None
 
 
-class SnowflakeSource(Source):
+class SnowflakeSource(SqlTableSource):
     """A Snowflake table or query, read through ``SnowflakeHook(snowflake_conn_id=spec.conn_id)``.
 
     :param spec: a ``type: snowflake`` SQL source.
     :param hook: a ready hook (tests, callers that already hold one); built from ``conn_id`` if omitted.
     """
 
-    ordered_reads = True  # ORDER BY updated, key
-
-    spec: SqlSource
+    source_type, database_name = "snowflake", "Snowflake"
 
     def __init__(self, spec: SqlSource, *, hook: Any = None) -> None:
-        if spec.type != "snowflake":
-            raise ConfigurationError(f"source {spec.name!r}: a {spec.type} source is not Snowflake")
-        super().__init__(spec)
+        super().__init__(spec, hook=hook)
         refuse_nested_cursor(spec, "select it as a typed column in a query (profile:updated::timestamp_tz AS updated)")
-        self._hook = hook
 
-    @cached_property
-    def hook(self) -> Any:
-        if self._hook is not None:
-            return self._hook
+    def make_hook(self) -> Any:
         from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
         return SnowflakeHook(snowflake_conn_id=self.spec.conn_id)
-
-    @property
-    def relation_name(self) -> str:
-        """How messages name what is read: the table, or "the query"."""
-        return f"table {self.spec.table}" if self.spec.table else "the query"
 
     # -- reading -------------------------------------------------------------------------------
 

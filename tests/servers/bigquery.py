@@ -30,7 +30,6 @@ import ctypes
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+if __package__ in (None, ""):  # run as a script: the emulator's own process (see _serve); make `servers` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from servers.processes import free_port, log_tail, stop_process  # noqa: E402
 
 PROJECT = "contactsync-test"
 START_TIMEOUT = 60.0
@@ -71,7 +74,7 @@ class BigQueryEmulator:
     @property
     def has_geography(self) -> bool:
         """False when the emulator started without DuckDB's spatial extension (see the module docstring)."""
-        return NO_SPATIAL not in _tail(self.log_file, 10_000)
+        return NO_SPATIAL not in log_tail(self.log_file, 10_000)
 
     def client(self) -> Any:
         """A ``google.cloud.bigquery.Client`` on the emulator (anonymous credentials, custom endpoint)."""
@@ -93,7 +96,7 @@ class BigQueryEmulator:
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is not None:
-            _stop(process)
+            stop_process(process, STOP_TIMEOUT)
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> BigQueryEmulator:
@@ -101,13 +104,6 @@ class BigQueryEmulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def free_port() -> int:
-    """A port free right now; :func:`start_emulator` retries if another process takes it first."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -143,7 +139,7 @@ def start_emulator(*, project_id: str = PROJECT, attempts: int = 5) -> BigQueryE
             if _wait_until_ready(emulator):
                 return emulator
             emulator.process = None  # exited (a port was taken): try other ports
-        raise RuntimeError(f"bqemulator did not start; log:\n{_tail(base / 'bqemulator.log')}")
+        raise RuntimeError(f"bqemulator did not start; log:\n{log_tail(base / 'bqemulator.log')}")
     except BaseException:
         shutil.rmtree(base, ignore_errors=True)
         raise
@@ -163,33 +159,16 @@ def _wait_until_ready(emulator: BigQueryEmulator) -> bool:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if emulator.process.poll() is not None:
-            if "address already in use" in _tail(emulator.log_file).lower():
+            if "address already in use" in log_tail(emulator.log_file).lower():
                 return False
             raise RuntimeError(
-                f"bqemulator exited with code {emulator.process.returncode}:\n{_tail(emulator.log_file)}"
+                f"bqemulator exited with code {emulator.process.returncode}:\n{log_tail(emulator.log_file)}"
             )
         if _ready(emulator.url):
             return True
         time.sleep(0.05)  # polling interval, not a wait for a guessed duration
-    _stop(emulator.process)
-    raise RuntimeError(f"bqemulator did not answer in {START_TIMEOUT:.0f} s:\n{_tail(emulator.log_file)}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+    stop_process(emulator.process, STOP_TIMEOUT)
+    raise RuntimeError(f"bqemulator did not answer in {START_TIMEOUT:.0f} s:\n{log_tail(emulator.log_file)}")
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,6 +32,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+
+from servers.processes import free_port, log_tail
 
 OS_USER = "postgres"
 SUPERUSER = "contactsync"
@@ -60,13 +61,6 @@ def find_bin_dir() -> Path:
             return Path(found).parent
         raise RuntimeError("PostgreSQL is not installed: run `bash scripts/install-servers.sh`")
     return Path(candidates[-1]).parent
-
-
-def free_port() -> int:
-    """A port free right now; :func:`start_server` retries if another process takes it first."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -224,7 +218,7 @@ def start_server(*, settings: dict[str, str] | None = None, attempts: int = 5) -
             if _wait_until_ready(server):
                 return server
             server.process = None  # exited (port taken): try another port
-        raise RuntimeError(f"PostgreSQL did not start; log:\n{_tail(base_dir / 'postgres.log')}")
+        raise RuntimeError(f"PostgreSQL did not start; log:\n{log_tail(base_dir / 'postgres.log')}")
     except BaseException:
         shutil.rmtree(base_dir, ignore_errors=True)
         raise
@@ -246,14 +240,7 @@ def _wait_until_ready(server: PostgresServer) -> bool:
             time.sleep(0.05)  # polling interval, not a wait for a guessed duration
     server.process.send_signal(signal.SIGINT)
     server.process.wait(timeout=STOP_TIMEOUT)
-    raise RuntimeError(f"PostgreSQL did not accept connections in {START_TIMEOUT:.0f} s:\n{_tail(server.log_file)}")
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+    raise RuntimeError(f"PostgreSQL did not accept connections in {START_TIMEOUT:.0f} s:\n{log_tail(server.log_file)}")
 
 
 @pytest.fixture(scope="session")

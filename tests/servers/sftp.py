@@ -42,6 +42,7 @@ from typing import Any, Literal
 import pytest
 
 from servers.ftp import RemoteFolder
+from servers.processes import free_port, log_tail, stop_process
 
 SSHD = "/usr/sbin/sshd"
 USER = "contactsync-sftp"
@@ -112,7 +113,7 @@ class SftpServer(RemoteFolder):
         """Stop sshd by its PID (SIGTERM, then SIGKILL), then remove the session's folders."""
         process, self.process = self.process, None
         if process is not None:
-            _stop(process)
+            stop_process(process, STOP_TIMEOUT)
         shutil.rmtree(self.base_dir, ignore_errors=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -161,13 +162,6 @@ def ensure_user() -> pwd.struct_passwd:
             home.mkdir(mode=0o750, parents=True)
             os.chown(home, account.pw_uid, account.pw_gid)
         return account
-
-
-def free_port() -> int:
-    """A port free right now; :func:`start_server` retries if another process takes it first."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _keygen(path: Path, comment: str) -> str:
@@ -268,7 +262,7 @@ def start_server(*, attempts: int = 5) -> SftpServer:
             if _wait_until_ready(server):
                 return server
             server.process = None  # exited (port taken): try another port
-        raise RuntimeError(f"sshd did not start; log:\n{_tail(base / 'sshd.log')}")
+        raise RuntimeError(f"sshd did not start; log:\n{log_tail(base / 'sshd.log')}")
     except BaseException:
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
@@ -297,31 +291,14 @@ def _wait_until_ready(server: SftpServer) -> bool:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            if "Bind to port" in _tail(server.log_file) or "Cannot bind" in _tail(server.log_file):
+            if "Bind to port" in log_tail(server.log_file) or "Cannot bind" in log_tail(server.log_file):
                 return False
-            raise RuntimeError(f"sshd exited with code {server.process.returncode}:\n{_tail(server.log_file)}")
+            raise RuntimeError(f"sshd exited with code {server.process.returncode}:\n{log_tail(server.log_file)}")
         if _banner(server.port).startswith(b"SSH-2.0-"):
             return True
         time.sleep(0.05)  # polling interval, not a wait for a guessed duration
-    _stop(server.process)
-    raise RuntimeError(f"sshd sent no banner in {START_TIMEOUT:.0f} s:\n{_tail(server.log_file)}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+    stop_process(server.process, STOP_TIMEOUT)
+    raise RuntimeError(f"sshd sent no banner in {START_TIMEOUT:.0f} s:\n{log_tail(server.log_file)}")
 
 
 @pytest.fixture(scope="session")
