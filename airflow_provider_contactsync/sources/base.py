@@ -118,6 +118,17 @@ class SqlTableSource(Source):
         """How messages name what is read: the table, or "the query"."""
         return f"table {self.spec.table}" if self.spec.table else "the query"
 
+    def check_fields(self, columns: list[str]) -> None:
+        """Refuse, before reading, fields whose (top-level) column the table or query does not have."""
+        missing = [f for f in self.spec.fields if f.split(".", 1)[0] not in columns]
+        if missing:
+            raise ConfigurationError(
+                f"source {self.spec.name!r}: {self.relation_name} has no column "
+                + ", ".join(repr(f) for f in missing)
+                + f" (listed in fields); its columns are {columns}",
+                key_path="source.fields",
+            )
+
 
 def check_chunk_size(chunk_size: int) -> None:
     if chunk_size < 1:

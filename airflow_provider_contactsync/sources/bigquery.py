@@ -249,14 +249,7 @@ class BigQuerySource(SqlTableSource):
                         f"({attr}); its columns are {names}",
                         key_path=f"source.{attr}",
                     )
-            missing = [f for f in self.spec.fields if f.split(".", 1)[0] not in names]
-            if missing:
-                raise ConfigurationError(
-                    f"source {self.spec.name!r}: {self.relation_name} has no column "
-                    + ", ".join(repr(f) for f in missing)
-                    + f" (listed in fields); its columns are {names}",
-                    key_path="source.fields",
-                )
+            self.check_fields(names)
         return schema
 
 

@@ -213,15 +213,7 @@ class PostgresSource(SqlTableSource):
                 key_path="source.table" if self.spec.table else "source.query",
             ) from None
         if check_fields:
-            names = [c.name for c in columns]
-            missing = [f for f in self.spec.fields if f.split(".", 1)[0] not in names]
-            if missing:
-                raise ConfigurationError(
-                    f"source {self.spec.name!r}: {self.relation_name} has no column "
-                    + ", ".join(repr(f) for f in missing)
-                    + f" (listed in fields); its columns are {names}",
-                    key_path="source.fields",
-                )
+            self.check_fields([c.name for c in columns])
         return columns
 
 
