@@ -41,9 +41,7 @@ class ContactLoader:
     :param full_refresh: send every contact, changed or not.
     """
 
-    def __init__(
-        self, hook: Any, digests: DigestStore, destination: Destination, *, full_refresh: bool
-    ) -> None:
+    def __init__(self, hook: Any, digests: DigestStore, destination: Destination, *, full_refresh: bool) -> None:
         self.hook = hook
         self.digests = digests
         self.destination = destination

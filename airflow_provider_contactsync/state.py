@@ -144,9 +144,7 @@ class DigestStore:
         for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
             batch = ids[start : start + 900]
             marks = ",".join("?" * len(batch))
-            found.update(
-                self._db.execute(f"SELECT identity, digest FROM sent WHERE identity IN ({marks})", batch)
-            )
+            found.update(self._db.execute(f"SELECT identity, digest FROM sent WHERE identity IN ({marks})", batch))
         return found
 
     def record(self, pairs: Iterable[tuple[str, str]]) -> None:
@@ -171,10 +169,7 @@ class DigestStore:
         return int(batch)
 
     def pending_batches(self) -> list[tuple[int, list[int]]]:
-        return [
-            (batch, json.loads(ids))
-            for batch, ids in self._db.execute("SELECT batch, process_ids FROM batches")
-        ]
+        return [(batch, json.loads(ids)) for batch, ids in self._db.execute("SELECT batch, process_ids FROM batches")]
 
     def settle(self, batch: int, *, delivered: bool) -> int:
         """Promote a finished batch's contacts to sent (or drop them if the import failed); return their count."""

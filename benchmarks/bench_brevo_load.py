@@ -45,9 +45,7 @@ def _path(entry: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", "-n", type=int, default=100_000)
     parser.add_argument("--max-body-bytes", type=int, default=8_000_000)
     parser.add_argument("--import-delay", type=float, default=None, help="sandbox import_delay (s)")
@@ -75,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             hook = BrevoHook(CONN_ID)
             n = args.contacts
             started = time.perf_counter()
-            process_ids = hook.import_contacts(
-                contacts(n), list_ids=[list_id], max_body_bytes=args.max_body_bytes
-            )
+            process_ids = hook.import_contacts(contacts(n), list_ids=[list_id], max_body_bytes=args.max_body_bytes)
             uploaded = time.perf_counter()
             docs = hook.wait_for_processes(process_ids)
             finished = time.perf_counter()

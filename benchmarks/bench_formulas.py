@@ -196,9 +196,7 @@ def timed(fn: Callable[[dict[str, Any]], Any], rows: list[dict[str, Any]]) -> fl
     return len(rows) / (time.process_time() - start)
 
 
-def best_rates(
-    fns: list[Callable[[dict[str, Any]], Any]], rows: list[dict[str, Any]], repeat: int
-) -> list[float]:
+def best_rates(fns: list[Callable[[dict[str, Any]], Any]], rows: list[dict[str, Any]], repeat: int) -> list[float]:
     """Best rows/s of each function; passes are interleaved so load changes hit all sides alike."""
     best = [0.0] * len(fns)
     for _ in range(repeat):
@@ -223,9 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = make_rows(args.rows, args.seed)
     transform = compile_transform(FORMULAS, FIELDS)
 
-    mismatches = [
-        i for i, row in enumerate(rows) if _comparable(transform.apply(row)) != _comparable(handwritten(row))
-    ]
+    mismatches = [i for i, row in enumerate(rows) if _comparable(transform.apply(row)) != _comparable(handwritten(row))]
     if mismatches:
         i = mismatches[0]
         print(

@@ -73,8 +73,7 @@ def prepare(db_path: str, existing: int) -> None:
     stamp = int(time.time() * 1000)
     with db:
         db.executemany(
-            "INSERT INTO contacts(id, email, ext_id, sms, attributes, created_at, modified_at)"
-            " VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO contacts(id, email, ext_id, sms, attributes, created_at, modified_at) VALUES (?,?,?,?,?,?,?)",
             (
                 (
                     i + 1,
@@ -129,9 +128,7 @@ def run(db_path: str, batches: list[list[dict[str, Any]]]) -> list[tuple[float, 
             for rows in batches:
                 body = json.dumps({"jsonBody": rows, "listIds": [2], "updateExistingContacts": True}).encode()
                 started = time.perf_counter()
-                response = client.post(
-                    "/contacts/import", content=body, headers={"Content-Type": "application/json"}
-                )
+                response = client.post("/contacts/import", content=body, headers={"Content-Type": "application/json"})
                 response.raise_for_status()
                 pid = response.json()["processId"]
                 while (process := client.get(f"/processes/{pid}").json())["status"] not in ("completed", "failed"):
@@ -148,9 +145,7 @@ def run(db_path: str, batches: list[list[dict[str, Any]]]) -> list[tuple[float, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", "-n", type=int, default=50_000)
     parser.add_argument("--existing", type=int, default=1_000_000)
     args = parser.parse_args(argv)

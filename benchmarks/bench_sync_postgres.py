@@ -125,7 +125,11 @@ def run_stage(stage: str, state: Path, chunk_size: int, definition: dict[str, An
         "map": operators.ContactsyncMapOperator,
         "load": operators.ContactsyncLoadOperator,
     }
-    kwargs: dict[str, Any] = {"task_id": stage, "definition": definition or DEFINITION, "staging": f"file://{state}/staging"}
+    kwargs: dict[str, Any] = {
+        "task_id": stage,
+        "definition": definition or DEFINITION,
+        "staging": f"file://{state}/staging",
+    }
     if stage == "extract":
         kwargs["chunk_size"] = chunk_size
     operator = classes[stage](**kwargs)

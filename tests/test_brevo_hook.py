@@ -170,9 +170,7 @@ def test_429_waits_for_reset_then_retries(make_hook: Callable[..., BrevoHook], c
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(clock.now)
         if len(calls) == 1:
-            return error(
-                429, "Too many requests", **{"x-sib-ratelimit-remaining": "0", "x-sib-ratelimit-reset": "7"}
-            )
+            return error(429, "Too many requests", **{"x-sib-ratelimit-remaining": "0", "x-sib-ratelimit-reset": "7"})
         return ok({"attributes": [{"name": "FIRSTNAME"}]})
 
     hook = make_hook(handler)
@@ -206,9 +204,7 @@ def test_429_gives_up_after_its_own_budget(make_hook: Callable[..., BrevoHook]) 
     assert hook.stats.rate_limited == hook.http.policy.max_rate_limit_retries + 1
 
 
-def test_proactive_pacing_when_remaining_is_zero(
-    make_hook: Callable[..., BrevoHook], clock: FakeClock
-) -> None:
+def test_proactive_pacing_when_remaining_is_zero(make_hook: Callable[..., BrevoHook], clock: FakeClock) -> None:
     calls: list[float] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -252,9 +248,7 @@ def test_pacing_is_per_bucket(make_hook: Callable[..., BrevoHook], clock: FakeCl
     assert clock.sleeps == []
 
 
-def test_5xx_backoff_grows_exponentially_and_gives_up(
-    make_hook: Callable[..., BrevoHook], clock: FakeClock
-) -> None:
+def test_5xx_backoff_grows_exponentially_and_gives_up(make_hook: Callable[..., BrevoHook], clock: FakeClock) -> None:
     calls = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -711,9 +705,7 @@ def test_polling_stays_within_processes_budget(
         assert gaps[:5] == [4, 8, 16, 32, 60]
 
 
-def test_polling_stretches_interval_when_budget_is_low(
-    make_hook: Callable[..., BrevoHook], clock: FakeClock
-) -> None:
+def test_polling_stretches_interval_when_budget_is_low(make_hook: Callable[..., BrevoHook], clock: FakeClock) -> None:
     times: list[float] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -726,9 +718,7 @@ def test_polling_stretches_interval_when_budget_is_low(
     assert times[1] - times[0] >= 2000 / 4  # the budget left must last until the window resets
 
 
-def test_single_process_polls_by_id_and_few_times(
-    make_hook: Callable[..., BrevoHook], clock: FakeClock
-) -> None:
+def test_single_process_polls_by_id_and_few_times(make_hook: Callable[..., BrevoHook], clock: FakeClock) -> None:
     server = FakeProcesses(clock, {21: clock.now + 30})
     docs = make_hook(server).wait_for_processes([21])
     assert docs[0]["status"] == "completed"
@@ -752,9 +742,7 @@ def test_process_wait_times_out(make_hook: Callable[..., BrevoHook], clock: Fake
     assert info.value.code == "process_timeout" and info.value.metadata["pending"] == [41]
 
 
-def test_polling_falls_back_when_listing_is_unsupported(
-    make_hook: Callable[..., BrevoHook], clock: FakeClock
-) -> None:
+def test_polling_falls_back_when_listing_is_unsupported(make_hook: Callable[..., BrevoHook], clock: FakeClock) -> None:
     server = FakeProcesses(clock, {51: clock.now, 52: clock.now})
 
     def handler(request: httpx.Request) -> httpx.Response:

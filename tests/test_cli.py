@@ -9,9 +9,7 @@ import pytest
 
 from airflow_provider_contactsync.cli import main
 
-EXAMPLE = (
-    Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags" / "definitions"
-)
+EXAMPLE = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags" / "definitions"
 
 DEFINITION = """\
 integration: shop
@@ -107,24 +105,17 @@ def test_preview_prints_one_json_object_per_row(
     assert "3 rows: 1 ok, 2 rejected" in captured.err
 
 
-def test_preview_limit_and_jsonl(
-    tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_preview_limit_and_jsonl(tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = tmp_path / "rows.jsonl"
     rows.write_text(
-        "\n".join(
-            json.dumps({"id": i, "email": f"u{i}@x.io", "first": "U", "last": str(i)}) for i in range(10)
-        )
-        + "\n"
+        "\n".join(json.dumps({"id": i, "email": f"u{i}@x.io", "first": "U", "last": str(i)}) for i in range(10)) + "\n"
     )
     assert main(["preview", str(definition), "--rows", str(rows), "--limit", "3"]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["contact"]["EMAIL"] for r in records] == ["u0@x.io", "u1@x.io", "u2@x.io"]
 
 
-def test_preview_of_invalid_definition_fails_cleanly(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_preview_of_invalid_definition_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "x.yaml"
     path.write_text(DEFINITION.replace("list_ids: [2]", "list_ids: []"))
     (tmp_path / "rows.csv").write_text("id\n1\n")

@@ -213,9 +213,7 @@ def test_delete_after_success(drop: Drop) -> None:
     assert drop.emails() == ["user1@example.com"]
 
 
-def test_crash_mid_file_then_retry_loses_and_duplicates_nothing(
-    drop: Drop, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_crash_mid_file_then_retry_loses_and_duplicates_nothing(drop: Drop, monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_provider_contactsync.sources.files import FilesSource
 
     drop.folder.put("a.csv", (HEADER + rows(*range(1, 8))).encode())

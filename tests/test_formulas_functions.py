@@ -209,9 +209,7 @@ def test_as_date(value, expected):
 
 def test_as_date_with_format_and_errors():
     assert ev("x.asDate('%m/%d/%Y')", x="01/31/2024") == dt.date(2024, 1, 31)
-    assert err("x.asDate('%m/%d/%Y')", x="31/01/2024") == (
-        'asDate: "31/01/2024" does not match the format "%m/%d/%Y"'
-    )
+    assert err("x.asDate('%m/%d/%Y')", x="31/01/2024") == ('asDate: "31/01/2024" does not match the format "%m/%d/%Y"')
     assert "is not a date" in err("x.asDate()", x="tomorrow")
     assert "is not a date" in err("x.asDate()", x="2024-02-30")
     assert "expected a string, date or timestamp" in err("x.asDate()", x=5)
@@ -221,9 +219,7 @@ def test_format_date():
     assert ev("x.formatDate()", x=dt.date(2024, 1, 5)) == "2024-01-05"
     assert ev("x.formatDate('%d.%m.%Y')", x=dt.date(2024, 1, 5)) == "05.01.2024"
     assert ev("x.formatDate()", x=dt.datetime(2024, 1, 5, 8, tzinfo=UTC)) == "2024-01-05"
-    assert (
-        ev("x.formatDate('%d/%m/%Y %H:%M')", x=dt.datetime(2024, 1, 5, 8, tzinfo=UTC)) == "05/01/2024 08:00"
-    )
+    assert ev("x.formatDate('%d/%m/%Y %H:%M')", x=dt.datetime(2024, 1, 5, 8, tzinfo=UTC)) == "05/01/2024 08:00"
     assert ev("x.asDate().formatDate('%Y')", x="05/01/2024") == "2024"
     assert ev("x.formatDate()", x="05/01/2024") == "2024-01-05"
     assert "expected a date or timestamp" in err("x.formatDate()", x=3)

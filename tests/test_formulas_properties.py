@@ -10,9 +10,7 @@ from airflow_provider_contactsync.core.errors import RowError
 from airflow_provider_contactsync.core.formulas import compile_formula
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
-ints = st.one_of(
-    st.integers(INT_MIN, INT_MAX), st.integers(-1000, 1000), st.sampled_from([INT_MIN, INT_MAX, -1, 0, 1])
-)
+ints = st.one_of(st.integers(INT_MIN, INT_MAX), st.integers(-1000, 1000), st.sampled_from([INT_MIN, INT_MAX, -1, 0, 1]))
 
 FORMULAS = {op: compile_formula(f"a {op} b", ["a", "b"]) for op in ("+", "-", "*", "/", "%")}
 EQ = compile_formula("a == b", ["a", "b"])

@@ -37,9 +37,7 @@ def chunk(n: int, *, name: str = "Ada", start: int = 0) -> list[tuple[Any, dict[
     ]
 
 
-def run(
-    hook: BrevoHook, db: Path, list_id: int, chunks: list, *, full_refresh: bool = False
-) -> dict[str, int]:
+def run(hook: BrevoHook, db: Path, list_id: int, chunks: list, *, full_refresh: bool = False) -> dict[str, int]:
     store = DigestStore(str(db))
     try:
         loader = ContactLoader(hook, store, Destination(list_ids=[list_id]), full_refresh=full_refresh)

@@ -11,9 +11,7 @@ from airflow_provider_contactsync.get_provider_info import get_provider_info
 
 def test_entry_point_points_at_provider_info() -> None:
     (entry,) = [
-        e
-        for e in entry_points(group="apache_airflow_provider")
-        if e.value.startswith("airflow_provider_contactsync")
+        e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("airflow_provider_contactsync")
     ]
     assert entry.load() is get_provider_info
 

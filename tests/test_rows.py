@@ -17,9 +17,7 @@ def test_csv_rows_keep_only_fields_and_empty_cells_are_null() -> None:
 
 
 def test_csv_wrong_column_count_is_a_row_error_and_reading_goes_on() -> None:
-    rows = rows_from_text(
-        "id,email\n1,a@x.io\n2,b@x.io,oops\n3,c@x.io\n", format="csv", fields=["id", "email"]
-    )
+    rows = rows_from_text("id,email\n1,a@x.io\n2,b@x.io,oops\n3,c@x.io\n", format="csv", fields=["id", "email"])
     assert rows[0] == {"id": "1", "email": "a@x.io"}
     assert isinstance(rows[1], RowError) and "line 3: 3 columns, the header has 2" in rows[1].reason
     assert rows[2] == {"id": "3", "email": "c@x.io"}

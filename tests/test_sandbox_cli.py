@@ -57,10 +57,7 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         response = httpx.get(url + "/contacts/lists", headers={"api-key": "cli-key"})
         assert response.status_code == 200 and response.json()["count"] == 1
         assert response.headers["x-sib-ratelimit-limit"] == "10"
-        assert (
-            httpx.get(url + "/processes", headers={"api-key": "cli-key"}).headers["x-sib-ratelimit-limit"]
-            == "1000"
-        )
+        assert httpx.get(url + "/processes", headers={"api-key": "cli-key"}).headers["x-sib-ratelimit-limit"] == "1000"
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=30)

@@ -67,12 +67,8 @@ def test_delay_rule_holds_the_answer(brevo_sandbox: BrevoSandbox) -> None:
 
 
 def test_faults_through_control_endpoints(brevo_sandbox: BrevoSandbox) -> None:
-    ctl = httpx.Client(
-        base_url=brevo_sandbox.base_url + "/_sandbox", headers={"api-key": brevo_sandbox.api_key}
-    )
-    rule = ctl.post(
-        "/faults", json={"method": "GET", "path": "/v3/processes", "action": "status", "status": 502}
-    )
+    ctl = httpx.Client(base_url=brevo_sandbox.base_url + "/_sandbox", headers={"api-key": brevo_sandbox.api_key})
+    rule = ctl.post("/faults", json={"method": "GET", "path": "/v3/processes", "action": "status", "status": 502})
     assert rule.status_code == 201 and rule.json()["action"] == "status"
     assert ctl.get("/faults").json()["faults"][0]["status"] == 502
     with api(brevo_sandbox) as c:

@@ -103,9 +103,7 @@ def reference_run_import(db: sqlite3.Connection, payload: dict[str, Any]) -> dic
     seen: dict[str, set[str]] = {"email": set(), "ext_id": set(), "sms": set()}
     counter = {"email": "duplicate_email_id", "ext_id": "duplicate_ext_id", "sms": "duplicate_phone_id"}
     seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name='contacts'").fetchone()
-    next_id = (
-        max(seq[0] if seq else 0, db.execute("SELECT COALESCE(MAX(id), 0) FROM contacts").fetchone()[0]) + 1
-    )
+    next_id = max(seq[0] if seq else 0, db.execute("SELECT COALESCE(MAX(id), 0) FROM contacts").fetchone()[0]) + 1
 
     new_rows: dict[int, Draft] = {}
     changes: dict[int, list[Draft]] = {}
@@ -197,11 +195,7 @@ def reference_run_import(db: sqlite3.Connection, payload: dict[str, Any]) -> dic
             updates.append(
                 (
                     existing["email"] if merged.email is UNSET else merged.email,
-                    existing["ext_id"]
-                    if merged.ext_id is UNSET
-                    else None
-                    if merged.ext_id is ERASE
-                    else merged.ext_id,
+                    existing["ext_id"] if merged.ext_id is UNSET else None if merged.ext_id is ERASE else merged.ext_id,
                     existing["sms"] if merged.sms is UNSET else None if merged.sms is ERASE else merged.sms,
                     int(merged.email_blacklisted is True or bool(existing["email_blacklisted"])),
                     int(merged.sms_blacklisted is True or bool(existing["sms_blacklisted"])),

@@ -91,9 +91,7 @@ def test_operation_conforms_to_the_spec(
                 )
 
     run()
-    assert not failures, "\n".join(
-        f"{name}: {items[0]} (+{len(items) - 1} more)" for name, items in failures.items()
-    )
+    assert not failures, "\n".join(f"{name}: {items[0]} (+{len(items) - 1} more)" for name, items in failures.items())
 
 
 def httpx_client(sandbox: BrevoSandbox) -> httpx.Client:

@@ -155,9 +155,7 @@ def test_broken_yaml_names_the_position() -> None:
 
 def test_yaml_is_loaded_safely() -> None:
     (error,) = errors_of("integration: !!python/object/apply:os.system ['echo pwned']\n")
-    assert error.startswith(
-        "crm.yaml: integration: line 1: YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'"
-    )
+    assert error.startswith("crm.yaml: integration: line 1: YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'")
 
 
 def test_empty_file() -> None:

@@ -100,12 +100,15 @@ def build_dag(
 
                 sensor_args = task_args("wait_for_file")
                 sensor_args.pop("staging")
-                ContactsyncNewFileSensor(
-                    **sensor_args,
-                    poke_interval=wait.poke_interval_seconds,
-                    timeout=wait.timeout_seconds,
-                    retries=0,  # a timeout is a skip, not a failure to retry
-                ) >> extract
+                (
+                    ContactsyncNewFileSensor(
+                        **sensor_args,
+                        poke_interval=wait.poke_interval_seconds,
+                        timeout=wait.timeout_seconds,
+                        retries=0,  # a timeout is a skip, not a failure to retry
+                    )
+                    >> extract
+                )
         except BaseException:
             dag.auto_register = False  # a half-built DAG must not reach the DagBag
             raise

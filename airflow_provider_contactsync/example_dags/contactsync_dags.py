@@ -3,4 +3,3 @@
 from airflow_provider_contactsync.dag_factory import load_dags
 
 load_dags()
-

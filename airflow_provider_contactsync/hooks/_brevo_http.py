@@ -288,9 +288,7 @@ class BrevoHttp:
         limited = 0  # 429 retries used
         attempt = 0
         while True:
-            self.wait(
-                bucket.required_wait(self.monotonic()) + self._reset_jitter(bucket), "rate limit exhausted"
-            )
+            self.wait(bucket.required_wait(self.monotonic()) + self._reset_jitter(bucket), "rate limit exhausted")
             if bucket.remaining == 0 and (bucket.seconds_until_reset(self.monotonic()) or 0) <= 0:
                 bucket.remaining = None  # the window has reset; the next answer tells the new count
             if attempt:
@@ -316,9 +314,7 @@ class BrevoHttp:
                 self.wait(self.policy.backoff(failures - 1, self.rand), f"{type(exc).__name__}, retrying")
                 continue
             except httpx.HTTPError as exc:
-                raise BrevoError(
-                    0, "request_error", self._scrub(str(exc)), method=method, path=path
-                ) from None
+                raise BrevoError(0, "request_error", self._scrub(str(exc)), method=method, path=path) from None
 
             bucket.update(response.headers, self.monotonic())
             status = response.status_code
@@ -328,9 +324,7 @@ class BrevoHttp:
                 self.stats.rate_limited += 1
                 limited += 1
                 if limited > self.policy.max_rate_limit_retries:
-                    raise self._status_error(
-                        response, method, path, f"still rate limited after {limited - 1} waits"
-                    )
+                    raise self._status_error(response, method, path, f"still rate limited after {limited - 1} waits")
                 reset = bucket.seconds_until_reset(self.monotonic())
                 if reset is None:
                     delay = max(1.0, self.policy.backoff(limited, self.rand))
@@ -344,9 +338,7 @@ class BrevoHttp:
                     raise self._unknown_outcome(method, path, f"HTTP {status}", response)
                 failures += 1
                 if failures > self.policy.max_retries:
-                    raise self._status_error(
-                        response, method, path, f"gave up after {self.policy.max_retries} retries"
-                    )
+                    raise self._status_error(response, method, path, f"gave up after {self.policy.max_retries} retries")
                 self.wait(self.policy.backoff(failures - 1, self.rand), f"HTTP {status}, retrying")
                 continue
             raise self._status_error(response, method, path)
@@ -361,18 +353,14 @@ class BrevoHttp:
             text = text.replace(self._secret, "***")
         return text
 
-    def _status_error(
-        self, response: httpx.Response, method: str, path: str, note: str | None = None
-    ) -> BrevoError:
+    def _status_error(self, response: httpx.Response, method: str, path: str, note: str | None = None) -> BrevoError:
         code, message, metadata = parse_error_body(response)
         message = self._scrub(message)
         if note:
             message = f"{message} ({note})"
         return BrevoError(response.status_code, code, message, method=method, path=path, metadata=metadata)
 
-    def _transport_error(
-        self, method: str, path: str, exc: Exception, tries: int, *, sent: bool
-    ) -> BrevoError:
+    def _transport_error(self, method: str, path: str, exc: Exception, tries: int, *, sent: bool) -> BrevoError:
         what = "could not reach Brevo" if not sent else "no answer from Brevo"
         detail = self._scrub(str(exc)) or type(exc).__name__
         return BrevoError(

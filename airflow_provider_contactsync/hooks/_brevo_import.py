@@ -115,8 +115,7 @@ def iter_import_bodies(
             added = len(piece)
         if size + added > max_body_bytes:
             raise ValueError(
-                f"contact #{index} alone serialises to {len(piece)} bytes, "
-                f"over the {max_body_bytes}-byte body limit"
+                f"contact #{index} alone serialises to {len(piece)} bytes, over the {max_body_bytes}-byte body limit"
             )
         pieces.append(piece)
         size += added

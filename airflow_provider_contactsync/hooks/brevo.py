@@ -213,9 +213,7 @@ class BrevoHook(BaseHook):
 
     def get_attributes(self) -> list[dict[str, Any]]:
         """All contact attributes of the account; the mapping is checked against them before any write."""
-        return list(
-            self.http.request("GET", "/contacts/attributes", idempotent=True).json().get("attributes") or []
-        )
+        return list(self.http.request("GET", "/contacts/attributes", idempotent=True).json().get("attributes") or [])
 
     def get_lists(self) -> list[dict[str, Any]]:
         """All contact lists (paged by 50, Brevo's maximum)."""
@@ -257,9 +255,7 @@ class BrevoHook(BaseHook):
             params["listIds"] = list_id
         offset = 0
         while True:
-            page = self.http.request(
-                "GET", "/contacts", idempotent=True, params={**params, "offset": offset}
-            ).json()
+            page = self.http.request("GET", "/contacts", idempotent=True, params={**params, "offset": offset}).json()
             contacts = page.get("contacts") or []
             yield from contacts
             offset += len(contacts)
@@ -405,11 +401,7 @@ class BrevoHook(BaseHook):
     def _batch_not_found(
         self, err: BrevoError, contacts: Sequence[Mapping[str, Any]], start: int, size: int, updated: int
     ) -> BrevoError:
-        local = (
-            [int(n) for n in re.findall(r"\d+", err.message.split(":", 1)[-1])]
-            if "index" in err.message
-            else []
-        )
+        local = [int(n) for n in re.findall(r"\d+", err.message.split(":", 1)[-1])] if "index" in err.message else []
         missing = [start + i for i in local if 0 <= i < size]
         who = [_contact_label(contacts[i]) for i in missing]
         named = ", ".join(f"#{i} ({_contact_label(contacts[i])})" for i in missing) or "unknown contacts"
@@ -531,9 +523,7 @@ class BrevoHook(BaseHook):
             contacts, envelope, max_body_bytes=max_body_bytes, max_contacts=max_contacts_per_body
         )
         for body in bodies:
-            response = self.http.request(
-                "POST", "/contacts/import", idempotent=update_existing, content=body.content
-            )
+            response = self.http.request("POST", "/contacts/import", idempotent=update_existing, content=body.content)
             process_id = response.json().get("processId")
             if process_id is None:
                 raise BrevoError(
@@ -652,9 +642,7 @@ class BrevoHook(BaseHook):
             except BrevoError as err:
                 if err.status not in (404, 405, 501):
                     raise
-                self.log.info(
-                    "GET /processes listing unavailable (%s); polling processes one by one", err.status
-                )
+                self.log.info("GET /processes listing unavailable (%s); polling processes one by one", err.status)
                 self._process_listing = False
                 break
             docs = page.get("processes") or []

@@ -187,9 +187,7 @@ class Api:
             req.params = {n: unquote(v) for n, v in zip(names, match.groups(), strict=False)}
             return handler(req)
         if allowed:
-            raise errors.ApiError(
-                405, "method_not_allowed", f"{req.method} Method is not allowed on this path"
-            )
+            raise errors.ApiError(405, "method_not_allowed", f"{req.method} Method is not allowed on this path")
         raise errors.not_found("Invalid URL")
 
     # --- account -----------------------------------------------------------------------------------
@@ -243,8 +241,7 @@ class Api:
             params.append(created)
         if list_ids:
             where.append(
-                "c.id IN (SELECT contact_id FROM list_members"
-                f" WHERE list_id IN ({','.join('?' * len(list_ids))}))"
+                f"c.id IN (SELECT contact_id FROM list_members WHERE list_id IN ({','.join('?' * len(list_ids))}))"
             )
             params.extend(list_ids)
         if ids:
@@ -258,8 +255,7 @@ class Api:
         with self.store.reading() as db:
             count = db.execute(f"SELECT COUNT(*) FROM contacts c{clause}", params).fetchone()[0]
             rows = db.execute(
-                f"SELECT c.* FROM contacts c{clause} ORDER BY c.created_at {order}, c.id {order}"
-                " LIMIT ? OFFSET ?",
+                f"SELECT c.* FROM contacts c{clause} ORDER BY c.created_at {order}, c.id {order} LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()
             return {"contacts": render_contacts(db, rows), "count": count}
@@ -366,9 +362,7 @@ class Api:
         options = body.get("multiCategoryOptions")
         if options is None:
             return None
-        if not isinstance(options, list) or not all(
-            isinstance(o, str) and 0 < len(o) <= 200 for o in options
-        ):
+        if not isinstance(options, list) or not all(isinstance(o, str) and 0 < len(o) <= 200 for o in options):
             raise errors.invalid("multiCategoryOptions should be an array of strings")
         return list(dict.fromkeys(options))
 
@@ -418,22 +412,16 @@ class Api:
         enumeration = self._enumeration(body)
         options = self._options(body)
         with self.store.transaction() as db:
-            row = db.execute(
-                "SELECT * FROM attributes WHERE name=? AND category=?", (name, category)
-            ).fetchone()
+            row = db.execute("SELECT * FROM attributes WHERE name=? AND category=?", (name, category)).fetchone()
             if row is None:
                 raise errors.not_found("Attribute not found")
             if enumeration is not None:
                 if category != "category":
                     raise errors.invalid("enumeration is only available for category attributes")
-                db.execute(
-                    "UPDATE attributes SET enumeration=? WHERE name=?", (json.dumps(enumeration), name)
-                )
+                db.execute("UPDATE attributes SET enumeration=? WHERE name=?", (json.dumps(enumeration), name))
             if options is not None:
                 if row["type"] != "multiple-choice":
-                    raise errors.invalid(
-                        "multiCategoryOptions is only available for multiple-choice attributes"
-                    )
+                    raise errors.invalid("multiCategoryOptions is only available for multiple-choice attributes")
                 merged = list(dict.fromkeys([*json.loads(row["options"] or "[]"), *options]))
                 db.execute("UPDATE attributes SET options=? WHERE name=?", (json.dumps(merged), name))
             if body.get("value") is not None:
@@ -455,9 +443,7 @@ class Api:
 
     def import_contacts(self, req: Request) -> Response:
         if len(req.body) > self.settings.max_import_bytes:
-            raise errors.out_of_range(
-                "Request body size exceeds the 10 MB limit; use fileUrl for bigger imports"
-            )
+            raise errors.out_of_range("Request body size exceeds the 10 MB limit; use fileUrl for bigger imports")
         body = req.json()
         sources = [k for k in ("jsonBody", "fileBody", "fileUrl") if body.get(k) is not None]
         if not sources:
@@ -484,8 +470,7 @@ class Api:
         list_ids = body.get("listIds")
         new_list = body.get("newList")
         if list_ids is not None and (
-            not isinstance(list_ids, list)
-            or not all(isinstance(i, int) and not isinstance(i, bool) for i in list_ids)
+            not isinstance(list_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in list_ids)
         ):
             raise errors.invalid("listIds should be an array of integers")
         if not list_ids and not new_list:
@@ -591,9 +576,7 @@ class Api:
         with self.store.reading() as db:
             count = db.execute("SELECT COUNT(*) FROM folders").fetchone()[0]
             rows = db.execute(f"SELECT * FROM folders ORDER BY id {order} LIMIT ? OFFSET ?", (limit, offset))
-            return Response(
-                200, {"count": count, "folders": [self._folder_json(db, r) for r in rows.fetchall()]}
-            )
+            return Response(200, {"count": count, "folders": [self._folder_json(db, r) for r in rows.fetchall()]})
 
     @staticmethod
     def _name(body: dict[str, Any], key: str = "name") -> str:
@@ -686,9 +669,7 @@ class Api:
         order = "DESC" if req.sort_arg() == "desc" else "ASC"
         with self.store.reading() as db:
             count = db.execute("SELECT COUNT(*) FROM lists").fetchone()[0]
-            rows = db.execute(
-                f"SELECT * FROM lists ORDER BY id {order} LIMIT ? OFFSET ?", (limit, offset)
-            ).fetchall()
+            rows = db.execute(f"SELECT * FROM lists ORDER BY id {order} LIMIT ? OFFSET ?", (limit, offset)).fetchall()
             return Response(200, {"count": count, "lists": [self._list_json(db, r) for r in rows]})
 
     def create_list(self, req: Request) -> Response:
@@ -763,9 +744,7 @@ class Api:
         if allow_all and body.get("all") is True and not given:
             return "all", []
         if not given:
-            raise errors.missing(
-                "One of emails, ids or extIds is required" + (" (or all: true)" if allow_all else "")
-            )
+            raise errors.missing("One of emails, ids or extIds is required" + (" (or all: true)" if allow_all else ""))
         if len(given) > 1:
             raise errors.invalid("Pass only one of emails, ids or extIds")
         key = given[0]
@@ -780,9 +759,7 @@ class Api:
             raise errors.invalid(f"{key} should be an array of strings")
         return key, values
 
-    def _member_ids(
-        self, db: sqlite3.Connection, key: str, values: list[Any]
-    ) -> list[tuple[Any, int | None]]:
+    def _member_ids(self, db: sqlite3.Connection, key: str, values: list[Any]) -> list[tuple[Any, int | None]]:
         column = {"emails": "email", "ids": "id", "extIds": "ext_id"}[key]
         out = []
         for value in values:
@@ -818,10 +795,7 @@ class Api:
             row = self._list_row(db, req)
             stamp = now_ms()
             if key == "all":
-                ids = [
-                    r[0]
-                    for r in db.execute("SELECT contact_id FROM list_members WHERE list_id=?", (row["id"],))
-                ]
+                ids = [r[0] for r in db.execute("SELECT contact_id FROM list_members WHERE list_id=?", (row["id"],))]
                 db.execute("DELETE FROM list_members WHERE list_id=?", (row["id"],))
                 db.executemany("UPDATE contacts SET modified_at=? WHERE id=?", [(stamp, i) for i in ids])
                 pid = db.execute(
@@ -831,9 +805,7 @@ class Api:
                 ).lastrowid
                 return Response(201, {"contacts": {"processId": pid, "total": len(ids)}})
             for value, cid in self._member_ids(db, key, values):
-                cur = db.execute(
-                    "DELETE FROM list_members WHERE list_id=? AND contact_id=?", (row["id"], cid)
-                )
+                cur = db.execute("DELETE FROM list_members WHERE list_id=? AND contact_id=?", (row["id"], cid))
                 if cid is None or cur.rowcount == 0:
                     failure.append(value)
                     continue

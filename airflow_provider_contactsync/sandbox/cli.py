@@ -22,9 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", required=True, help="the api-key header value to accept")
     parser.add_argument("--seed", help="JSON file: {attributes: [...], lists: [...]}, applied at start")
     parser.add_argument("--contacts-rps", type=int, help="/v3/contacts* requests per second (default 10)")
-    parser.add_argument(
-        "--contacts-per-hour", type=int, help="/v3/contacts* requests per hour (default 36000)"
-    )
+    parser.add_argument("--contacts-per-hour", type=int, help="/v3/contacts* requests per hour (default 36000)")
     parser.add_argument("--other-per-hour", type=int, help="other /v3 requests per hour (default 100)")
     parser.add_argument("--rate-429", type=float, help="fraction of requests answered 429 at random")
     parser.add_argument("--fault-5xx", type=float, help="fraction of requests answered 5xx at random")

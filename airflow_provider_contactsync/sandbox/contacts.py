@@ -230,9 +230,7 @@ def insert(db: sqlite3.Connection, draft: Draft) -> int:
         ),
     )
     contact_id = int(cur.lastrowid or 0)
-    db.executemany(
-        "INSERT OR IGNORE INTO list_members VALUES (?,?)", [(i, contact_id) for i in draft.list_ids]
-    )
+    db.executemany("INSERT OR IGNORE INTO list_members VALUES (?,?)", [(i, contact_id) for i in draft.list_ids])
     return contact_id
 
 
@@ -269,9 +267,7 @@ def update(db: sqlite3.Connection, row: sqlite3.Row, draft: Draft) -> None:
             row["id"],
         ),
     )
-    db.executemany(
-        "INSERT OR IGNORE INTO list_members VALUES (?,?)", [(i, row["id"]) for i in draft.list_ids]
-    )
+    db.executemany("INSERT OR IGNORE INTO list_members VALUES (?,?)", [(i, row["id"]) for i in draft.list_ids])
     db.executemany(
         "DELETE FROM list_members WHERE list_id=? AND contact_id=?",
         [(i, row["id"]) for i in draft.unlink_list_ids],
@@ -332,7 +328,5 @@ def update_batch(db: sqlite3.Connection, body: dict[str, Any]) -> None:
         raise errors.not_found(f"No contact found for indexes {','.join(map(str, unknown))}")
     for item, row in zip(items, rows, strict=False):
         assert row is not None
-        draft = parse_body(
-            {k: v for k, v in item.items() if k not in ("email", "id", "sms")}, attrs, for_update=True
-        )
+        draft = parse_body({k: v for k, v in item.items() if k not in ("email", "id", "sms")}, attrs, for_update=True)
         update(db, row, draft)

@@ -128,9 +128,7 @@ class _Import:
         seen: dict[str, set[str]] = {"email": set(), "ext_id": set(), "sms": set()}
         counter = {"email": "duplicate_email_id", "ext_id": "duplicate_ext_id", "sms": "duplicate_phone_id"}
         seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name='contacts'").fetchone()
-        next_id = 1 + max(
-            seq[0] if seq else 0, db.execute("SELECT COALESCE(MAX(id), 0) FROM contacts").fetchone()[0]
-        )
+        next_id = 1 + max(seq[0] if seq else 0, db.execute("SELECT COALESCE(MAX(id), 0) FROM contacts").fetchone()[0])
         for write in writes:
             ids = write[0]
             target = by_col[ids[0][0]].get(ids[0][1])  # email, else ext_id, else sms
@@ -442,9 +440,7 @@ def run_export(db: sqlite3.Connection, payload: dict[str, Any]) -> str:
 class ProcessWorker:
     """Runs queued processes one at a time in a daemon thread; resumes unfinished ones after a restart."""
 
-    def __init__(
-        self, store: Store, settings: Settings, notify: Callable[[str, dict[str, Any]], None] | None = None
-    ):
+    def __init__(self, store: Store, settings: Settings, notify: Callable[[str, dict[str, Any]], None] | None = None):
         self.store = store
         self.settings = settings
         self._queue: queue.Queue[int] = queue.Queue()
@@ -458,8 +454,7 @@ class ProcessWorker:
             pending = [
                 r[0]
                 for r in db.execute(
-                    "SELECT id FROM processes WHERE status NOT IN ('completed', 'failed', 'cancelled')"
-                    " ORDER BY id"
+                    "SELECT id FROM processes WHERE status NOT IN ('completed', 'failed', 'cancelled') ORDER BY id"
                 )
             ]
         for pid in pending:
@@ -520,9 +515,7 @@ class ProcessWorker:
             ).fetchone()
             if row is None:  # wiped by a reset
                 return
-            db.execute(
-                "UPDATE processes SET status=? WHERE id=?", (self.settings.process_running_status, pid)
-            )
+            db.execute("UPDATE processes SET status=? WHERE id=?", (self.settings.process_running_status, pid))
         if half and self._stop.wait(half):
             return
         if payload is None:
@@ -534,9 +527,7 @@ class ProcessWorker:
             else:
                 text = run_export(db, payload)
                 db.execute("INSERT OR REPLACE INTO exports VALUES (?,?)", (pid, text))
-                info = {
-                    "export": {"total_records": max(0, text.count("\n") - 1), "file_size": len(text.encode())}
-                }
+                info = {"export": {"total_records": max(0, text.count("\n") - 1), "file_size": len(text.encode())}}
                 export_path = f"/_sandbox/exports/{pid}.csv"
             db.execute(
                 "UPDATE processes SET status='completed', info=?, export_path=?, completed_at=?, payload=NULL"

@@ -77,9 +77,7 @@ class RateLimiter:
                 for name, _ in pairs:
                     self._windows[name].used += 1
             # Report the window closest to running out (the one a client must respect first).
-            name, limit = min(
-                pairs, key=lambda p: (p[1] - self._windows[p[0]].used, self._windows[p[0]].length)
-            )
+            name, limit = min(pairs, key=lambda p: (p[1] - self._windows[p[0]].used, self._windows[p[0]].length))
             window = self._windows[name]
             remaining = 0 if forced else max(0, limit - window.used)
             reset = max(1, math.ceil(window.left(now))) if remaining == 0 else math.ceil(window.left(now))

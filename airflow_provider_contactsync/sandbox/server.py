@@ -152,9 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         allowed, headers = sandbox.limiter.hit(path)
         if not allowed:
-            self._send(
-                429, {"code": "too_many_requests", "message": "The expected rate limit is exceeded."}, headers
-            )
+            self._send(429, {"code": "too_many_requests", "message": "The expected rate limit is exceeded."}, headers)
             return None
         req = Request(self.command, path, query, body)
         try:
@@ -229,9 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif name == "contacts" and method == "GET":
                 self._send(200, {"contacts": sandbox.contacts()})
             else:
-                self._send(
-                    404, {"code": "document_not_found", "message": f"No control endpoint {method} {path}"}
-                )
+                self._send(404, {"code": "document_not_found", "message": f"No control endpoint {method} {path}"})
         except (ValueError, TypeError) as exc:
             self._send(400, {"code": "invalid_parameter", "message": str(exc)})
 
@@ -268,9 +264,7 @@ class BrevoSandbox:
         self.settings.update(**settings)
         self.faults = Faults(self.settings)
         self.limiter = RateLimiter(self.settings)
-        self._log: collections.deque[dict[str, Any]] = collections.deque(
-            maxlen=self.settings.request_log_size
-        )
+        self._log: collections.deque[dict[str, Any]] = collections.deque(maxlen=self.settings.request_log_size)
         self._log_lock = threading.Lock()
         self._log_ids = 0
         self._stopping = threading.Event()
@@ -425,7 +419,5 @@ class BrevoSandbox:
 
     def create_list(self, name: str, folder_id: int = 1) -> int:
         """Create a list (in the default folder) and return its id."""
-        req = Request(
-            "POST", "/v3/contacts/lists", {}, json.dumps({"name": name, "folderId": folder_id}).encode()
-        )
+        req = Request("POST", "/v3/contacts/lists", {}, json.dumps({"name": name, "folderId": folder_id}).encode())
         return int(self.api.dispatch(req).body["id"])

@@ -137,9 +137,7 @@ class Store:
     def _seed_defaults(self, db: sqlite3.Connection) -> None:
         for attr in DEFAULT_ATTRIBUTES:
             insert_attribute(db, attr["name"], attr["category"], attr["type"])
-        db.execute(
-            "INSERT INTO folders VALUES (?,?,?)", (DEFAULT_FOLDER["id"], DEFAULT_FOLDER["name"], now_ms())
-        )
+        db.execute("INSERT INTO folders VALUES (?,?,?)", (DEFAULT_FOLDER["id"], DEFAULT_FOLDER["name"], now_ms()))
         db.execute(
             "INSERT INTO lists VALUES (?,?,?,?)",
             (DEFAULT_LIST["id"], DEFAULT_LIST["name"], DEFAULT_LIST["folderId"], now_ms()),
