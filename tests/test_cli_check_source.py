@@ -64,3 +64,45 @@ def test_an_unreachable_source_is_an_error_not_a_crash(
     monkeypatch.setenv("AIRFLOW_CONN_NOWHERE", json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 9}))
     assert main(validate(tmp_path, "nowhere", "id, email")) == 1
     assert "cannot connect with 'nowhere'" in capsys.readouterr().err
+
+
+MONGO_DEFINITION = """\
+integration: app
+source:
+  name: users
+  type: mongo
+  conn_id: app_mongo
+  collection: users
+  fields: [_id, email, {nested}]
+mapping:
+  email: EMAIL
+destination:
+  list_ids: [2]
+"""
+
+
+def test_lists_collections_and_nested_paths_of_a_mongo_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mongomock
+    from airflow.providers.mongo.hooks.mongo import MongoHook
+
+    client = mongomock.MongoClient()
+    client["app"]["users"].insert_one({"_id": 1, "email": "a@x.org", "address": {"city": "Lyon"}})
+    client["app"]["events"].insert_one({"_id": 1})
+    monkeypatch.setattr(MongoHook, "get_conn", lambda self: client)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_APP_MONGO", json.dumps({"conn_type": "mongo", "host": "mongo.invalid", "schema": "app"})
+    )
+    file = tmp_path / "users.yaml"
+    file.write_text(MONGO_DEFINITION.format(nested="address.city"))
+
+    assert main(["validate", str(file), "--check-source"]) == 0
+    out = capsys.readouterr().out
+    assert "collections: events, users" in out
+    assert "columns: _id, email, address, address.city" in out
+
+    file.write_text(MONGO_DEFINITION.format(nested="adress.city"))
+    assert main(["validate", str(file), "--check-source"]) == 1
+    err = capsys.readouterr().err
+    assert "source.fields" in err and "'adress'" in err and "['_id', 'email', 'address']" in err
