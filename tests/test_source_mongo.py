@@ -792,3 +792,19 @@ def test_example_definition_syncs_into_the_sandbox_then_reads_nothing_new(
 
     assert set(task_states(second).values()) == {"success"}
     assert xcom_value(second, "load")["rows read"] == 0
+
+
+def test_a_cursor_inside_a_subdocument_reads_in_order_and_resumes_after_ties(mongo: Mongo) -> None:
+    mongo.insert(
+        {"_id": 1, "email": "a@x.io", "meta": {"updated": T0}},
+        {"_id": 2, "email": "b@x.io", "meta": {"updated": T0}},
+        {"_id": 3, "email": "c@x.io", "meta": {"updated": T0 - dt.timedelta(hours=1)}},
+        {"_id": 4, "email": "d@x.io", "meta": {}},
+    )
+    source = mongo.source(fields=["_id", "email", "meta.updated"], updated_field="meta.updated", key="_id")
+
+    rows = read_all(source)
+    assert [r["_id"] for r in rows] == [3, 1, 2]
+    assert source.skipped == {"meta.updated is null": 1}
+    resumed = read_all(source, ReadWindow(since=Cursor(T0, 1)))
+    assert [r["_id"] for r in resumed] == [2]
