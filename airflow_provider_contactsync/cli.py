@@ -130,7 +130,7 @@ def _check_source(definition: SourceDefinition) -> None:
         shown = ", ".join(tables[:_TABLES_SHOWN]) + (
             f", ... ({len(tables)} in all)" if len(tables) > _TABLES_SHOWN else ""
         )
-        print(f"  {'collections' if definition.source.type == 'mongo' else 'tables'}: {shown}")
+        print(f"  {source.tables_word}: {shown}")
     if isinstance(source, FilesSource):
         for info, columns in source.describe_files():
             print(f"  file {info.path} ({info.size} bytes): {columns}")

@@ -73,6 +73,9 @@ class Source(ABC):
     def discover(self) -> list[str]:
         """Field names the source offers (columns, CSV header, JSON keys), to help write ``fields``."""
 
+    #: What :meth:`list_tables` lists, as messages name it.
+    tables_word: str = "tables"
+
     def list_tables(self) -> list[str]:
         """Tables, views or collections the connection can read, for discovery; empty for file sources."""
         return []

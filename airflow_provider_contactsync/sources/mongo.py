@@ -101,6 +101,7 @@ class MongoSource(Source):
     """
 
     ordered_reads = True  # sorted on (updated, key)
+    tables_word = "collections"
 
     spec: MongoSpec
 

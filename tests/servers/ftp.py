@@ -43,9 +43,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: the server's own process (see _serve); make `servers` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from servers.processes import stop_process  # noqa: E402
+
 LOGIN = "contactsync"
 PASSWORD_ENV = "CONTACTSYNC_TEST_FTP_PASSWORD"
 START_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
 PASSIVE_PORTS = 64  # per server; a test rarely has more than a few data connections open at once
 
 
@@ -342,7 +347,7 @@ def start_server(base: Path, *, tls: bool = False) -> FtpServer:
         if process.poll() is not None:
             raise RuntimeError(f"FTP server exited early:\n{(base / 'server.log').read_text(errors='replace')}")
         if time.monotonic() > deadline:
-            stop_server(process)
+            stop_process(process, STOP_TIMEOUT)
             raise TimeoutError(f"FTP server not ready within {START_TIMEOUT}s")
         if ready.exists():
             port = int(json.loads(ready.read_text())["port"])
@@ -356,17 +361,6 @@ def start_server(base: Path, *, tls: bool = False) -> FtpServer:
                 pass
         time.sleep(0.05)  # polling interval
     return FtpServer("127.0.0.1", port, LOGIN, password, root, tls, ca_file, process, passive_ports=passive)
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server we started, by its PID: SIGTERM, then SIGKILL if it lingers."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def _serve(root: Path, ready: Path, parent: int, passive: str, certfile: str | None, keyfile: str | None) -> None:
@@ -448,7 +442,7 @@ else:
         try:
             yield server
         finally:
-            stop_server(server.process)
+            stop_process(server.process, STOP_TIMEOUT)
 
     @pytest.fixture(scope="session")
     def ftps_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
@@ -457,4 +451,4 @@ else:
         try:
             yield server
         finally:
-            stop_server(server.process)
+            stop_process(server.process, STOP_TIMEOUT)

@@ -28,9 +28,14 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: the server's own process (see _serve); make `servers` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from servers.processes import stop_process  # noqa: E402
+
 LOGIN = "contactsync"
 PASSWORD_ENV = "CONTACTSYNC_TEST_SMTP_PASSWORD"
 START_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
 
 
 @dataclass
@@ -117,7 +122,7 @@ def start_server(folder: Path) -> SmtpServer:
         if process.poll() is not None:
             raise RuntimeError(f"SMTP server exited early:\n{(folder / 'server.log').read_text()}")
         if time.monotonic() > deadline:
-            stop_server(process)
+            stop_process(process, STOP_TIMEOUT)
             raise TimeoutError(f"SMTP server not ready within {START_TIMEOUT}s")
         if ready.exists():
             port = int(json.loads(ready.read_text())["port"])
@@ -129,17 +134,6 @@ def start_server(folder: Path) -> SmtpServer:
                 pass
         time.sleep(0.05)
     return SmtpServer("127.0.0.1", port, LOGIN, password, folder / "mail", process)
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server we started, by its PID: SIGTERM, then SIGKILL if it lingers."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def _serve(folder: Path, ready: Path, parent: int) -> None:
@@ -224,7 +218,7 @@ else:
         try:
             yield server
         finally:
-            stop_server(server.process)
+            stop_process(server.process, STOP_TIMEOUT)
 
     @pytest.fixture
     def smtp_conn_id(smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> str:
