@@ -108,8 +108,10 @@ def handwritten(row: dict[str, Any]) -> tuple[dict[str, Any], list[RowError]]:
             out["phone"] = e164
     if type(first) is str and type(last) is str:
         out["full_name"] = (first + " " + last).strip()
-    else:
-        errors.append(RowError("no such overload: string + null", field="full_name", value=None))
+    elif (first is None or type(first) is str) and (last is None or type(last) is str):
+        out["full_name"] = ((first or "") + " " + (last or "")).strip()  # null next to a string counts as ""
+    else:  # not reached: the rows hold strings and nulls
+        errors.append(RowError("no such overload", field="full_name", value=None))
     out["missing"] = email is None or phone is None
     if age is None:
         out["age"] = None

@@ -240,12 +240,12 @@ def test_transform_apply_happy_path():
 
 def test_transform_keeps_going_when_formulas_fail():
     transform = compile_transform(TRANSFORM, FIELDS)
-    row = {"email": "a@b.c", "phone": "12", "first_name": "Ann", "last_name": None, "age": "4.5"}
+    row = {"email": "a@b.c", "phone": "12", "first_name": "Ann", "last_name": 42, "age": "4.5"}
     out, errors = transform.apply(row)
-    assert out == {"email": "a@b.c", "first_name": "Ann", "last_name": None, "missing": False}
+    assert out == {"email": "a@b.c", "first_name": "Ann", "last_name": 42, "missing": False}
     assert [(e.field, e.value, e.reason) for e in errors] == [
         ("phone", "12", 'normalizePhoneNumber: "12" is not a valid phone number (tried FR, BE, CH)'),
-        ("full_name", None, "no such overload: string + null"),
+        ("full_name", None, "no such overload: string + int"),
         ("age", "4.5", 'asInt: "4.5" is not an integer'),
     ]
     assert all(isinstance(e, RowError) for e in errors)
@@ -291,6 +291,38 @@ def test_transform_reports_every_broken_formula():
         "transform.d",
     ]
     assert check_transform(TRANSFORM, FIELDS) == []
+
+
+def test_transform_tolerates_failures_of_fields_nothing_needs():
+    transform = compile_transform(TRANSFORM, FIELDS, needed={"email", "phone"})
+    assert transform.tolerated == {"full_name", "missing", "age"}
+    row = {"email": "a@b.c", "phone": "12", "first_name": "Ann", "last_name": 42, "age": "4.5"}
+    out, errors = transform.apply(row)
+    assert "phone" not in out  # a needed field that failed is absent
+    assert out["full_name"] is None and out["age"] is None  # tolerated ones are null
+    rejecting, tolerated = transform.split(errors)
+    assert [e.field for e in rejecting] == ["phone"]
+    assert [(e.field, e.reason) for e in tolerated] == [
+        ("full_name", "no such overload: string + int"),
+        ("age", 'asInt: "4.5" is not an integer'),
+    ]
+
+
+def test_without_needed_every_formula_rejects():
+    transform = compile_transform(TRANSFORM, FIELDS)
+    assert transform.tolerated == frozenset()
+    _, errors = transform.apply({"age": "x"})
+    assert transform.split(errors) == (errors, [])
+
+
+def test_strict_concat_keeps_cel_plus_for_those_formulas():
+    formulas = {"ext_id": "'crm-' + id", "label": "'crm-' + id"}
+    transform = compile_transform(formulas, ["id"], strict_concat={"ext_id"})
+    out, errors = transform.apply({"id": None})
+    assert out["label"] == "crm-"
+    assert [(e.field, e.reason) for e in errors] == [("ext_id", "no such overload: string + null")]
+    assert transform.apply({"id": "7"}) == ({"id": "7", "ext_id": "crm-7", "label": "crm-7"}, [])
+    assert transform.result_types == {"ext_id": "string", "label": "string"}
 
 
 # -- registry and reference ------------------------------------------------------------------------

@@ -108,7 +108,9 @@ def test_uint_underflow():
         ("a + 1u", {"a": 1}, "no such overload: int + uint"),
         ("-a", {"a": "x"}, "no such overload: -string"),
         ("!a", {"a": 1}, "no such overload: !int"),
-        ("a + 'x'", {"a": None}, "no such overload: null + string"),
+        ("a + b", {"a": None, "b": None}, "no such overload: null + null"),
+        ("a + 1", {"a": None}, "no such overload: null + int"),
+        ("a + b", {"a": None, "b": b"x"}, "no such overload: null + bytes"),
     ],
 )
 def test_no_implicit_conversions(text, row, message):
@@ -118,6 +120,53 @@ def test_no_implicit_conversions(text, row, message):
 def test_static_type_error_is_a_compile_error():
     with pytest.raises(FormulaError, match="no such overload: string \\+ int"):
         compile_formula('"a" + 1', [])
+
+
+# -- null next to a string: contactsync's one deviation from CEL ----------------------------------
+
+
+SEED = "(first_name + ' ' + last_name).trim()"
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "expected"),
+    [("Ann", "Lee", "Ann Lee"), ("Ann", None, "Ann"), (None, "Lee", "Lee"), (None, None, "")],
+)
+def test_the_seed_example_on_rows_with_missing_parts(first, last, expected):
+    assert ev(SEED, first_name=first, last_name=last) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "row", "expected"),
+    [
+        ("a + b", {"a": "x", "b": None}, "x"),
+        ("a + b", {"a": None, "b": "x"}, "x"),
+        ("a + 'x'", {"a": None}, "x"),
+        ("'x' + a", {"a": None}, "x"),
+        ("'x' + null", {}, "x"),
+        ("null + 'x'", {}, "x"),
+        ("a + b", {"a": "", "b": None}, ""),
+    ],
+)
+def test_null_next_to_a_string_counts_as_empty(text, row, expected):
+    assert ev(text, **row) == expected
+
+
+def test_other_nulls_keep_cel_semantics():
+    assert err("a + b", a=None, b=None) == "no such overload: null + null"
+    assert ev("a.size() > 0 || true", a=None) is True  # errors absorbed by ||, as before
+    assert err("size(a)", a=None) == "no such overload: size(null)"
+    assert err("a.contains('x')", a=None) == "no such overload: contains(null, string)"
+
+
+def test_string_plus_null_is_statically_a_string():
+    assert compile_formula("'a' + null", []).result_type == "string"
+    assert compile_formula("x + null", ["x"]).result_type == "string"
+    assert compile_formula("(x + ' ' + y).trim()", ["x", "y"]).result_type == "string"
+    with pytest.raises(FormulaError, match="no such overload: null \\+ null"):
+        compile_formula("null + null", [])
+    with pytest.raises(FormulaError, match="no such overload: null \\+ int"):
+        compile_formula("null + 1", [])
 
 
 # -- equality and ordering -------------------------------------------------------------------------

@@ -65,3 +65,28 @@ def test_workers_give_the_same_results_in_order(tmp_path: Path) -> None:
 def test_row_errors_survive_pickling() -> None:
     error = pickle.loads(pickle.dumps(RowError("bad", field="age", value="x")))
     assert (error.reason, error.field, error.value) == ("bad", "age", "x")
+
+
+def test_with_the_definition_only_needed_formulas_reject(tmp_path: Path) -> None:
+    definition = parse_definition(
+        "integration: x\nsource: {name: s, type: file, path: /d, fields: [id, email, age], key: id}\n"
+        "transform: {email: email.normalizeEmail(), age: age.asInt()}\n"
+        "mapping: {email: EMAIL}\ndestination: {list_ids: [2]}\n"
+    )
+    chunks = staged_chunks(tmp_path)
+    results = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        out.mkdir()
+        jobs = [(src, str(out / f"t-{i}.msgpack"), start) for i, (src, start) in enumerate(chunks)]
+        results[workers] = list(
+            transform_files(
+                jobs, formulas=FORMULAS, fields=FIELDS, key_field="id", workers=workers, definition=definition
+            )
+        )
+    serial, parallel = results[1], results[2]
+    assert parallel == serial and [c.tolerated for c in parallel] == [c.tolerated for c in serial]
+    assert sum(rejected for _, rejected in serial) == 1  # only the unreadable line: age is not mapped
+    assert sum(c.tolerated.get("age", 0) for c in serial) == 8
+    row_7 = decode(Path(tmp_path / "w1" / "t-0.msgpack").read_bytes())["rows"][6]
+    assert row_7 == [7, {"id": 7, "email": "u7@x.io", "age": None}]  # age "x" left null, the row passed

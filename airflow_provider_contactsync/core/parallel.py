@@ -15,9 +15,12 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_contactsync.core.pipeline import map_rows, transform_rows
+from airflow_provider_contactsync.core.pipeline import field_use, map_rows, transform_rows
+
+if TYPE_CHECKING:
+    from airflow_provider_contactsync.core.spec import SourceDefinition
 
 _state: dict[str, Any] = {}
 
@@ -69,19 +72,41 @@ def _write(path: str, payload: Any) -> None:
 # -- transform -------------------------------------------------------------------------------
 
 
-def _setup_transform(formulas: dict[str, str], fields: Sequence[str], key_field: str | None) -> None:
+class TransformCounts(tuple):
+    """``(passed, rejected rows)`` of one transformed chunk: it unpacks as that pair.
+
+    :ivar tolerated: per output field, rows where its formula failed but nothing reads the field
+        (the field was left null and the row passed).
+    """
+
+    tolerated: dict[str, int]
+
+    def __new__(cls, passed: int, rejected: int, tolerated: dict[str, int]) -> TransformCounts:
+        counts = super().__new__(cls, (passed, rejected))
+        counts.tolerated = tolerated
+        return counts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TransformCounts, (self[0], self[1], self.tolerated))
+
+
+def _setup_transform(
+    formulas: dict[str, str],
+    fields: Sequence[str],
+    key_field: str | None,
+    needed: frozenset[str] | None,
+    strict_concat: frozenset[str],
+) -> None:
     from airflow_provider_contactsync.core.formulas import compile_transform
 
-    _state["transform"] = compile_transform(formulas, fields)
+    _state["transform"] = compile_transform(formulas, fields, needed=needed, strict_concat=strict_concat)
     _state["key_field"] = key_field
 
 
-def _transform_file(source: str, target: str, start: int) -> tuple[int, int]:
-    passed, rejects, rejected = transform_rows(
-        _state["transform"], _read(source), key_field=_state["key_field"], start=start
-    )
-    _write(target, {"rows": passed, "rejects": rejects})
-    return len(passed), rejected
+def _transform_file(source: str, target: str, start: int) -> TransformCounts:
+    chunk = transform_rows(_state["transform"], _read(source), key_field=_state["key_field"], start=start)
+    _write(target, {"rows": chunk.passed, "rejects": chunk.rejects})
+    return TransformCounts(len(chunk.passed), chunk.rejected, chunk.tolerated)
 
 
 def transform_files(
@@ -91,15 +116,27 @@ def transform_files(
     fields: Sequence[str],
     key_field: str | None,
     workers: int,
-) -> Iterator[tuple[int, int]]:
+    definition: SourceDefinition | None = None,
+) -> Iterator[TransformCounts]:
     """Transform staged chunk files; yield ``(passed, rejected rows)`` per job, in order.
 
     :param jobs: ``(input chunk path, output chunk path, 1-based index of the chunk's first row)``.
+    :param definition: the source definition the formulas come from. When given, only formulas whose
+        field the mapping or payload reads can reject a row, and identifier formulas keep CEL's ``+``
+        (:func:`~airflow_provider_contactsync.core.pipeline.field_use`); without it every formula
+        rejects the row it fails on.
     """
+    use = field_use(definition) if definition is not None else None
     return _run_jobs(
         jobs,
         setup=_setup_transform,
-        setup_args=(dict(formulas), list(fields), key_field),
+        setup_args=(
+            dict(formulas),
+            list(fields),
+            key_field,
+            use.needed if use else None,
+            use.identifiers if use else frozenset(),
+        ),
         work=_transform_file,
         workers=workers,
     )

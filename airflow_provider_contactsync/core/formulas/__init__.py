@@ -3,7 +3,7 @@
 Public API (stable)::
 
     compile_formula(text, fields, *, field_types=None) -> Formula
-    compile_transform(formulas, fields, *, field_types=None) -> Transform
+    compile_transform(formulas, fields, *, field_types=None, needed=None, strict_concat=()) -> Transform
     check_transform(formulas, fields, *, field_types=None) -> list[FormulaError]
     FUNCTIONS   # name -> FunctionInfo(arities, description)
     render_reference() -> str   # the Markdown function reference

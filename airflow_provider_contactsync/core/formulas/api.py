@@ -2,6 +2,8 @@
 
 ``compile_formula`` checks and compiles one formula; ``compile_transform`` compiles a whole
 ``transform:`` block into one generated function whose ``apply(row)`` never raises for bad data.
+Which formulas may reject a row is the caller's to say (``needed``): a failure of any other one
+leaves its field null.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class Transform:
     :ivar formulas: output field -> :class:`Formula` (each also usable on its own).
     :ivar result_types: output field -> static result type.
     :ivar output_fields: source fields in order, then the new fields in definition order.
+    :ivar tolerated: output fields whose formula failing does not reject the row (nothing reads them).
     """
 
     def __init__(
@@ -81,16 +84,29 @@ class Transform:
         fields: list[str],
         apply_fn: Callable[[Mapping[str, Any]], tuple[dict[str, Any], list[RowError]]],
         source: str,
+        tolerated: frozenset[str] = frozenset(),
     ) -> None:
         self.formulas = formulas
         self.result_types = {name: f.result_type for name, f in formulas.items()}
         self.output_fields = fields + [name for name in formulas if name not in set(fields)]
+        self.tolerated = tolerated
         self._apply = apply_fn
         self.source = source
 
     def apply(self, row: Mapping[str, Any]) -> tuple[dict[str, Any], list[RowError]]:
-        """Transformed row and one :class:`RowError` per formula that failed on it (its field is absent)."""
+        """Transformed row and one :class:`RowError` per formula that failed on it.
+
+        A failed formula's field is absent from the row, or null when it is :attr:`tolerated`;
+        :meth:`split` tells the errors that reject the row from the others.
+        """
         return self._apply(row)
+
+    def split(self, errors: list[RowError]) -> tuple[list[RowError], list[RowError]]:
+        """``(errors that reject the row, errors of tolerated fields)``."""
+        tolerated = self.tolerated
+        if not tolerated:
+            return errors, []
+        return [e for e in errors if e.field not in tolerated], [e for e in errors if e.field in tolerated]
 
 
 def _check(
@@ -137,14 +153,27 @@ def check_transform(
 
 
 def compile_transform(
-    formulas: Mapping[str, str], fields: Iterable[str], *, field_types: Mapping[str, str] | None = None
+    formulas: Mapping[str, str],
+    fields: Iterable[str],
+    *,
+    field_types: Mapping[str, str] | None = None,
+    needed: Iterable[str] | None = None,
+    strict_concat: Iterable[str] = (),
 ) -> Transform:
     """Compile a whole transform into one function.
 
     Raises the first :class:`FormulaError` (located at ``transform.<name>``); all of them are
     attached as ``.errors`` so a user can fix every formula in one pass.
+
+    :param needed: output fields something reads (the mapping, the payload): a formula failing on
+        one of them rejects the row. A formula for any other field that fails leaves its field null
+        (see :attr:`Transform.tolerated`). None: every formula is needed.
+    :param strict_concat: output fields whose formulas keep CEL's own ``+``, where null + string is
+        an error: an identifier must not be made from a missing part.
     """
     field_list = list(dict.fromkeys(fields))
+    tolerated = frozenset() if needed is None else frozenset(formulas) - frozenset(needed)
+    strict = frozenset(strict_concat)
     checked: dict[str, tuple[Any, Checker]] = {}
     errors: list[FormulaError] = []
     for name, text in formulas.items():
@@ -162,6 +191,7 @@ def compile_transform(
     blocks: list[str] = []
     for index, (name, (node, checker)) in enumerate(checked.items()):
         used |= checker.used
+        gen.strict_concat = name in strict
         body = gen.expr(node)
         single = "\n".join(
             [
@@ -182,7 +212,7 @@ def compile_transform(
                     "    try:",
                     f"        out[{key}] = {body}",
                     f"    except Exception as _e{index}:",
-                    f"        out.pop({key}, None)",
+                    f"        out[{key}] = None" if name in tolerated else f"        out.pop({key}, None)",
                     f"        errors.append(_fail(_e{index}, {key}, {failed_value}))",
                 ]
             )
@@ -202,7 +232,7 @@ def compile_transform(
         ]
     )
     apply_fn = build(source, namespace, "_apply")
-    return Transform(compiled, field_list, apply_fn, source)
+    return Transform(compiled, field_list, apply_fn, source, tolerated)
 
 
 def _fail_for(exc: Exception, field: str, value: Any) -> RowError:

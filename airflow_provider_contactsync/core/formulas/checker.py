@@ -41,6 +41,8 @@ _ARITH: dict[str, dict[tuple[str, str], str]] = {
         ("uint", "uint"): "uint",
         ("double", "double"): "double",
         ("string", "string"): "string",
+        ("string", "null"): "string",  # null next to a string counts as "": contactsync's one deviation
+        ("null", "string"): "string",
         ("bytes", "bytes"): "bytes",
         ("list", "list"): "list",
         ("timestamp", "duration"): "timestamp",

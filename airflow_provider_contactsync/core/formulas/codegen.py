@@ -42,6 +42,7 @@ _FAST_ORDERED = (int, float, str, bytes, bool, UInt, dt.date, dt.timedelta, dt.d
 BASE_NAMESPACE: dict[str, Any] = {
     "_RowError": RowError,
     "_add": rt.add,
+    "_cel_add": rt.cel_add,
     "_sub": rt.sub,
     "_mul": rt.mul,
     "_div": rt.div,
@@ -87,13 +88,18 @@ def field_var(name: str) -> str:
 
 
 class CodeGen:
-    """Emits Python expressions for checked nodes; shares constants and temp names across formulas."""
+    """Emits Python expressions for checked nodes; shares constants and temp names across formulas.
+
+    :ivar strict_concat: emit CEL's own ``+`` (null + string is an error) instead of contactsync's;
+        set per formula, for those that feed identifiers.
+    """
 
     def __init__(self) -> None:
         self.namespace: dict[str, Any] = dict(BASE_NAMESPACE)
         self._temps = 0
         self._consts: dict[tuple[type, Any], str] = {}
         self.scopes: list[str] = []
+        self.strict_concat = False
 
     def temp(self) -> str:
         self._temps += 1
@@ -202,16 +208,16 @@ class CodeGen:
                 f"({ta} {op} {tb} if type({ta} := {a}) is type({tb} := {b}) and type({ta}) in _FAST_ORDERED "
                 f"else {_ORDER_FN[op]}({ta}, {tb}))"
             )
-        fn = _ARITH_FN[op]
+        fn = "_cel_add" if op == "+" and self.strict_concat else _ARITH_FN[op]
         if op == "+" and left.type in ("string", "dyn") and right.type in ("string", "dyn"):
             for lit, other in ((right, a), (left, None)):
                 if isinstance(lit, Literal) and type(lit.value) is str:
                     t = self.temp()
                     if other is not None:  # x + 'lit'
-                        return f"({t} + {b} if type({t} := {a}) is _str else _add({t}, {b}))"
-                    return f"({a} + {t} if type({t} := {b}) is _str else _add({a}, {t}))"
+                        return f"({t} + {b} if type({t} := {a}) is _str else {fn}({t}, {b}))"
+                    return f"({a} + {t} if type({t} := {b}) is _str else {fn}({a}, {t}))"
             ta, tb = self.temp(), self.temp()
-            return f"({ta} + {tb} if type({ta} := {a}) is type({tb} := {b}) is _str else _add({ta}, {tb}))"
+            return f"({ta} + {tb} if type({ta} := {a}) is type({tb} := {b}) is _str else {fn}({ta}, {tb}))"
         return f"{fn}({a}, {b})"
 
     def _logic(self, op: str, left: Node, right: Node) -> str:

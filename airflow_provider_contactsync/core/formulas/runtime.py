@@ -40,6 +40,7 @@ def _datetime_math(fn: Callable[[], Any]) -> Any:
 
 
 def add(a: Any, b: Any) -> Any:
+    """contactsync's ``+``: CEL's, except that null next to a string counts as "" (its one deviation)."""
     ta, tb = type(a), type(b)
     if ta is tb:
         if ta is int:
@@ -58,7 +59,18 @@ def add(a: Any, b: Any) -> Any:
         return _datetime_math(lambda: b + a)
     elif {ta, tb} <= {list, tuple}:
         return list(a) + list(b)
+    elif tb is str and a is None:
+        return b
+    elif ta is str and b is None:
+        return a
     raise no_overload("+", a, b)
+
+
+def cel_add(a: Any, b: Any) -> Any:
+    """CEL's own ``+``, where null + string is an error: formulas of identifiers use it."""
+    if (a is None and type(b) is str) or (b is None and type(a) is str):
+        raise no_overload("+", a, b)
+    return add(a, b)
 
 
 def sub(a: Any, b: Any) -> Any:
