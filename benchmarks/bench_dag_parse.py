@@ -10,7 +10,10 @@ run, each measurement in a fresh Python process so imports and caches of one do 
 (a) contactsync ``load_dags`` over the definitions: read, validate, check every formula, build;
 (b) dag-factory ``load_yaml_dags`` building the equivalent DAGs (our operator classes, so the
     tasks are the same; dag-factory validates nothing about the definitions);
-(c) contactsync ``load_dags`` with a parsing-context dag id set: what a worker does to run a task.
+(c) contactsync ``load_dags`` with a parsing-context dag id set: what a worker does to run a task;
+(d) contactsync ``check_definitions`` over the definitions: what the second DAG file (the one whose
+    import error names broken files) costs the dag-processor: the same reading, validation and
+    formula checks, and each DAG built and thrown away.
 
 Each child times only the build, wall clock and CPU (imports are reported apart; a lazy import
 made by the build counts as build); the best of ``--repeat`` runs is shown. On a busy machine the
@@ -157,6 +160,22 @@ def child(kind: str, folder: str) -> dict[str, Any]:
         scope: dict[str, Any] = {}
         dagfactory.load_yaml_dags(globals_dict=scope, dags_folder=folder, defaults_config_path=folder)
         dags = {k: v for k, v in scope.items() if isinstance(v, airflow.sdk.DAG)}
+    elif kind == "check":
+        from airflow_provider_contactsync.dag_factory import check_definitions
+
+        imported, cpu_imported = time.perf_counter(), time.process_time()
+        check_definitions(folder)  # raises if a definition is broken (none is)
+        done, cpu_done = time.perf_counter(), time.process_time()
+        from airflow_provider_contactsync.core.spec import iter_definition_files
+
+        checked = len(iter_definition_files(folder))  # the "dags" column: definitions checked
+        return {
+            "dags": checked,
+            "tasks": 0,
+            "import_s": imported - started,
+            "build_s": done - imported,
+            "build_cpu_s": cpu_done - cpu_imported,
+        }
     else:
         from airflow_provider_contactsync.dag_factory import load_dags
 
@@ -180,7 +199,7 @@ def measure(kind: str, folder: Path, dag_id: str | None, repeat: int) -> dict[st
     env.pop(PARSING_CONTEXT_ENV, None)
     if dag_id:
         env[PARSING_CONTEXT_ENV] = dag_id
-    target = folder / ("dagfactory" if kind == "dagfactory" else "contactsync")
+    target = folder / ("dagfactory" if kind == "dagfactory" else "contactsync")  # check: the contactsync files
     runs = []
     for _ in range(repeat):
         out = subprocess.run(
@@ -213,6 +232,7 @@ def main() -> None:
             "contactsync load_dags": measure("contactsync", folder, None, args.repeat),
             "dag-factory load_yaml_dags": measure("dagfactory", folder, None, args.repeat),
             "contactsync, worker (1 dag id)": measure("contactsync", folder, worker_dag, args.repeat),
+            "contactsync check_definitions": measure("check", folder, None, args.repeat),
         }
     print(f"{args.definitions} definitions, best of {args.repeat} runs, each in a fresh process")
     print(f"{'':32} {'dags':>5} {'tasks':>6} {'build s':>8} {'cpu s':>7} {'dags/s':>8} {'import s':>9}")

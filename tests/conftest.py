@@ -21,4 +21,5 @@ pytest_plugins: list[str] = [
     "servers.sftp",  # after servers.ftp, which it imports
     "servers.bigquery",
     "servers.airflow_db",
+    "servers.airflow_services",
 ]

@@ -38,6 +38,7 @@ def build_dag(
     file: str | None = None,
     staging: str | None = None,
     default_args: dict[str, Any] | None = None,
+    register: bool = True,
 ) -> DAG:
     """Build the DAG of one source definition.
 
@@ -46,6 +47,8 @@ def build_dag(
     :param staging: ObjectStoragePath URL for chunk files (default: the operators' default).
     :param default_args: task arguments overriding :data:`DEFAULT_ARGS`; an ``on_failure_callback``
         there replaces the definition's e-mail alert.
+    :param register: register the DAG with the DAG file being parsed (what a ``with DAG`` block
+        does); ``False`` builds it only to see that it builds (``check_definitions``).
     """
     from airflow_provider_contactsync.operators import (
         ContactsyncExtractOperator,
@@ -85,6 +88,7 @@ def build_dag(
             )
         },
         tags=["contactsync", f"integration:{definition.integration}", f"source:{definition.source.type}"],
+        auto_register=register,
     ) as dag:
         try:
             extract = ContactsyncExtractOperator(**task_args("extract"))

@@ -1,58 +1,34 @@
-"""Broken definition files become one Airflow import error, while every good DAG still loads.
+"""The error that lists a folder's broken definition files, each with every problem it has.
 
-Why not simply raise from the DAG file: Airflow 3.3's ``PythonDagImporter`` discards every DAG
-of a module that raises (it clears ``DagContext.autoregistered_dags``), so one typo in one YAML
-file would take down every contactsync DAG of the folder. What the DagBag does keep apart is
-validation: it calls ``dag.validate()`` on each collected DAG, bags those that pass, and records
-the exception of one that fails as the file's import error. So the problems are raised from the
-``validate()`` of one extra, never-bagged DAG: :class:`DefinitionsReport`.
+It is never raised from the DAG file that builds the DAGs: Airflow's dag-processor marks every DAG
+of a file with an import error as stale, so one broken definition would deactivate every
+contactsync DAG. :func:`~airflow_provider_contactsync.dag_factory.check_definitions` raises it
+from a DAG file of its own, which holds no DAG (docs/adr/0003-broken-definition-isolation.md).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from airflow.sdk import DAG
-
 from airflow_provider_contactsync.core.errors import ContactsyncError
-
-REPORT_DAG_ID = "contactsync_definition_errors"
 
 
 class ContactsyncDefinitionsError(ContactsyncError):
-    """Some definition files of a folder could not become DAGs.
+    """Some definition files could not become DAGs.
 
-    :param problems: definition file -> what is wrong with it (one line per problem, each
-        naming the file, and where known the line and key).
+    :param problems: definition file -> what is wrong with it (one line per problem, each naming
+        the file, and where known the line and key).
+    :param lost_dag_ids: definition file -> the DAG id its text asks for, for the files whose DAG
+        is not built at all (a duplicate's DAG id is built from the other file, so it is not here).
     """
 
-    def __init__(self, problems: dict[str, str]) -> None:
+    def __init__(self, problems: dict[str, str], lost_dag_ids: dict[str, str] | None = None) -> None:
         self.problems = dict(problems)
+        self.lost_dag_ids = {path: dag_id for path, dag_id in (lost_dag_ids or {}).items() if path in self.problems}
         count = len(self.problems)
         header = (
-            f"{count} contactsync definition file{'s' if count != 1 else ''} could not be loaded "
-            "(the folder's other DAGs are loaded):"
+            f"{count} contactsync definition file{'s' if count != 1 else ''} could not be loaded; "
+            f"no DAG is built from {'them' if count != 1 else 'it'}:"
         )
-        super().__init__("\n".join([header, *self.problems.values()]))
-
-
-class DefinitionsReport(DAG):
-    """A DAG that never gets bagged: its ``validate()`` raises the folder's definition problems."""
-
-    contactsync_error: ContactsyncDefinitionsError | None = None
-
-    def validate(self) -> Any:
-        if self.contactsync_error is not None:
-            raise self.contactsync_error
-        return super().validate()
-
-
-def register_report(error: ContactsyncDefinitionsError) -> DAG:
-    """Register (inside a DAG file import) the DAG whose validation reports ``error``."""
-    with DefinitionsReport(
-        dag_id=REPORT_DAG_ID,
-        schedule=None,
-        description="Not a real DAG: carries the import error of broken contactsync definitions.",
-    ) as report:
-        report.contactsync_error = error
-    return report
+        lines = [header, *self.problems.values()]
+        if self.lost_dag_ids:
+            lines.append(f"DAGs not loaded: {', '.join(sorted(set(self.lost_dag_ids.values())))}")
+        super().__init__("\n".join(lines))
