@@ -1,7 +1,13 @@
-"""The DAG factory: one DAG per definition, import errors that name the file, the worker case."""
+"""The DAG factory: one DAG per definition, broken files reported apart from the DAGs, the worker case.
+
+Through Airflow's DagBag: which file each DAG and each import error belongs to is what decides,
+in a real dag-processor, which DAGs get deactivated (tests/test_airflow_definition_isolation.py
+checks that end to end).
+"""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import textwrap
 from datetime import timedelta
@@ -19,6 +25,7 @@ from airflow_provider_contactsync.dag_factory import (
     DEFAULT_ARGS,
     ContactsyncDefinitionsError,
     build_dag,
+    check_definitions,
     definitions_folder,
     load_dags,
 )
@@ -29,6 +36,7 @@ EXAMPLE_DAG_FILE = PACKAGE / "example_dags" / "contactsync_dags.py"
 DEMO = PACKAGE / "example_dags" / "definitions" / "demo_customers.yaml"
 PARSING_CONTEXT_ENV = "_AIRFLOW_PARSING_CONTEXT_DAG_ID"
 ONE_LINER = "from airflow_provider_contactsync.dag_factory import load_dags; load_dags()\n"
+CHECK_LINER = "from airflow_provider_contactsync.dag_factory import check_definitions; check_definitions()\n"
 
 
 def definition_text(name: str = "customers", integration: str = "crm", schedule: str = "hourly") -> str:
@@ -70,8 +78,9 @@ def write(folder: Path, filename: str, text: str) -> Path:
 
 @pytest.fixture
 def dag_folder(tmp_path: Path) -> Path:
-    """A DAGs folder holding the one-line DAG file and an empty definitions/ folder."""
+    """A DAGs folder holding the two one-line DAG files and an empty definitions/ folder."""
     write(tmp_path, "contactsync_dags.py", ONE_LINER)
+    write(tmp_path, "contactsync_check.py", CHECK_LINER)
     (tmp_path / "definitions").mkdir()
     return tmp_path
 
@@ -168,7 +177,7 @@ def test_dag_serialises() -> None:
 # --- load_dags through Airflow's DagBag --------------------------------------------------------
 
 
-def test_example_dag_file_loads_without_import_errors(tmp_path: Path) -> None:
+def test_example_dag_files_load_without_import_errors(tmp_path: Path) -> None:
     shutil.copytree(PACKAGE / "example_dags", tmp_path / "example_dags")
     bag = dag_bag(tmp_path / "example_dags")
     assert bag.import_errors == {}
@@ -180,26 +189,71 @@ def test_example_dag_file_loads_without_import_errors(tmp_path: Path) -> None:
         "contactsync__shop__customers",
         "contactsync__warehouse__users",
     ]
+    assert {Path(dag.fileloc).name for dag in bag.dags.values()} == {"contactsync_dags.py"}
 
 
-def test_broken_files_become_one_import_error_and_good_dags_still_load(dag_folder: Path) -> None:
+def test_broken_files_are_one_import_error_of_the_check_file_and_good_dags_still_load(dag_folder: Path) -> None:
     definitions = dag_folder / "definitions"
     write(definitions, "a_customers.yaml", definition_text("customers"))
     write(definitions, "shop/orders.yml", definition_text("orders", integration="shop", schedule="daily"))
-    write(definitions, "b_typo.yaml", definition_text("typo").replace("  table:", "  tabel:"))
+    write(definitions, "b_typo.yaml", definition_text("typo").replace("  table:", "  tabel:").replace('"hourly"', "x"))
     write(definitions, "c_not_yaml.yaml", "integration: crm\nsource: [unclosed\n")
     write(definitions, ".hidden.yaml", "not: [a definition")
 
     bag = dag_bag(dag_folder)
 
+    # The good DAGs belong to the DAG file, which has no import error: nothing marks them stale.
     assert set(bag.dags) == {"contactsync__crm__customers", "contactsync__shop__orders"}
-    assert "contactsync_definition_errors" not in bag.dags
+    assert {Path(dag.fileloc).name for dag in bag.dags.values()} == {"contactsync_dags.py"}
+    # The one import error belongs to the check file, which holds no DAG.
     (dag_file, message) = next(iter(bag.import_errors.items()))
-    assert len(bag.import_errors) == 1 and dag_file.endswith("contactsync_dags.py")
-    assert "2 contactsync definition files could not be loaded" in message
-    assert f"{definitions / 'b_typo.yaml'}:7: source.tabel: unknown key 'tabel' (did you mean 'table'?)" in message
+    assert len(bag.import_errors) == 1 and dag_file.endswith("contactsync_check.py")
+    assert "2 contactsync definition files could not be loaded; no DAG is built from them:" in message
+    typo = definitions / "b_typo.yaml"
+    assert f"{typo}:7: source.tabel: unknown key 'tabel' (did you mean 'table'?)" in message
+    assert f"{typo}:11: schedule: 'x' is not manual, hourly, daily or a five-field cron expression" in message
     assert f"{definitions / 'c_not_yaml.yaml'}: line 3" in message and "not valid YAML" in message
+    assert "DAGs not loaded: contactsync__crm__typo" in message  # c_not_yaml.yaml names no DAG id
     assert "a_customers" not in message and "orders" not in message
+    assert "other DAGs are loaded" not in message
+
+
+def test_only_the_dag_file_still_loads_good_dags_and_logs_the_problems(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deployment without the check file (the one-line file of earlier releases): never silent."""
+    write(tmp_path, "contactsync_dags.py", ONE_LINER)
+    write(tmp_path, "definitions/a.yaml", definition_text())
+    broken = write(tmp_path, "definitions/b.yaml", definition_text("typo").replace("  table:", "  tabel:"))
+    with caplog.at_level(logging.ERROR, logger="airflow_provider_contactsync.dag_factory.folder"):
+        bag = dag_bag(tmp_path)
+    assert list(bag.dags) == ["contactsync__crm__customers"]
+    assert bag.import_errors == {}
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    assert f"{broken}:7: source.tabel: unknown key 'tabel'" in logged
+    assert "check_definitions()" in logged  # how to get them into the UI
+
+
+def test_check_file_clears_once_every_file_is_good(dag_folder: Path) -> None:
+    definitions = dag_folder / "definitions"
+    path = write(definitions, "a.yaml", definition_text().replace("  table:", "  tabel:"))
+    assert list(dag_bag(dag_folder).import_errors) == [str(dag_folder / "contactsync_check.py")]
+    path.write_text(definition_text())
+    bag = dag_bag(dag_folder)
+    assert (list(bag.dags), bag.import_errors) == (["contactsync__crm__customers"], {})
+
+
+def test_check_definitions_registers_no_dag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "crm.yaml", definition_text())
+    write(tmp_path, "shop.yaml", definition_text("orders", integration="shop"))
+    DagContext.autoregistered_dags.clear()
+    monkeypatch.setattr(DagContext, "current_autoregister_module_name", __name__)
+    try:
+        assert check_definitions(tmp_path) is None
+        registered = set(DagContext.autoregistered_dags)
+    finally:
+        DagContext.autoregistered_dags.clear()
+    assert registered == set()  # a DAG here would belong to two files, and be deactivated with this one
 
 
 def test_duplicate_dag_id_names_both_files(dag_folder: Path) -> None:
@@ -213,6 +267,16 @@ def test_duplicate_dag_id_names_both_files(dag_folder: Path) -> None:
     assert bag.dags["contactsync__crm__customers"].schedule == "@hourly"  # the first file wins
     (message,) = bag.import_errors.values()
     assert f"{second}: DAG id contactsync__crm__customers is already defined by {first}" in message
+    assert "DAGs not loaded" not in message  # the DAG id is loaded, from the first file
+
+
+def test_a_broken_file_does_not_lose_a_dag_id_another_file_gives(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", definition_text().replace("  table:", "  tabel:"))
+    write(tmp_path, "b.yaml", definition_text())
+    with pytest.raises(ContactsyncDefinitionsError) as caught:
+        check_definitions(tmp_path)
+    assert caught.value.lost_dag_ids == {}
+    assert list(load_dags(tmp_path)) == ["contactsync__crm__customers"]
 
 
 def test_strict_raises_every_problem(tmp_path: Path) -> None:
@@ -222,24 +286,33 @@ def test_strict_raises_every_problem(tmp_path: Path) -> None:
         load_dags(tmp_path, strict=True)
     assert list(caught.value.problems) == [str(bad)]
     assert "destination.list_ids[0]" in caught.value.problems[str(bad)]
+    assert caught.value.lost_dag_ids == {str(bad): "contactsync__crm__bad"}
 
 
-def test_half_built_dag_is_not_registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_half_built_dag_is_not_registered_and_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from airflow_provider_contactsync.operators import ContactsyncMapOperator
 
     def broken(self: object, **kwargs: object) -> None:
         raise RuntimeError("operator bug")
 
-    write(tmp_path, "crm.yaml", definition_text())
+    crm = write(tmp_path, "crm.yaml", definition_text())
     monkeypatch.setattr(ContactsyncMapOperator, "__init__", broken)
     DagContext.autoregistered_dags.clear()
     monkeypatch.setattr(DagContext, "current_autoregister_module_name", __name__)
     try:
-        assert load_dags(tmp_path) == {}
+        with caplog.at_level(logging.ERROR, logger="airflow_provider_contactsync.dag_factory.folder"):
+            assert load_dags(tmp_path) == {}
+        with pytest.raises(ContactsyncDefinitionsError) as caught:
+            check_definitions(tmp_path)
         registered = {dag.dag_id for dag, _ in DagContext.autoregistered_dags}
     finally:
         DagContext.autoregistered_dags.clear()
-    assert registered == {"contactsync_definition_errors"}
+    assert registered == set()
+    expected = f"{crm}: cannot build DAG contactsync__crm__customers: RuntimeError: operator bug"
+    assert caught.value.problems == {str(crm): expected}
+    assert expected in caplog.text
 
 
 def test_definitions_folder_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -303,9 +376,18 @@ def test_worker_dag_in_a_dag_bag(dag_folder: Path, monkeypatch: pytest.MonkeyPat
     write(definitions, "a.yaml", definition_text("customers"))
     write(definitions, "b.yaml", definition_text("broken").replace("table:", "tabel:"))
     monkeypatch.setenv(PARSING_CONTEXT_ENV, "contactsync__crm__customers")
-    bag = dag_bag(dag_folder)
+    bag = dag_bag(dag_folder)  # a worker parses only the DAG's own file; the check file is a no-op too
     assert list(bag.dags) == ["contactsync__crm__customers"]
     assert bag.import_errors == {}
+
+
+def test_check_definitions_does_nothing_on_a_worker(worker_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_reading(path: Path, **kwargs: bool) -> SourceDefinition:
+        raise AssertionError(f"read {path}")
+
+    monkeypatch.setattr(folder_module, "load_definition", no_reading)
+    monkeypatch.setenv(PARSING_CONTEXT_ENV, "contactsync__crm__customers")
+    assert check_definitions(worker_folder) is None
 
 
 def test_dag_id_index() -> None:
