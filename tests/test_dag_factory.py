@@ -256,6 +256,18 @@ def test_check_definitions_registers_no_dag(tmp_path: Path, monkeypatch: pytest.
     assert registered == set()  # a DAG here would belong to two files, and be deactivated with this one
 
 
+def test_check_in_the_dag_file_itself_logs_instead_of_deactivating_its_dags(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(tmp_path, "contactsync_dags.py", ONE_LINER + CHECK_LINER)  # the misuse: one file for both
+    write(tmp_path, "definitions/a.yaml", definition_text())
+    write(tmp_path, "definitions/b.yaml", definition_text("typo").replace("  table:", "  tabel:"))
+    with caplog.at_level(logging.ERROR, logger="airflow_provider_contactsync.dag_factory.folder"):
+        bag = dag_bag(tmp_path)
+    assert (list(bag.dags), bag.import_errors) == (["contactsync__crm__customers"], {})
+    assert "must be called from a DAG file of its own" in caplog.text and "contactsync__crm__customers" in caplog.text
+
+
 def test_duplicate_dag_id_names_both_files(dag_folder: Path) -> None:
     definitions = dag_folder / "definitions"
     first = write(definitions, "a.yaml", definition_text())

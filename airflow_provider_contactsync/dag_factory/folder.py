@@ -97,6 +97,8 @@ def check_definitions(folder: str | Path | None = None) -> None:
     id, and a DAG that fails to build (built here and thrown away, never registered). Returns
     quietly when every file is good; Airflow then clears the import error. Does nothing on a
     worker (``get_parsing_context().dag_id`` set): workers only parse the file of the DAG they run.
+    Called from a file that has already defined DAGs (``load_dags(); check_definitions()`` in one
+    file), it logs the problems instead of raising, since raising would deactivate those DAGs.
 
     :param folder: definitions folder, as for :func:`load_dags`.
     """
@@ -109,8 +111,32 @@ def check_definitions(folder: str | Path | None = None) -> None:
             build_dag(definition, file=str(path), register=False)
         except Exception as exc:
             scan.add_problem(path, f"{path}: cannot build DAG {dag_id}: {type(exc).__name__}: {exc}", dag_id)
-    if scan.problems:
-        raise scan.error()
+    if not scan.problems:
+        return
+    error = scan.error()
+    shared_with = _dags_registered_by_this_file()
+    if shared_with:
+        # Raising would make Airflow deactivate these DAGs: the very thing this function avoids.
+        log.error(
+            "%s\ncheck_definitions() must be called from a DAG file of its own: this file also defines "
+            "%s, which an import error would deactivate, so the problems are only logged.",
+            error,
+            ", ".join(sorted(shared_with)),
+        )
+        return
+    raise error
+
+
+def _dags_registered_by_this_file() -> set[str]:
+    """DAG ids the DAG file being parsed has registered so far (``with DAG`` blocks, ``load_dags``)."""
+    try:
+        from airflow.sdk.definitions._internal.contextmanager import DagContext
+    except ImportError:  # an internal module; without it the check cannot see, and raises as documented
+        return set()
+    module = DagContext.current_autoregister_module_name
+    if module is None:
+        return set()
+    return {dag.dag_id for dag, mod in DagContext.autoregistered_dags if getattr(mod, "__name__", None) == module}
 
 
 def definitions_folder(folder: str | Path | None = None, dag_file: str | None = None) -> Path:
