@@ -35,8 +35,8 @@ def get_provider_info() -> dict[str, Any]:
                 "description": "contactsync DAG factory and staging options.",
                 "options": {
                     "definitions_folder": {
-                        "description": "Folder of YAML source definitions read by load_dags(); relative to "
-                        "the DAG file that calls it.",
+                        "description": "Folder of YAML source definitions read by load_dags() and check_definitions(); "
+                        "relative to the DAG file that calls it.",
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "/opt/airflow/dags/contactsync",
