@@ -129,13 +129,20 @@ def reject_rate_message(definition: SourceDefinition, summary: Mapping[str, Any]
     rate = rejected / rows if rows else 0.0
     rate_text, limit_text = _percents(rate, definition.alerts.max_error_rate)
     reasons = sorted(dict(summary.get("reject_reasons") or {}).items(), key=lambda item: -item[1])
-    subject = f"[contactsync] {definition.dag_id}: {rejected} of {rows} rows rejected ({rate_text})"
+    verb = "not loaded" if summary.get("loaded") else "rejected"
+    subject = f"[contactsync] {definition.dag_id}: {rejected} of {rows} rows {verb} ({rate_text})"
     e = html.escape
     reason_rows = "".join(
         f"<tr><td>{count}</td><td>{e(str(reason))}</td></tr>\n" for reason, count in reasons[:MAX_REASONS]
     )
+    outcome = (
+        "the contacts Brevo accepted are loaded; the ones it refused will be sent again next run"
+        if summary.get("loaded")
+        else "nothing was loaded into Brevo"
+    )
     body = (
-        f"<p>The run of {e(definition.dag_id)} rejected too many rows; nothing was loaded into Brevo.</p>\n"
+        f"<p>The run of {e(definition.dag_id)} could not load too many rows (rejected, in identity conflict or "
+        f"refused by Brevo); {outcome}.</p>\n"
         "<table>\n"
         f"<tr><td>Rows read</td><td>{rows}</td></tr>\n"
         f"<tr><td>Rejected</td><td>{rejected}</td></tr>\n"
@@ -148,15 +155,47 @@ def reject_rate_message(definition: SourceDefinition, summary: Mapping[str, Any]
     return subject, body
 
 
+def refusal_message(definition: SourceDefinition, summary: Mapping[str, Any]) -> tuple[str, str]:
+    """The alert for contacts Brevo refused, as (subject, HTML body), from the load's run summary."""
+    refused = int(summary.get("refused", 0))
+    e = html.escape
+    reasons = sorted(dict(summary.get("refusal reasons") or {}).items(), key=lambda item: -item[1])
+    reason_rows = "".join(
+        f"<tr><td>{count}</td><td>{e(str(reason))}</td></tr>\n" for reason, count in reasons[:MAX_REASONS]
+    )
+    counts = "".join(
+        f"<tr><td>{e(name)}</td><td>{e(str(summary.get(name, 0)))}</td></tr>\n"
+        for name in ("rows read", "rejected", "identity conflicts", "created", "updated", "unchanged", "refused")
+    )
+    subject = f"[contactsync] {definition.dag_id}: {refused} contact{'s' if refused != 1 else ''} refused by Brevo"
+    body = (
+        f"<p>Brevo refused {refused} contact{'s' if refused != 1 else ''} of the last run of "
+        f"{e(definition.dag_id)}. They are not recorded as delivered: the next run sends them again, and they load "
+        "once the conflict is fixed (in the source or in Brevo).</p>\n"
+        f"<table>\n{counts}"
+        f"<tr><td>Error report</td><td>{e(str(summary.get('error report') or '(none)'))}</td></tr>\n</table>\n"
+        f"<p>Reasons (contacts per reason):</p>\n<table>\n{reason_rows or '<tr><td>(none)</td></tr>'}</table>\n"
+    )
+    return subject, body
+
+
+def send_refusal_alert(definition: SourceDefinition, summary: Mapping[str, Any], context: Any) -> None:
+    """Email that Brevo refused contacts (the run itself may succeed); never raises."""
+    _send(definition, *refusal_message(definition, summary), context, "refusal alert")
+
+
 def send_reject_rate_alert(definition: SourceDefinition, summary: Mapping[str, Any], context: Any) -> None:
     """Email the reject-rate alert; never raises, so the caller's own failure stays the task's error.
 
     ``notify()`` is called directly (not the notifier itself) so the ready-made subject and body are
     not rendered as Jinja: reject reasons come from the data.
     """
+    _send(definition, *reject_rate_message(definition, summary), context, "reject-rate alert")
+
+
+def _send(definition: SourceDefinition, subject: str, body: str, context: Any, what: str) -> None:
     if not definition.alerts.emails:
         return
-    subject, body = reject_rate_message(definition, summary)
     notifier = SmtpNotifier(
         to=list(definition.alerts.emails),
         smtp_conn_id=definition.alerts.smtp_conn_id,
@@ -166,4 +205,4 @@ def send_reject_rate_alert(definition: SourceDefinition, summary: Mapping[str, A
     try:
         notifier.notify(context)
     except Exception:
-        log.exception("Could not send the reject-rate alert through %s", definition.alerts.smtp_conn_id)
+        log.exception("Could not send the %s through %s", what, definition.alerts.smtp_conn_id)

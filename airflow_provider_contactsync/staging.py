@@ -284,5 +284,19 @@ class PrivateFile:
         return str(self.target)
 
 
+def append_private(url: str, text: str) -> None:
+    """Append text to a file written by :class:`PrivateFile` (a remote file is rewritten whole)."""
+    from airflow.sdk import ObjectStoragePath
+
+    target = ObjectStoragePath(url)
+    if target.protocol == "file":
+        with open(target.path, "a", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+        return
+    existing = target.read_text(encoding="utf-8") if target.exists() else ""
+    with target.open("w", encoding="utf-8", newline="") as stream:
+        stream.write(existing + text)
+
+
 def _safe(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)

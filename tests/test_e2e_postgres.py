@@ -152,4 +152,6 @@ def test_every_example_dag_runs(crm: Crm, brevo_sandbox: BrevoSandbox, monkeypat
     for dag_id, dag in sorted(dags.items()):
         dag_run = run_dag(dag)
         assert set(task_states(dag_run).values()) == {"success"}, dag_id
-        assert xcom_value(dag_run, "load")["created"] == 7, dag_id
+        summary = xcom_value(dag_run, "load")
+        # Both examples load the same seven people into one sandbox: the second finds them there.
+        assert (summary["created"] + summary["updated"], summary["refused"]) == (7, 0), dag_id

@@ -160,7 +160,11 @@ def test_several_files_oldest_first_with_per_file_rejects(drop: Drop) -> None:
     names = {c["email"]: c["attributes"]["FIRSTNAME"] for c in drop.sandbox.contacts()}
     assert names == {"user1@example.com": "New", "user3@example.com": "Name 3"}  # the newer file wins
     report = list(csv.DictReader(io.StringIO(Path(summary["error report"].removeprefix("file://")).read_text())))
-    assert [(r["file"], r["row"], r["field"]) for r in report] == [("new.csv", "2", "email")]
+    assert [(r["file"], r["row"], r["outcome"], r["field"]) for r in report] == [
+        ("new.csv", "2", "rejected", "email"),
+        ("old.csv", "1", "skipped", ""),  # the older file's row for user1: superseded by new.csv's
+    ]
+    assert "superseded by row" in report[1]["reason"]
 
 
 def test_half_uploaded_file_waits_until_its_size_is_stable(drop: Drop) -> None:

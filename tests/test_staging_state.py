@@ -1,4 +1,4 @@
-"""Staged chunks keep their types; digests and pending imports survive a crashed load."""
+"""Staged chunks keep their types; private files stay private; old runs are cleaned up."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 from airflow_provider_contactsync.core.errors import Reject, RowError
 from airflow_provider_contactsync.staging import ChunkStore, PrivateFile, decode, encode
-from airflow_provider_contactsync.state import DigestStore, contact_digest
 
 
 def test_chunks_round_trip_with_types(tmp_path: Path) -> None:
@@ -58,24 +57,6 @@ def test_private_file_is_owner_only(tmp_path: Path) -> None:
     path = Path(url.removeprefix("file://"))
     assert path.read_text() == "row,field\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-
-
-def test_digest_store_settles_pending_batches(tmp_path: Path) -> None:
-    path = str(tmp_path / "sent.sqlite")
-    store = DigestStore(path)
-    digest = contact_digest({"email": "a@x.io", "attributes": {"FIRSTNAME": "A"}})
-    assert digest == contact_digest({"attributes": {"FIRSTNAME": "A"}, "email": "a@x.io"})
-    batch = store.add_pending([11, 12], [("EMAIL:a@x.io", digest), ("EMAIL:b@x.io", "d2")])
-    store.close()
-    reopened = DigestStore(path)  # a crashed attempt left the batch pending
-    assert reopened.pending_batches() == [(batch, [11, 12])]
-    assert reopened.lookup(["EMAIL:a@x.io"]) == {}
-    assert reopened.settle(batch, delivered=True) == 2
-    assert reopened.lookup(["EMAIL:a@x.io", "EMAIL:c@x.io"]) == {"EMAIL:a@x.io": digest}
-    assert reopened.pending_batches() == []
-    failed = reopened.add_pending([13], [("EMAIL:c@x.io", "d3")])
-    reopened.settle(failed, delivered=False)
-    assert reopened.lookup(["EMAIL:c@x.io"]) == {}
 
 
 def test_missing_local_chunk_explains_shared_staging(tmp_path: Path) -> None:

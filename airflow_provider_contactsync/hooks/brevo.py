@@ -134,6 +134,9 @@ class BrevoHook(BaseHook):
         self.stats = BrevoStats()
         self._poll_interval = DEFAULT_POLL_INTERVAL
         self._process_listing = True  # falls back to per-id polling if the listing is unsupported
+        self.last_import_received_at: _dt.datetime | None = None
+        """Brevo's clock (the ``Date`` header, else ours) when it accepted the last import body: the
+        instant after which the import's contacts are modified (see :meth:`count_contacts`)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(brevo_conn_id={self.brevo_conn_id!r}, base_url={self.base_url!r})"
@@ -262,6 +265,17 @@ class BrevoHook(BaseHook):
             count = page.get("count")
             if len(contacts) < page_size or (count is not None and offset >= int(count)):
                 return
+
+    def count_contacts(
+        self, *, created_since: _dt.datetime | None = None, modified_since: _dt.datetime | None = None
+    ) -> int:
+        """How many contacts were created (or modified) after an instant: one request, whatever the count."""
+        params: dict[str, Any] = {"limit": 1, "offset": 0}
+        if created_since is not None:
+            params["createdSince"] = _brevo_datetime(created_since)
+        if modified_since is not None:
+            params["modifiedSince"] = _brevo_datetime(modified_since)
+        return int(self.http.request("GET", "/contacts", idempotent=True, params=params).json().get("count") or 0)
 
     def get_contact(self, identifier: str | int, identifier_type: str | None = None) -> dict[str, Any] | None:
         """One contact, or ``None`` when Brevo does not know it.
@@ -534,6 +548,7 @@ class BrevoHook(BaseHook):
                     path="/contacts/import",
                 )
             process_ids.append(int(process_id))
+            self.last_import_received_at = _response_time(response)
             self.stats.import_bodies += 1
             self.stats.imported_contacts += body.count
             self.log.info(
@@ -669,6 +684,21 @@ class BrevoHook(BaseHook):
     def _identifier_params(identifier_type: str | None) -> dict[str, str] | None:
         brevo_type = _identifier_type(identifier_type)
         return {"identifierType": brevo_type} if brevo_type else None
+
+
+def _response_time(response: httpx.Response) -> _dt.datetime:
+    """When Brevo answered, by its own ``Date`` header (whole seconds, rounded down), else by our clock."""
+    from email.utils import parsedate_to_datetime
+
+    header = response.headers.get("date")
+    if header:
+        try:
+            stamp = parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            stamp = None
+        if stamp is not None:
+            return stamp if stamp.tzinfo else stamp.replace(tzinfo=_dt.timezone.utc)
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
 
 
 def _polls_within(seconds: float, interval: float, cap: float) -> int:

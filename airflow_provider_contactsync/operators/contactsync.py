@@ -310,6 +310,11 @@ class ContactsyncMapOperator(ContactsyncBaseOperator):
         raise AirflowFailException(f"{problem}; nothing was loaded. Error report: {result['error_report']}")
 
 
+REPORT_COLUMNS = ("row", "outcome", "field", "value", "reason")
+"""The error report's columns (file sources add ``file``): one line per row not loaded as read, with why.
+``outcome`` is ``rejected`` (by the checks, before sending), ``refused`` (by Brevo) or ``skipped``."""
+
+
 class _ErrorReport:
     """Streams rejects into the run's error report CSV: owner-only on local storage, constant memory."""
 
@@ -321,14 +326,16 @@ class _ErrorReport:
         self._file = PrivateFile(store.dag_root / "reports" / f"{store.root.name}.csv")
         self._writer = csv.writer(self._file.stream)
         self._with_file = with_file  # file sources: which file each rejected row came from
-        self._writer.writerow(("row", "field", "value", "reason", *(("file",) if with_file else ())))
+        self._writer.writerow((*REPORT_COLUMNS, *(("file",) if with_file else ())))
         self.count = 0
         self.run_id = run_id
 
     def add(self, rejects: list[Reject], reasons: Counter[str], *, file: str | None = None) -> None:
         extra = (file or "",) if self._with_file else ()
         for reject in rejects:
-            self._writer.writerow((reject.row, reject.field or "", reject.value or "", reject.reason, *extra))
+            self._writer.writerow(
+                (reject.row, "rejected", reject.field or "", reject.value or "", reject.reason, *extra)
+            )
             reasons[_reason_family(reject.reason)] += 1
             self.count += 1
 
@@ -356,23 +363,38 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_contactsync.hooks.brevo import BrevoHook
-        from airflow_provider_contactsync.load import ContactLoader
-        from airflow_provider_contactsync.state import CursorStore, open_digest_store
+        from airflow_provider_contactsync.load import ContactLoader, open_ledger
+        from airflow_provider_contactsync.state import CursorStore
 
         extracted = self.upstream(context, "extract")
         mapped = self.upstream(context, "map")
         store = self.chunk_store(context)
         destination = self.spec.destination
-        with BrevoHook(destination.conn_id) as hook, open_digest_store(store.dag_root) as digests:
-            loader = ContactLoader(hook, digests, destination, full_refresh=bool(extracted["full_refresh"]))
+        rows = int(extracted["rows"])
+        with BrevoHook(destination.conn_id) as hook, open_ledger(store.dag_root) as ledger:
+            loader = ContactLoader(
+                hook,
+                ledger,
+                destination,
+                full_refresh=bool(extracted["full_refresh"]),
+                keyed=self.spec.source.key is not None,
+                run_id=context["run_id"],
+                read_chunk=store.read,
+            )
             try:
                 loader.recover()
-                for chunk in store.iter_chunks(mapped["chunks"]):
-                    loader.submit(chunk)
-                counts = loader.finish()
+                loader.plan(store.iter_chunks(mapped["chunks"]))
+                self._enforce_error_rate(context, extracted, mapped, loader.counts, before_sending=True)
+                for url, chunk in zip(mapped["chunks"], store.iter_chunks(mapped["chunks"]), strict=True):
+                    loader.submit(chunk, chunk_url=url)
+                loader.submit_retries()  # last: this run's rows may have fixed what Brevo refused
+                result = loader.finish()
             finally:
                 loader.close()
             requests = dict(hook.stats.requests)
+        report_url = mapped["error_report"]
+        if result.problems:
+            append_to_report(report_url, result.problems, _file_of_chunk(extracted, mapped))
         cursor = CursorStore(context, self.asset).advance(Cursor.from_json(extracted["cursor_end"]))
         settled: list[str] = []
         if "files" in extracted:
@@ -380,13 +402,15 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             from airflow_provider_contactsync.sources import open_source
 
             settled = settle_files(self, context, open_source(self.spec.source), extracted)  # type: ignore[arg-type]
+        counts = result.counts
         summary = {
-            "rows read": extracted["rows"],
+            "rows read": rows,
             "rejected": mapped["rejected"],
-            **counts,
+            **{name: counts[name] for name in _SUMMARY_COUNTS},
             "skipped at source": sum(extracted["skipped"].values()),
             "cursor": cursor.to_json() if cursor else None,
-            "error report": mapped["error_report"],
+            "error report": report_url,
+            "refusal reasons": _top_reasons(p.reason for p in result.problems if p.outcome == "refused"),
             "brevo requests": requests,
         }
         if "files" in extracted:
@@ -398,6 +422,11 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         store.cleanup_older_than(
             dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self._retention_days()), keep=store.root.name
         )
+        self._enforce_error_rate(context, extracted, mapped, counts, before_sending=False, summary=summary)
+        if counts["refused"]:
+            from airflow_provider_contactsync import alerts
+
+            alerts.send_refusal_alert(self.spec, summary, context)
         if summary.get("files failed"):
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -407,6 +436,53 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             raise AirflowFailException(f"file(s) not imported, tried again next run: {failed}")
         return summary
 
+    def _enforce_error_rate(
+        self,
+        context: Any,
+        extracted: dict[str, Any],
+        mapped: dict[str, Any],
+        counts: dict[str, int],
+        *,
+        before_sending: bool,
+        summary: dict[str, Any] | None = None,
+    ) -> None:
+        """Fail the run when rejected, conflicting and refused rows together pass ``max_error_rate``.
+
+        Before sending, identity conflicts join the map task's rejects (nothing is loaded then).
+        After settling, Brevo's refusals count too; what Brevo accepted stays recorded and the
+        refused contacts are queued for the next run, so failing loses nothing.
+        """
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_provider_contactsync import alerts
+
+        rows = int(extracted["rows"]) + int(counts.get("retried", 0))
+        failed = int(mapped["rejected"]) + int(counts.get("identity conflicts", 0))
+        if not before_sending:
+            failed += int(counts.get("refused", 0))
+        problem = alerts.check_reject_rate(self.spec, rows, failed)
+        if problem is None:
+            return
+        reasons = Counter(mapped.get("reject_reasons") or {})
+        reasons.update((summary or {}).get("refusal reasons") or {})
+        alert = {
+            "rows": rows,
+            "rejected": failed,
+            "error_report": mapped["error_report"],
+            "reject_reasons": dict(reasons),
+            "loaded": not before_sending,
+        }
+        alerts.send_reject_rate_alert(self.spec, alert, context)
+        if before_sending:
+            raise AirflowFailException(
+                f"{problem} (identity conflicts included); nothing was loaded. Error report: {mapped['error_report']}"
+            )
+        context["ti"].xcom_push(key="summary", value=summary)
+        raise AirflowFailException(
+            f"{problem} (identity conflicts and contacts refused by Brevo included); the accepted contacts are "
+            f"loaded and the refused ones will be sent again next run. Error report: {mapped['error_report']}"
+        )
+
     def _retention_days(self) -> float:
         if self.retention_days is not None:
             return float(self.retention_days)
@@ -415,12 +491,63 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         return conf.getfloat("contactsync", "retention_days", fallback=7.0)
 
 
+_SUMMARY_COUNTS = (
+    "identity conflicts",
+    "superseded",
+    "unchanged",
+    "created",
+    "updated",
+    "skipped (exists)",
+    "refused",
+    "retried",
+    "recovered",
+)
+"""The load's counts in the run summary. Every row read, and every refused contact of an earlier run
+sent again (``retried``), ends in exactly one of: rejected (by the map task), identity conflicts,
+superseded, unchanged, created, updated, skipped (exists), refused. ``recovered`` counts contacts a
+crashed attempt of this load delivered (they show as unchanged)."""
+
+
+def _top_reasons(reasons: Any, limit: int = 10) -> dict[str, int]:
+    counter: Counter[str] = Counter(_reason_family(reason) for reason in reasons)
+    return dict(counter.most_common(limit))
+
+
+def _file_of_chunk(extracted: dict[str, Any], mapped: dict[str, Any]) -> dict[str, str] | None:
+    """File sources: the file each mapped chunk came from, for the error report's ``file`` column."""
+    if "files" not in extracted:
+        return None
+    names = [f["name"] for f in extracted["files"]]
+    return {url: names[extracted["chunk_files"][index]] for index, url in enumerate(mapped["chunks"])}
+
+
+def append_to_report(url: str, problems: list[Any], files: dict[str, str] | None) -> None:
+    """Add the load's rows (identity conflicts, superseded rows, refusals) to the run's error report."""
+    import csv
+    import io
+
+    from airflow_provider_contactsync.staging import append_private
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for problem in problems:
+        extra = ((files or {}).get(problem.chunk_url or "", ""),) if files is not None else ()
+        writer.writerow(
+            (problem.row, problem.outcome, problem.field or "", problem.value or "", problem.reason, *extra)
+        )
+    append_private(url, out.getvalue())
+
+
 def format_summary(summary: dict[str, Any], skipped: dict[str, int] | None = None) -> str:
     """The run summary as a two-column table for the task log."""
     lines = []
     for name, value in summary.items():
         if name == "cursor" and value:
             value = str(Cursor.from_json(value))
+        if isinstance(value, dict) and name != "brevo requests":
+            lines.append(f"  {name:<20} {sum(value.values()) if value else 0}")
+            lines.extend(f"    - {count} x {item}" for item, count in value.items())
+            continue
         if isinstance(value, list):
             lines.append(f"  {name:<20} {len(value)}")
             for item in value:
