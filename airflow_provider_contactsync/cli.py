@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow_provider_contactsync.core.attributes import AttributeCatalog
 from airflow_provider_contactsync.core.errors import ConfigurationError
+from airflow_provider_contactsync.core.mapping import ContactMapper
 from airflow_provider_contactsync.core.pipeline import ContactPipeline
 from airflow_provider_contactsync.core.rows import read_rows
 from airflow_provider_contactsync.core.spec import (
@@ -24,6 +25,7 @@ from airflow_provider_contactsync.core.spec import (
     iter_definition_files,
     load_definition,
 )
+from airflow_provider_contactsync.core.spec.loader import DefinitionReport, inspect_definition_file
 
 PREVIEW_FLUSH_EVERY = 2000
 
@@ -96,21 +98,41 @@ def _validate(args: argparse.Namespace) -> int:
         files += found
     failed = 0
     for file in files:
-        try:
-            definition = load_definition(file)
-            catalog = _catalog(args, definition)
-            if catalog is not None:
-                ContactPipeline(definition, catalog)
-            if args.check_source:
+        report = inspect_definition_file(file)  # every problem of the file, not only the first
+        errors = report.errors + _account_errors(args, report)
+        definition = None if errors else report.definition
+        if definition is not None and args.check_source:
+            try:
                 _check_source(definition)
-        except ConfigurationError as exc:
+            except ConfigurationError as exc:
+                errors.append(exc)
+        if definition is None or errors:
             failed += 1
-            error = exc if exc.file else exc.located(file=str(file))
-            print(f"error: {error}", file=sys.stderr)
+            for error in errors:
+                print(f"error: {error if error.file else error.located(file=str(file))}", file=sys.stderr)
             continue
         print(f"ok: {file} ({definition.dag_id})")
     print(f"{len(files) - failed} valid, {failed} invalid", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _account_errors(args: argparse.Namespace, report: DefinitionReport) -> list[ConfigurationError]:
+    """With --attributes or --check-brevo: the mapping's problems with the account, each at its line.
+
+    Checked as far as the file allows, so they come with the file's other problems.
+    """
+    if not (args.attributes or args.check_brevo):
+        return []
+    view = report.mapping_view()
+    if view is None or (args.check_brevo and report.destination_conn_id() is None):
+        return []  # no usable mapping entry, or no usable connection: their own errors say why
+    try:
+        catalog = _catalog(args, view)
+        assert catalog is not None
+        ContactMapper(view, catalog, report.result_types())
+    except ConfigurationError as exc:
+        return [report.locate(error) for error in getattr(exc, "errors", [exc])]
+    return []
 
 
 _TABLES_SHOWN = 50

@@ -233,3 +233,75 @@ def test_generated_docs_are_current() -> None:
     assert (root / "docs" / "source-definition.schema.json").read_text() == json_schema_text()
     assert (root / "docs" / "definition-reference.md").read_text() == render_reference()
     assert json.loads(json_schema_text())["title"] == "SourceDefinition"
+
+
+BROKEN = textwrap.dedent(
+    """\
+    integration: crm
+    source:
+      name: customers
+      type: postgres
+      conn_id: crm_pg
+      password: hunter2
+      tabel: public.customers
+      fields: [id, email, first_name, last_name]
+    schedule: hourly
+    transform:
+      email: email.normalizeEmal()
+      full_name: (first_name + ' ' + last_name).trim()
+    mapping:
+      nickname: FIRSTNAME
+      full_name: LASTNAME
+    destination:
+      list_ids: five
+    """
+)
+
+BROKEN_ERRORS = [
+    "crm.yaml:6: source.password: 'password' looks like a credential",
+    "crm.yaml:7: source.tabel: unknown key 'tabel' (did you mean 'table'?)",
+    "crm.yaml:11: transform.email: formula line 1, column 7: unknown function 'normalizeEmal'",
+    "crm.yaml:13: mapping: must include at least one identifier attribute: EMAIL, SMS or EXT_ID",
+    "crm.yaml:14: mapping.nickname: 'nickname' is neither a source field nor a transform output",
+    "crm.yaml:17: destination.list_ids: Input should be a valid list",
+]
+
+
+def test_one_problem_of_each_kind_is_reported_at_once_with_lines(tmp_path: Path) -> None:
+    path = tmp_path / "crm.yaml"
+    path.write_text(BROKEN)
+    with pytest.raises(DefinitionError) as info:
+        load_definition(path)
+    errors = str(info.value).replace(f"{path}:", "crm.yaml:").splitlines()
+    assert len(errors) == len(BROKEN_ERRORS)
+    for error, expected in zip(errors, BROKEN_ERRORS, strict=True):
+        assert error.startswith(expected), (error, expected)
+    assert [e.file_line for e in info.value.errors] == [6, 7, 11, 13, 14, 17]
+
+
+def test_formulas_are_checked_when_other_sections_are_broken() -> None:
+    text = GOOD.replace("normalizeEmail()", "normalizeEmal()").replace("list_ids: [5]", "list_ids: []")
+    errors = errors_of(text)
+    assert [e.split(":")[1] for e in errors] == ["12", "22"]
+    assert "unknown function 'normalizeEmal'" in errors[0] and "destination.list_ids" in errors[1]
+
+
+def test_every_mapping_problem_is_reported_not_only_the_first() -> None:
+    text = GOOD.replace("first_name: FIRSTNAME", "nickname: FIRSTNAME\n  surname: FIRSTNAME")
+    assert errors_of(text) == [
+        "crm.yaml:19: mapping.nickname: 'nickname' is neither a source field nor a transform output",
+        "crm.yaml:20: mapping.surname: 'surname' is neither a source field nor a transform output",
+        "crm.yaml:20: mapping.surname: attribute FIRSTNAME is mapped from several fields: ['nickname', 'surname']",
+    ]
+
+
+def test_a_credential_key_is_not_also_an_unknown_key() -> None:
+    (error,) = errors_of(GOOD.replace("  conn_id: crm_pg", "  conn_id: crm_pg\n  password: x"))
+    assert "looks like a credential" in error
+
+
+def test_formulas_are_not_checked_against_unusable_fields() -> None:
+    text = GOOD.replace("fields: [id, email, first_name, last_name, phone, country, updated_at]", "fields: id")
+    errors = errors_of(text)
+    assert not any("transform." in e for e in errors)  # every field reference would look unknown
+    assert any("source.fields: Input should be a valid list" in e for e in errors)

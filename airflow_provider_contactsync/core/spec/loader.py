@@ -1,7 +1,8 @@
 """Load source definitions: safe YAML, credential refusal, schema validation, formula checks.
 
 Every problem found in a file is reported at once, each naming the file, the line, the key path
-and, for formulas, the position inside the formula.
+and, for formulas, the position inside the formula: one pass checks credentials, the schema, the
+formulas and the mapping, each as far as the rest of the file allows (:func:`inspect_definition`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,16 @@ from airflow_provider_contactsync.core.errors import (
     FormulaError,
 )
 from airflow_provider_contactsync.core.spec.models import (
+    ATTRIBUTE_PATTERN,
+    FIELD_PATTERN,
+    MAPPING_ERROR_TYPE,
+    Destination,
     FileSource,
     MongoSource,
+    Payload,
     SourceDefinition,
     SqlSource,
+    mapping_problems,
 )
 from airflow_provider_contactsync.core.spec.secrets import find_credentials
 from airflow_provider_contactsync.core.spec.yaml_source import KeyPath, YamlDocument, dotted, parse_yaml
@@ -45,34 +53,214 @@ def load_definition(path: str | Path, *, formulas: bool = True) -> SourceDefinit
     ``formulas=False`` skips compiling the formulas: for a worker that re-reads a definition the
     DAG processor has already checked, where the formula parser's start-up is most of the time.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DefinitionError(f"cannot read the file: {exc}", file=str(path)) from None
-    definition = parse_definition(text, file=str(path), formulas=formulas)
-    return _resolve_local_folder(definition, path.parent)
+    return inspect_definition_file(path, formulas=formulas).raise_for_errors()
 
 
 def parse_definition(text: str, *, file: str = "<definition>", formulas: bool = True) -> SourceDefinition:
     """Validate definition text; ``file`` is only used to name the source in errors."""
-    document = parse_yaml(text, file=file)
-    errors: list[ConfigurationError] = [
-        DefinitionError(reason, file=file, key_path=dotted(key_path), file_line=document.line_of(key_path))
-        for key_path, reason in find_credentials(document.data)
-    ]
-    if errors:
-        raise DefinitionErrors(errors, file=file)
-    if not isinstance(document.data, dict):
-        raise DefinitionError("a definition is a mapping of keys (integration, source, ...)", file=file)
+    return inspect_definition(text, file=file, formulas=formulas).raise_for_errors()
+
+
+@dataclass
+class DefinitionReport:
+    """One pass over a definition file: every problem found, and the definition when there is none.
+
+    :ivar file: the file, as named in errors.
+    :ivar errors: every problem, sorted by line, each naming the file, line and key path.
+    :ivar document: the parsed YAML with key lines (None when the file is not readable YAML).
+    """
+
+    file: str
+    errors: list[ConfigurationError] = field(default_factory=list)
+    document: YamlDocument | None = None
+    validated: SourceDefinition | None = None
+    credential_paths: frozenset[KeyPath] = frozenset()
+
+    @property
+    def definition(self) -> SourceDefinition | None:
+        """The definition, when the file has no problem."""
+        return None if self.errors else self.validated
+
+    def raise_for_errors(self) -> SourceDefinition:
+        """The definition; raises a :class:`DefinitionError` (every problem, when several) if the file has any."""
+        if len(self.errors) == 1 and isinstance(self.errors[0], DefinitionError):
+            raise self.errors[0]
+        if self.errors:
+            raise DefinitionErrors(self.errors, file=self.file)
+        assert self.validated is not None
+        return self.validated
+
+    def locate(self, error: ConfigurationError) -> ConfigurationError:
+        """Name this file and the line of the error's key path (for problems found by later checks)."""
+        path: KeyPath = ()
+        if error.key_path:
+            head, _, rest = error.key_path.partition(".")
+            path = (head, rest) if head in _USER_NAMED and rest else tuple(error.key_path.split("."))
+        line = self.document.line_of(path) if self.document is not None and path else None
+        return error.located(file=self.file, file_line=line)
+
+    def mapping_view(self) -> SourceDefinition | None:
+        """What checking the mapping against an account needs, even when other parts of the file are broken.
+
+        The definition when it validates; else an unvalidated stand-in holding only the mapping
+        entries and payload that are valid on their own, the destination (or its defaults and the
+        connection it names) and the formulas (``source`` is absent). None when no mapping entry is
+        usable.
+        """
+        if self.validated is not None:
+            return self.validated
+        data = self.document.data if self.document is not None else None
+        raw = data.get("mapping") if isinstance(data, dict) else None
+        if not isinstance(raw, dict):
+            return None
+        mapping = {
+            k.strip(): v.strip()
+            for k, v in raw.items()
+            if isinstance(k, str) and isinstance(v, str) and _FIELD.match(k.strip()) and _ATTRIBUTE.match(v.strip())
+        }
+        if not mapping:
+            return None
+        destination = _valid_or(Destination, data.get("destination"), None)
+        if destination is None:
+            conn_id = self.destination_conn_id()
+            destination = Destination.model_construct(**({"conn_id": conn_id} if conn_id else {}))
+        return SourceDefinition.model_construct(
+            mapping=mapping,
+            transform=_usable_transform(data) or {},
+            destination=destination,
+            payload=_valid_or(Payload, data.get("payload"), None),
+        )
+
+    def result_types(self) -> dict[str, str]:
+        """Static result type of every formula that compiles (the others are left out)."""
+        from airflow_provider_contactsync.core.formulas import compile_formula
+
+        if self.validated is not None:
+            transform, fields = dict(self.validated.transform), list(self.validated.source.fields)
+        else:
+            data = self.document.data if self.document is not None else None
+            transform = (_usable_transform(data) or {}) if isinstance(data, dict) else {}
+            fields = (_usable_fields(data) or []) if isinstance(data, dict) else []
+        types: dict[str, str] = {}
+        for name, text in transform.items():
+            try:
+                types[name] = compile_formula(text, fields).result_type
+            except FormulaError:
+                continue
+        return types
+
+    def destination_conn_id(self) -> str | None:
+        """The Brevo connection the file names (the default when it names none); None when unusable."""
+        if self.validated is not None:
+            return self.validated.destination.conn_id
+        data = self.document.data if self.document is not None else None
+        destination = data.get("destination", {}) if isinstance(data, dict) else None
+        if not isinstance(destination, dict) or ("destination", "conn_id") in self.credential_paths:
+            return None
+        conn_id = destination.get("conn_id", Destination.model_fields["conn_id"].default)
+        return conn_id.strip() or None if isinstance(conn_id, str) else None
+
+
+def inspect_definition_file(path: str | Path, *, formulas: bool = True) -> DefinitionReport:
+    """Like :func:`inspect_definition`, for a file; a relative folder of a ``file`` source is made absolute."""
+    path = Path(path)
     try:
-        definition = SourceDefinition.model_validate(document.data)
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return DefinitionReport(str(path), [DefinitionError(f"cannot read the file: {exc}", file=str(path))])
+    report = inspect_definition(text, file=str(path), formulas=formulas)
+    if report.validated is not None:
+        report.validated = _resolve_local_folder(report.validated, path.parent)
+    return report
+
+
+def inspect_definition(text: str, *, file: str = "<definition>", formulas: bool = True) -> DefinitionReport:
+    """Check definition text in one pass and report every problem found, without raising.
+
+    Credentials, the schema (unknown keys, types), every formula whose text and the source fields
+    are usable, and the mapping's consistency are each checked even when other parts are broken.
+    Only YAML that cannot be read at all (syntax, duplicate keys, tags) stops at its first problem.
+    """
+    try:
+        document = parse_yaml(text, file=file)
+    except DefinitionError as exc:
+        return DefinitionReport(file, [exc])
+    data = document.data
+    credentials = list(find_credentials(data))
+    report = DefinitionReport(file, document=document, credential_paths=frozenset(p for p, _ in credentials))
+    errors = report.errors
+    errors.extend(
+        DefinitionError(reason, file=file, key_path=dotted(key_path), file_line=document.line_of(key_path))
+        for key_path, reason in credentials
+    )
+    if not isinstance(data, dict):
+        errors.append(DefinitionError("a definition is a mapping of keys (integration, source, ...)", file=file))
+        return report
+    try:
+        report.validated = SourceDefinition.model_validate(data)
     except ValidationError as exc:
-        raise DefinitionErrors(_schema_errors(exc, document, file), file=file) from None
-    errors = check_formulas(definition, document, file) if formulas else []
-    if errors:
-        raise DefinitionErrors(errors, file=file)
-    return definition
+        errors.extend(_schema_errors(exc, document, file, skip=report.credential_paths))
+        errors.extend(_consistency_errors(data, document, file))
+    if formulas:
+        if report.validated is not None:
+            errors.extend(check_formulas(report.validated, document, file))
+        else:
+            transform, fields = _usable_transform(data), _usable_fields(data)
+            if transform and fields:
+                errors.extend(_formula_errors(transform, fields, document, file))
+    if len(errors) > 1:
+        errors.sort(key=lambda error: error.file_line or 0)
+    return report
+
+
+_USER_NAMED = ("mapping", "transform")
+_FIELD = re.compile(FIELD_PATTERN)
+_ATTRIBUTE = re.compile(ATTRIBUTE_PATTERN)
+
+
+def _usable_fields(data: dict[str, Any]) -> list[str] | None:
+    """The source fields of raw data when they can be trusted: a list of names (None otherwise)."""
+    source = data.get("source")
+    fields = source.get("fields") if isinstance(source, dict) else None
+    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
+        return None
+    return [f.strip() for f in fields]
+
+
+def _usable_transform(data: dict[str, Any]) -> dict[str, str] | None:
+    """The formulas of raw data written as text (None when ``transform`` is not a mapping)."""
+    transform = data.get("transform", {})
+    if not isinstance(transform, dict):
+        return None
+    return {k.strip(): v for k, v in transform.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _valid_or(model: type[BaseModel], value: Any, default: Any) -> Any:
+    if value is None:
+        return default
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        return default
+
+
+def _consistency_errors(data: dict[str, Any], document: YamlDocument, file: str) -> list[ConfigurationError]:
+    """Mapping problems from raw data: pydantic skips the model's own check when a field is invalid."""
+    mapping = data.get("mapping")
+    if not isinstance(mapping, dict):
+        return []
+    transform = _usable_transform(data)
+    payload = data.get("payload")
+    problems = mapping_problems(
+        _usable_fields(data),
+        transform.keys() if transform is not None else None,
+        mapping,
+        payload.get("field") if isinstance(payload, dict) else None,
+    )
+    return [
+        DefinitionError(message, file=file, key_path=dotted(path), file_line=document.line_of(path))
+        for path, message in problems
+    ]
 
 
 def _resolve_local_folder(definition: SourceDefinition, base: Path) -> SourceDefinition:
@@ -90,11 +278,16 @@ def check_formulas(
     """Compile every formula against the source fields; return the errors, located."""
     if not definition.transform:
         return []
+    return _formula_errors(definition.transform, definition.source.fields, document, file)
+
+
+def _formula_errors(
+    transform: dict[str, str], fields: list[str], document: YamlDocument | None, file: str | None
+) -> list[ConfigurationError]:
     from airflow_provider_contactsync.core.formulas import compile_formula
 
-    fields = definition.source.fields
     errors: list[ConfigurationError] = []
-    for name, text in definition.transform.items():
+    for name, text in transform.items():
         if isinstance(text, str) and _compiles(text, _fields_named_in(text, fields)):
             continue
         try:
@@ -155,10 +348,18 @@ def iter_definition_files(folder: str | Path) -> list[Path]:
     )
 
 
-def _schema_errors(exc: ValidationError, document: YamlDocument, file: str) -> list[ConfigurationError]:
+def _schema_errors(
+    exc: ValidationError, document: YamlDocument, file: str, *, skip: frozenset[KeyPath] = frozenset()
+) -> list[ConfigurationError]:
+    """pydantic's errors, located; not those under ``skip`` (credentials, already reported) nor the
+    mapping check's, which :func:`_consistency_errors` reports in full."""
     errors: list[ConfigurationError] = []
     for error in exc.errors(include_url=False):
+        if error["type"] == MAPPING_ERROR_TYPE:
+            continue
         loc = _user_loc(error["loc"])
+        if any(loc[: len(path)] == path for path in skip):
+            continue
         message = _message(error, loc, document.data)
         located = _PATH_IN_MESSAGE.match(message)
         if located:

@@ -7,9 +7,11 @@ use and the reference in docs/definition-reference.md. Unknown keys are errors.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Collection, Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
 """Integration and source names: they become part of the DAG id ``contactsync__<integration>__<source>``."""
@@ -28,6 +30,47 @@ IDENTIFIER_ATTRIBUTES = ("EMAIL", "SMS", "EXT_ID")
 """Brevo needs at least one of these to identify a contact."""
 
 SCHEDULE_PRESETS = {"manual": None, "hourly": "@hourly", "daily": "@daily"}
+
+MAPPING_ERROR_TYPE = "mapping_consistency"
+"""pydantic error type of :meth:`SourceDefinition._mapping_is_consistent`: the loader reports these
+problems itself, every one of them, from :func:`mapping_problems`."""
+
+
+def mapping_problems(
+    fields: Collection[str] | None,
+    outputs: Collection[str] | None,
+    mapping: Mapping[Any, Any],
+    payload_field: Any = None,
+) -> list[tuple[tuple[str, ...], str]]:
+    """Every ``(key path, message)`` that makes a mapping inconsistent with the rest of a definition.
+
+    Works on validated values and on the raw data of a broken file alike: ``fields`` (source fields)
+    or ``outputs`` (transform outputs) is None when unknown, which skips the checks that need them;
+    entries that are not strings are left to the schema's own errors.
+    """
+    problems: list[tuple[tuple[str, ...], str]] = []
+    if fields is not None and outputs is not None:
+        available = set(fields) | set(outputs)
+        for field in mapping:
+            if isinstance(field, str) and field not in available:
+                problems.append((("mapping", field), f"{field!r} is neither a source field nor a transform output"))
+        if isinstance(payload_field, str) and payload_field not in available:
+            problems.append(
+                (("payload", "field"), f"{payload_field!r} is neither a source field nor a transform output")
+            )
+    by_attribute: dict[str, list[str]] = {}
+    for field, attribute in mapping.items():
+        if isinstance(attribute, str):
+            by_attribute.setdefault(attribute, []).append(str(field))
+    for attribute, mapped_from in by_attribute.items():
+        if len(mapped_from) > 1:
+            problems.append(
+                (("mapping", mapped_from[1]), f"attribute {attribute} is mapped from several fields: {mapped_from}")
+            )
+    attributes = {a.strip().upper() for a in by_attribute}
+    if mapping and not attributes & set(IDENTIFIER_ATTRIBUTES):
+        problems.append((("mapping",), "must include at least one identifier attribute: EMAIL, SMS or EXT_ID"))
+    return problems
 
 
 class StrictModel(BaseModel):
@@ -324,24 +367,20 @@ class SourceDefinition(StrictModel):
         return schedule
 
     @model_validator(mode="after")
-    def _mapping_is_consistent(self) -> SourceDefinition:
+    def _names_fit_a_dag_id(self) -> SourceDefinition:
         if len(self.integration) + len(self.source.name) > 240:
             raise ValueError("integration and source names are too long for a DAG id")
         if "__" in self.integration or "__" in self.source.name:
             raise ValueError("integration and source names cannot contain '__' (the DAG id separator)")
-        available = set(self.source.fields) | set(self.transform)
-        for field in self.mapping:
-            if field not in available:
-                raise ValueError(f"mapping.{field}: {field!r} is neither a source field nor a transform output")
-        if self.payload is not None and self.payload.field not in available:
-            raise ValueError(f"payload.field: {self.payload.field!r} is neither a source field nor a transform output")
-        attributes = list(self.mapping.values())
-        for attribute in set(attributes):
-            if attributes.count(attribute) > 1:
-                fields = [f for f, a in self.mapping.items() if a == attribute]
-                raise ValueError(f"attribute {attribute} is mapped from several fields: {fields}")
-        if not set(attributes) & set(IDENTIFIER_ATTRIBUTES):
-            raise ValueError("mapping must include at least one identifier attribute: EMAIL, SMS or EXT_ID")
+        return self
+
+    @model_validator(mode="after")
+    def _mapping_is_consistent(self) -> SourceDefinition:
+        payload_field = self.payload.field if self.payload is not None else None
+        problems = mapping_problems(self.source.fields, self.transform, self.mapping, payload_field)
+        if problems:
+            path, message = problems[0]
+            raise PydanticCustomError(MAPPING_ERROR_TYPE, "{message}", {"message": f"{'.'.join(path)}: {message}"})
         return self
 
     @property
