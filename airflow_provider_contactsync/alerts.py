@@ -159,10 +159,10 @@ def refusal_message(definition: SourceDefinition, summary: Mapping[str, Any]) ->
     """The alert for contacts Brevo refused, as (subject, HTML body), from the load's run summary."""
     refused = int(summary.get("refused", 0))
     e = html.escape
-    reasons = sorted(dict(summary.get("refusal reasons") or {}).items(), key=lambda item: -item[1])
-    reason_rows = "".join(
-        f"<tr><td>{count}</td><td>{e(str(reason))}</td></tr>\n" for reason, count in reasons[:MAX_REASONS]
-    )
+    listed = list(summary.get("refusals") or [])
+    reason_rows = "".join(f"<li>{e(str(line))}</li>\n" for line in listed)
+    if refused > len(listed):
+        reason_rows += f"<li>... and {refused - len(listed)} more in the error report</li>\n"
     counts = "".join(
         f"<tr><td>{e(name)}</td><td>{e(str(summary.get(name, 0)))}</td></tr>\n"
         for name in ("rows read", "rejected", "identity conflicts", "created", "updated", "unchanged", "refused")
@@ -174,7 +174,7 @@ def refusal_message(definition: SourceDefinition, summary: Mapping[str, Any]) ->
         "once the conflict is fixed (in the source or in Brevo).</p>\n"
         f"<table>\n{counts}"
         f"<tr><td>Error report</td><td>{e(str(summary.get('error report') or '(none)'))}</td></tr>\n</table>\n"
-        f"<p>Reasons (contacts per reason):</p>\n<table>\n{reason_rows or '<tr><td>(none)</td></tr>'}</table>\n"
+        f"<p>Refused contacts:</p>\n<ul>\n{reason_rows}</ul>\n"
     )
     return subject, body
 

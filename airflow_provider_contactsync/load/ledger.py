@@ -288,6 +288,9 @@ class ContactLedger:
             )
         ]
 
+    def retry_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM retry").fetchone()[0])
+
     def queue_retry(self, identity: str, row_key: Any, item: dict[str, Any], reason: str, now: str) -> None:
         """Keep a refused contact for the next run (a newer refusal of the same contact replaces it)."""
         with self._db:
@@ -316,6 +319,15 @@ def _column(kind: str) -> str:
 
 def _key_text(key: Any) -> Any:
     return key if key is None or isinstance(key, (int, str)) else str(key)
+
+
+def queued_retries(dag_root: Any) -> int:
+    """How many refused contacts wait in the DAG's retry queue (0 when it has no ledger yet)."""
+    target = dag_root / "state" / "sent-contacts.sqlite"
+    if not target.exists():
+        return 0
+    with open_ledger(dag_root) as ledger:
+        return ledger.retry_count()
 
 
 @contextlib.contextmanager

@@ -78,6 +78,7 @@ class LoadProblem:
     value: str | None
     reason: str
     chunk_url: str | None = None
+    retry: bool = False  # a contact refused in an earlier run, sent again
 
 
 @dataclass
@@ -237,6 +238,7 @@ class ContactLoader:
                 None if verdict.kind == "KEY" else show(verdict.kind, verdict.value),
                 verdict.reason if verdict.seq >= 0 else f"retry of a refused contact: {verdict.reason}",
                 chunk_url,
+                verdict.seq < 0,
             )
         )
 
@@ -381,7 +383,9 @@ class ContactLoader:
             for contact in contacts:
                 if contact.seq in sent.refused:
                     kind, value, reason = sent.refused[contact.seq]
-                    self._refuse(contact.key, contact.identity, contact.item, kind, value, reason, chunk_url)
+                    self._refuse(
+                        contact.key, contact.identity, contact.item, kind, value, reason, chunk_url, contact.seq < 0
+                    )
             if sent.process_ids:
                 pending = [c.pending() for c in contacts if c.seq not in sent.refused]
                 batch = self.ledger.add_pending(
@@ -478,7 +482,14 @@ class ContactLoader:
             for contact in refused:
                 kind, value, reason = reasons[contact.seq]
                 self._refuse(
-                    contact.row_key, contact.identity, items.get(contact.seq), kind, value, reason, batch.chunk_url
+                    contact.row_key,
+                    contact.identity,
+                    items.get(contact.seq),
+                    kind,
+                    value,
+                    reason,
+                    batch.chunk_url,
+                    contact.seq < 0,
                 )
         return accepted
 
@@ -491,6 +502,7 @@ class ContactLoader:
         value: str | None,
         reason: str,
         chunk_url: str | None = None,
+        retry: bool = False,
     ) -> None:
         self.counts["refused"] += 1
         if item is not None:
@@ -498,7 +510,7 @@ class ContactLoader:
         else:
             reason += " (its staged data is gone: it is not sent again automatically; a full refresh re-sends it)"
         shown = show(kind, value) if kind and value else value
-        self.problems.append(LoadProblem(key, "refused", kind, shown, reason, chunk_url))
+        self.problems.append(LoadProblem(key, "refused", kind, shown, reason, chunk_url, retry))
 
     def _items_of(self, batch: Batch, contacts: list[PendingContact]) -> dict[int, Item]:
         """The import items of refused contacts, from the staged chunk (or the retry queue)."""

@@ -384,7 +384,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             try:
                 loader.recover()
                 loader.plan(store.iter_chunks(mapped["chunks"]))
-                self._enforce_error_rate(context, extracted, mapped, loader.counts, before_sending=True)
+                self._enforce_error_rate(context, extracted, mapped, loader.problems, before_sending=True)
                 for url, chunk in zip(mapped["chunks"], store.iter_chunks(mapped["chunks"]), strict=True):
                     loader.submit(chunk, chunk_url=url)
                 loader.submit_retries()  # last: this run's rows may have fixed what Brevo refused
@@ -410,7 +410,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             "skipped at source": sum(extracted["skipped"].values()),
             "cursor": cursor.to_json() if cursor else None,
             "error report": report_url,
-            "refusal reasons": _top_reasons(p.reason for p in result.problems if p.outcome == "refused"),
+            "refusals": [f"row {p.row}: {p.reason}" for p in result.problems if p.outcome == "refused"][:MAX_LISTED],
             "brevo requests": requests,
         }
         if "files" in extracted:
@@ -422,8 +422,8 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         store.cleanup_older_than(
             dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self._retention_days()), keep=store.root.name
         )
-        self._enforce_error_rate(context, extracted, mapped, counts, before_sending=False, summary=summary)
-        if counts["refused"]:
+        self._enforce_error_rate(context, extracted, mapped, result.problems, before_sending=False, summary=summary)
+        if any(p.outcome == "refused" and not p.retry for p in result.problems):
             from airflow_provider_contactsync import alerts
 
             alerts.send_refusal_alert(self.spec, summary, context)
@@ -441,7 +441,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         context: Any,
         extracted: dict[str, Any],
         mapped: dict[str, Any],
-        counts: dict[str, int],
+        problems: list[Any],
         *,
         before_sending: bool,
         summary: dict[str, Any] | None = None,
@@ -450,21 +450,20 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
 
         Before sending, identity conflicts join the map task's rejects (nothing is loaded then).
         After settling, Brevo's refusals count too; what Brevo accepted stays recorded and the
-        refused contacts are queued for the next run, so failing loses nothing.
+        refused contacts are queued for the next run, so failing loses nothing. Only this run's rows
+        count: a contact refused again when retried was counted (and alerted) the first time.
         """
         from airflow.sdk.exceptions import AirflowFailException
 
         from airflow_provider_contactsync import alerts
 
-        rows = int(extracted["rows"]) + int(counts.get("retried", 0))
-        failed = int(mapped["rejected"]) + int(counts.get("identity conflicts", 0))
-        if not before_sending:
-            failed += int(counts.get("refused", 0))
+        rows = int(extracted["rows"])
+        failed = int(mapped["rejected"]) + sum(p.outcome in ("rejected", "refused") and not p.retry for p in problems)
         problem = alerts.check_reject_rate(self.spec, rows, failed)
         if problem is None:
             return
         reasons = Counter(mapped.get("reject_reasons") or {})
-        reasons.update((summary or {}).get("refusal reasons") or {})
+        reasons.update(_reason_family(line.partition(": ")[2]) for line in (summary or {}).get("refusals") or [])
         alert = {
             "rows": rows,
             "rejected": failed,
@@ -508,9 +507,8 @@ superseded, unchanged, created, updated, skipped (exists), refused. ``recovered`
 crashed attempt of this load delivered (they show as unchanged)."""
 
 
-def _top_reasons(reasons: Any, limit: int = 10) -> dict[str, int]:
-    counter: Counter[str] = Counter(_reason_family(reason) for reason in reasons)
-    return dict(counter.most_common(limit))
+MAX_LISTED = 10
+"""Refusals listed in the run summary and the alert; the error report has them all."""
 
 
 def _file_of_chunk(extracted: dict[str, Any], mapped: dict[str, Any]) -> dict[str, str] | None:

@@ -53,13 +53,26 @@ def describe_wait(source: FilesSource, selection: Selection) -> str:
 def extract_files(
     operator: Any, context: Any, source: FilesSource, window: ReadWindow, store: ChunkStore, *, full_refresh: bool
 ) -> dict[str, Any]:
-    """Stage the rows of every ready file; skip the run (not fail it) when there is none."""
+    """Stage the rows of every ready file; skip the run (not fail it) when there is none.
+
+    A run with no new file still goes on when contacts Brevo refused earlier wait in the ledger's
+    retry queue: the load sends them again (they would otherwise wait for the next file).
+    """
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from airflow_provider_contactsync.load.ledger import queued_retries
 
     spec = source.spec
     selection = look_for_files(source, SourceState(context, operator.asset), full_refresh=full_refresh)
     if not selection.ready:
-        raise AirflowSkipException(describe_wait(source, selection))
+        waiting = queued_retries(store.dag_root)
+        if not waiting:
+            raise AirflowSkipException(describe_wait(source, selection))
+        operator.log.info(
+            "%s; %d contact(s) Brevo refused before wait to be sent again: the run goes on for them",
+            describe_wait(source, selection),
+            waiting,
+        )
     source.skipped.clear()
     urls: list[str] = []
     chunk_rows: list[int] = []
@@ -87,7 +100,7 @@ def extract_files(
         files.append(_file_doc(info) | {"sha256": hasher.hexdigest(), "rows": sum(c for _, c in staged)})
         latest = file_latest.max(latest) if file_latest else latest
     rows = sum(chunk_rows)
-    if not files:
+    if failed and not files:
         problems = "; ".join(f"{f['name']}: {f['error']}" for f in failed)
         raise AirflowFailException(f"no file could be imported: {problems}")
     operator.log.info(
