@@ -6,9 +6,9 @@ DAG files (example_dags/contactsync_dags.py and contactsync_check.py) and a defi
 the example definitions plus one broken file. Everything is checked the way a user sees it: the
 REST API (what the UI shows), the metadata database, and a DAG run through the real scheduler.
 
-The stack is started once for the module. Each test starts from the same state (the ``baseline``
-fixture writes the definitions back and waits until Airflow shows them), so the tests do not
-depend on their order.
+One test, in steps: the stack takes a while to start, and pytest -n could hand separate tests of
+this module to separate workers, each starting a stack of its own (xdist's ``loadgroup``, which
+would keep them together, does not group anything with pytest 9.2's node ids).
 """
 
 from __future__ import annotations
@@ -45,22 +45,16 @@ RUN_TIMEOUT = 180.0
 
 @dataclass
 class Workspace:
-    """The DAGs folder Airflow parses and the baseline text of each definition file."""
+    """The DAGs folder Airflow parses, its definitions folder, and the demo's data folder."""
 
     dags: Path
     definitions: Path
-    baseline: dict[str, str]
+    data: Path
 
     def write(self, name: str, text: str) -> Path:
         path = self.definitions / name
         path.write_text(text, encoding="utf-8")
         return path
-
-    def restore(self) -> None:
-        for name, text in self.baseline.items():
-            path = self.definitions / name
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                self.write(name, text)
 
 
 def demo_definition(data: Path) -> str:
@@ -81,19 +75,15 @@ def broken_definition(data: Path) -> str:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """The shipped DAG files and example definitions, the demo on a copy of its CSV, and a broken file."""
     root = tmp_path_factory.mktemp("definition-isolation")
-    dags, data = root / "dags", root / "data"
-    dags.mkdir()
-    shutil.copytree(EXAMPLES / "data", data)
+    space = Workspace(root / "dags", root / "dags" / "definitions", root / "data")
+    shutil.copytree(EXAMPLES / "data", space.data)
+    shutil.copytree(EXAMPLES / "definitions", space.definitions)
     for dag_file in (DAG_FILE, CHECK_FILE):  # the shipped files, as users copy them
-        shutil.copy(EXAMPLES / dag_file, dags / dag_file)
-    definitions = dags / "definitions"
-    shutil.copytree(EXAMPLES / "definitions", definitions)
-    baseline = {path.name: path.read_text(encoding="utf-8") for path in definitions.glob("*.yaml")}
-    baseline["demo_customers.yaml"] = demo_definition(data)
-    baseline["zz_broken.yaml"] = broken_definition(data)
-    space = Workspace(dags, definitions, baseline)
-    space.restore()
+        shutil.copy(EXAMPLES / dag_file, space.dags / dag_file)
+    space.write("demo_customers.yaml", demo_definition(space.data))
+    space.write("zz_broken.yaml", broken_definition(space.data))
     return space
 
 
@@ -133,16 +123,18 @@ BASELINE_ERROR = {
 }
 
 
-@pytest.fixture
-def baseline(workspace: Workspace, airflow: AirflowServices) -> AirflowServices:
-    """The example definitions plus the broken one, as Airflow shows them."""
-    workspace.restore()
+def test_one_broken_definition_never_touches_another_dag(
+    workspace: Workspace, airflow: AirflowServices, brevo_sandbox: BrevoSandbox
+) -> None:
     airflow.wait_for(lambda: shows(airflow, dags=GOOD, broken=BASELINE_ERROR), timeout=PARSE_TIMEOUT)
-    return airflow
+    every_good_dag_is_active_and_the_error_names_the_broken_file(airflow, workspace)
+    a_good_dag_runs_to_success_while_a_definition_is_broken(airflow, brevo_sandbox)
+    fixing_or_breaking_a_definition_changes_only_its_own_dag(airflow, workspace)
 
 
-def test_a_broken_definition_leaves_every_good_dag_active(baseline: AirflowServices, workspace: Workspace) -> None:
-    airflow = baseline
+def every_good_dag_is_active_and_the_error_names_the_broken_file(
+    airflow: AirflowServices, workspace: Workspace
+) -> None:
     dags = airflow.dags()
     assert GOOD <= set(dags) and BROKEN not in dags
     for dag_id in GOOD:
@@ -166,10 +158,9 @@ def test_a_broken_definition_leaves_every_good_dag_active(baseline: AirflowServi
     assert f"{broken_path}:9: source.patern: unknown key 'patern'" in airflow.parse_log(DAG_FILE)
 
 
-def test_a_good_dag_runs_to_success_while_a_definition_is_broken(
-    baseline: AirflowServices, brevo_sandbox: BrevoSandbox
+def a_good_dag_runs_to_success_while_a_definition_is_broken(
+    airflow: AirflowServices, brevo_sandbox: BrevoSandbox
 ) -> None:
-    airflow = baseline
     for name, kind in {"COUNTRY": "text", "BIRTHDAY": "date", "LOYALTY_POINTS": "float"}.items():
         brevo_sandbox.create_attribute(name, kind)
     connection = {
@@ -179,8 +170,7 @@ def test_a_good_dag_runs_to_success_while_a_definition_is_broken(
         "password": brevo_sandbox.api_key,
         "extra": json.dumps({"poll_interval": 0.05}),
     }
-    airflow.api("DELETE", "/connections/brevo_demo", expect=(204, 404))
-    airflow.api("POST", "/connections", json=connection)
+    airflow.api("POST", "/connections", json=connection)  # in the metadata DB, read by the tasks
 
     airflow.unpause(DEMO)
     run_id = airflow.trigger(DEMO)  # answered 404 when the broken file deactivated every DAG
@@ -197,14 +187,11 @@ def test_a_good_dag_runs_to_success_while_a_definition_is_broken(
     assert set(airflow.import_errors()) == {CHECK_FILE}  # the broken file was there all along
 
 
-def test_fixing_or_breaking_a_definition_changes_only_its_own_dag(
-    baseline: AirflowServices, workspace: Workspace
-) -> None:
-    airflow = baseline
-    data = workspace.definitions.parent.parent / "data"
-
+def fixing_or_breaking_a_definition_changes_only_its_own_dag(airflow: AirflowServices, workspace: Workspace) -> None:
     # Fixed: the import error goes away and the file's DAG appears; the others stay.
-    workspace.write("zz_broken.yaml", demo_definition(data).replace("integration: demo", "integration: broken"))
+    workspace.write(
+        "zz_broken.yaml", demo_definition(workspace.data).replace("integration: demo", "integration: broken")
+    )
     airflow.wait_for(lambda: shows(airflow, dags=GOOD | {BROKEN}, broken={}), timeout=PARSE_TIMEOUT)
     assert airflow.query("SELECT count(*) FROM import_error") == [(0,)]
 
