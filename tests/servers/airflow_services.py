@@ -40,7 +40,7 @@ import pytest
 from polling import wait_for
 
 from servers.postgres import PostgresServer
-from servers.processes import free_port, log_tail, stop_process
+from servers.processes import free_port, log_tail
 
 ADMIN = "admin"
 MIGRATE_TIMEOUT = 180.0
@@ -114,10 +114,17 @@ class AirflowServices:
                 )
 
     def stop(self) -> None:
-        """Stop every process by its PID (SIGTERM, then SIGKILL), then what is left of its group."""
-        for name in reversed(list(self.processes)):
-            process = self.processes.pop(name)
-            stop_process(process, STOP_TIMEOUT)
+        """Stop every process by its PID (SIGTERM to all at once, then SIGKILL), then what is left of its group."""
+        processes = [self.processes.pop(name) for name in reversed(list(self.processes))]
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT)
             try:  # a worker the process forked and did not reap; the group id is the PID we started
                 os.killpg(process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
