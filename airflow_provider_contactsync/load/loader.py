@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -87,6 +88,8 @@ class LoadResult:
 
     counts: dict[str, int]
     problems: list[LoadProblem] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time per step: identity check (pre-flight), send (ledger lookups, re-keys, uploads), settle."""
 
 
 @dataclass(slots=True)
@@ -173,6 +176,7 @@ class ContactLoader:
         self._holders: dict[tuple[str, str], BrevoContact | None] = {}
         self._readback: ReadBack | None = None
         self._contacts_before: int | None = None  # the account's contact count before this run's first import
+        self.seconds: Counter[str] = Counter()
 
     @property
     def create_only(self) -> bool:
@@ -223,7 +227,9 @@ class ContactLoader:
                     yield RunRow(seq, key, identity_of(ids, key, keyed=self.keyed), ids)
                     seq += 1
 
+        started = time.perf_counter()
         self._verdicts = {v.seq: v for v in find_conflicts(rows())}
+        self.seconds["identity check"] += time.perf_counter() - started
         dropped = [self._retries[v.seq - oldest].identity for v in self._verdicts.values() if v.seq < 0]
         if dropped:
             self.ledger.drop_retry(dropped)
@@ -280,6 +286,13 @@ class ContactLoader:
         self._send(outgoing, chunk_url=chunk_url)
 
     def _send(self, outgoing: list[_Outgoing], *, chunk_url: str | None) -> None:
+        started = time.perf_counter()
+        try:
+            self._classify_and_send(outgoing, chunk_url=chunk_url)
+        finally:
+            self.seconds["send"] += time.perf_counter() - started
+
+    def _classify_and_send(self, outgoing: list[_Outgoing], *, chunk_url: str | None) -> None:
         if not outgoing:
             return
         known = self._previous(outgoing)
@@ -417,10 +430,14 @@ class ContactLoader:
 
     def finish(self) -> LoadResult:
         """Wait for this run's imports, settle what Brevo did with each contact, and return it all."""
+        started = time.perf_counter()
         self._collect(keep=0)
         self.close()
+        self.seconds["send"] += time.perf_counter() - started
+        started = time.perf_counter()
         self._settle(self._batches, report=True)
-        return LoadResult(dict(self.counts), list(self.problems))
+        self.seconds["settle"] += time.perf_counter() - started
+        return LoadResult(dict(self.counts), list(self.problems), {k: round(v, 3) for k, v in self.seconds.items()})
 
     def _settle(self, batches: list[Batch], *, report: bool) -> None:
         """Settle finished imports: find what Brevo refused, record the rest, count what Brevo did.

@@ -137,6 +137,15 @@ class ReadBack:
         self._folder.cleanup()
 
 
+_COUNTER_KINDS = {"duplicate_email_id": "EMAIL", "duplicate_ext_id": "EXT_ID", "duplicate_phone_id": "SMS"}
+
+
+def _lookup_order(counters: Mapping[str, int]) -> list[str]:
+    """Identifier types to look up first: those the import's counters say were duplicates (fewer lookups)."""
+    likely = [kind for name, kind in _COUNTER_KINDS.items() if counters.get(name)]
+    return [*likely, *(kind for kind in IDENTIFIER_TYPES if kind not in likely)]
+
+
 Lookup = Callable[[str, str], BrevoContact | None]
 """``lookup(kind, value)``: the Brevo contact holding that identifier (a ``GET /contacts/{id}``)."""
 
@@ -159,7 +168,7 @@ def refusal(
         identifiers still holds its old ones).
     """
     same: BrevoContact | None = None
-    for kind in IDENTIFIER_TYPES:
+    for kind in _lookup_order(counters):
         value = sent.get(kind)
         if value is None:
             continue

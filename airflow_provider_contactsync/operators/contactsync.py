@@ -412,6 +412,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             "error report": report_url,
             "refusals": [f"row {p.row}: {p.reason}" for p in result.problems if p.outcome == "refused"][:MAX_LISTED],
             "brevo requests": requests,
+            "load seconds": result.seconds,
         }
         if "files" in extracted:
             summary["files"] = mapped.get("files") or []
@@ -542,10 +543,6 @@ def format_summary(summary: dict[str, Any], skipped: dict[str, int] | None = Non
     for name, value in summary.items():
         if name == "cursor" and value:
             value = str(Cursor.from_json(value))
-        if isinstance(value, dict) and name != "brevo requests":
-            lines.append(f"  {name:<20} {sum(value.values()) if value else 0}")
-            lines.extend(f"    - {count} x {item}" for item, count in value.items())
-            continue
         if isinstance(value, list):
             lines.append(f"  {name:<20} {len(value)}")
             for item in value:
