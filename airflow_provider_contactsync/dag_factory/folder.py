@@ -73,12 +73,7 @@ def load_dags(
         return _load_one(files, wanted, staging=staging, default_args=default_args)
 
     scan = scan_definitions(files)
-    dags: dict[str, DAG] = {}
-    for dag_id, (path, definition) in scan.definitions.items():
-        try:
-            dags[dag_id] = build_dag(definition, file=str(path), staging=staging, default_args=default_args)
-        except Exception as exc:
-            scan.add_problem(path, f"{path}: cannot build DAG {dag_id}: {type(exc).__name__}: {exc}", dag_id)
+    dags = _build_dags(scan, staging=staging, default_args=default_args)
     if scan.problems:
         error = scan.error()
         if strict:
@@ -106,11 +101,7 @@ def check_definitions(folder: str | Path | None = None) -> None:
         return
     root = definitions_folder(folder, _caller_file())
     scan = scan_definitions(_definition_files(root))
-    for dag_id, (path, definition) in scan.definitions.items():
-        try:
-            build_dag(definition, file=str(path), register=False)
-        except Exception as exc:
-            scan.add_problem(path, f"{path}: cannot build DAG {dag_id}: {type(exc).__name__}: {exc}", dag_id)
+    _build_dags(scan, register=False)
     if not scan.problems:
         return
     error = scan.error()
@@ -140,7 +131,7 @@ def _dags_registered_by_this_file() -> set[str]:
 
 
 def definitions_folder(folder: str | Path | None = None, dag_file: str | None = None) -> Path:
-    """The folder ``load_dags`` reads: argument, then config option, then ``definitions/``."""
+    """The folder ``load_dags`` and ``check_definitions`` read: argument, then config option, then ``definitions/``."""
     if folder is None:
         from airflow.configuration import conf
 
@@ -197,6 +188,17 @@ def scan_definitions(files: list[Path]) -> FolderScan:
         if dag_id in scan.definitions:
             del scan.lost_dag_ids[path]
     return scan
+
+
+def _build_dags(scan: FolderScan, *, register: bool = True, **kwargs: Any) -> dict[str, DAG]:
+    """Build the scan's good definitions; one that fails to build becomes a problem of the scan."""
+    dags: dict[str, DAG] = {}
+    for dag_id, (path, definition) in scan.definitions.items():
+        try:
+            dags[dag_id] = build_dag(definition, file=str(path), register=register, **kwargs)
+        except Exception as exc:
+            scan.add_problem(path, f"{path}: cannot build DAG {dag_id}: {type(exc).__name__}: {exc}", dag_id)
+    return dags
 
 
 def _problem(path: Path, exc: Exception) -> str:
