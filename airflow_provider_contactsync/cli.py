@@ -10,13 +10,14 @@ import argparse
 import itertools
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_contactsync.core.attributes import AttributeCatalog
 from airflow_provider_contactsync.core.errors import ConfigurationError
-from airflow_provider_contactsync.core.mapping import ContactMapper
+from airflow_provider_contactsync.core.mapping import ContactMapper, to_import_item
 from airflow_provider_contactsync.core.pipeline import ContactPipeline
 from airflow_provider_contactsync.core.rows import read_rows
 from airflow_provider_contactsync.core.spec import (
@@ -26,6 +27,8 @@ from airflow_provider_contactsync.core.spec import (
     load_definition,
 )
 from airflow_provider_contactsync.core.spec.loader import DefinitionReport, inspect_definition_file
+from airflow_provider_contactsync.load.identity import RunRow, identity_of, ids_of
+from airflow_provider_contactsync.load.preflight import find_conflicts
 
 PREVIEW_FLUSH_EVERY = 2000
 
@@ -169,32 +172,51 @@ def _preview(args: argparse.Namespace) -> int:
     if catalog is None:
         catalog = _assumed_catalog(definition)
     pipeline = ContactPipeline(definition, catalog)
+    keyed = definition.source.key is not None
     fmt = args.format or ("jsonl" if args.rows.suffix in (".jsonl", ".ndjson", ".json") else "csv")
     csv_options = definition.source.csv if isinstance(definition.source, FileSource) else None
     rows = read_rows(args.rows, format=fmt, fields=definition.source.fields, csv_options=csv_options)
     if args.limit is not None:
         rows = itertools.islice(rows, args.limit)
-    counts = {"ok": 0, "rejected": 0}
+    counts = {"ok": 0, "rejected": 0, "skipped": 0}
     out = sys.stdout
-    buffer: list[str] = []
-    for outcome in pipeline.process(rows):
-        status = "ok" if outcome.ok else "rejected"
-        counts[status] += 1
-        record: dict[str, Any] = {
-            "row": outcome.index,
-            "status": status,
-            "contact": outcome.contact or {},
-            "errors": [{"field": r.field, "value": r.value, "reason": r.reason} for r in outcome.rejects],
-        }
-        buffer.append(json.dumps(record, ensure_ascii=False, default=str))
-        if len(buffer) >= PREVIEW_FLUSH_EVERY:
-            out.write("\n".join(buffer) + "\n")
-            buffer.clear()
-    if buffer:
-        out.write("\n".join(buffer) + "\n")
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as pending:
+        # Two passes: a row can lose to a newer row sharing its email (the load's pre-flight check),
+        # so records wait on disk (constant memory) until the whole sample has been seen.
+        run_rows = []
+        for outcome in pipeline.process(rows):
+            record: dict[str, Any] = {
+                "row": outcome.index,
+                "status": "ok" if outcome.ok else "rejected",
+                "contact": outcome.contact or {},
+                "errors": [{"field": r.field, "value": r.value, "reason": r.reason} for r in outcome.rejects],
+            }
+            if outcome.ok:
+                ids = ids_of(to_import_item(outcome.contact or {}))
+                run_rows.append(RunRow(outcome.index, outcome.key, identity_of(ids, outcome.key, keyed=keyed), ids))
+            pending.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        verdicts = {v.seq: v for v in find_conflicts(run_rows)}
+        pending.seek(0)
+        buffer: list[str] = []
+        for line in pending:
+            record = json.loads(line)
+            verdict = verdicts.get(record["row"])
+            if verdict is not None:
+                record["status"] = "skipped" if verdict.superseded else "rejected"
+                field = None if verdict.kind == "KEY" else verdict.kind
+                record["errors"] = [{"field": field, "value": verdict.value, "reason": verdict.reason}]
+                line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+            counts[record["status"]] += 1
+            buffer.append(line)
+            if len(buffer) >= PREVIEW_FLUSH_EVERY:
+                out.write("".join(buffer))
+                buffer.clear()
+        if buffer:
+            out.write("".join(buffer))
     out.flush()
     print(
-        f"{counts['ok'] + counts['rejected']} rows: {counts['ok']} ok, {counts['rejected']} rejected",
+        f"{sum(counts.values())} rows: {counts['ok']} ok, {counts['rejected']} rejected, "
+        f"{counts['skipped']} skipped (superseded by a newer row of the same contact)",
         file=sys.stderr,
     )
     return 0

@@ -101,7 +101,29 @@ def test_preview_prints_one_json_object_per_row(
     reasons = {e["field"]: e for e in records[1]["errors"]}
     assert set(reasons) == {"phone", "email"}  # age is not mapped: its formula failing rejects nothing
     assert records[2] == {"row": 3, "status": "ok", "contact": {"EXT_ID": "3", "FIRSTNAME": ""}, "errors": []}
-    assert "3 rows: 2 ok, 1 rejected" in captured.err
+    assert "3 rows: 2 ok, 1 rejected, 0 skipped" in captured.err
+
+
+def test_preview_shows_the_identity_conflicts_the_load_would_find(
+    tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text(
+        "id,email,phone,first,last,age\n"
+        "1,shared@example.com,,Ada,Lovelace,36\n"
+        "2,alan@example.com,,Alan,Turing,41\n"
+        "2,alan@example.com,,Alan M.,Turing,41\n"  # row 2 again, newer: the first one is superseded
+        "3,shared@example.com,,Grace,Hopper,85\n"  # the same email as row 1 on another EXT_ID, newer
+    )
+    assert main(["preview", str(definition), "--rows", str(rows)]) == 0
+    captured = capsys.readouterr()
+    records = {r["row"]: r for r in map(json.loads, captured.out.splitlines())}
+    assert [records[i]["status"] for i in (1, 2, 3, 4)] == ["rejected", "skipped", "ok", "ok"]
+    (conflict,) = records[1]["errors"]
+    assert (conflict["field"], conflict["value"]) == ("EMAIL", "shared@example.com")
+    assert "also on row 3" in conflict["reason"]
+    assert "superseded by row 2" in records[2]["errors"][0]["reason"]
+    assert "4 rows: 2 ok, 1 rejected, 1 skipped" in captured.err
 
 
 def test_preview_limit_and_jsonl(tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]) -> None:
