@@ -120,27 +120,33 @@ class ContactLedger:
         self._db = sqlite3.connect(path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        old = self._old_store()
         self._db.executescript(_SCHEMA)
-        self._migrate()
+        if old is not None:
+            self._migrate(old)
 
-    def _migrate(self) -> None:
-        """Stores written before identities were tracked held ``sent(identity, digest)`` only."""
+    def _old_store(self) -> list[tuple[str, str]] | None:
+        """Stores written before identities were tracked held ``sent(identity, digest)`` only, and
+        batches/pending tables of another shape: read what they delivered, then drop them."""
         tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "sent" not in tables:
-            return
+            return None
+        sent = self._db.execute("SELECT identity, digest FROM sent").fetchall()
         with self._db:
-            for identity, digest in self._db.execute("SELECT identity, digest FROM sent").fetchall():
+            for table in ("sent", "batches", "pending"):
+                self._db.execute(f"DROP TABLE IF EXISTS {table}")
+        return sent
+
+    def _migrate(self, sent: list[tuple[str, str]]) -> None:
+        with self._db:
+            for identity, digest in sent:
                 kind, _, value = identity.partition(":")
                 column = {"EMAIL": "email", "EXT_ID": "ext_id", "SMS": "sms"}.get(kind)
-                if column is None:
-                    continue
-                self._db.execute(
-                    f"INSERT OR IGNORE INTO delivered (identity, {column}, digest) VALUES (?, ?, ?)",
-                    (identity, value, digest),
-                )
-            self._db.execute("DROP TABLE sent")
-            self._db.execute("DELETE FROM pending")
-            self._db.execute("DELETE FROM batches")
+                if column is not None:
+                    self._db.execute(
+                        f"INSERT OR IGNORE INTO delivered (identity, {column}, digest) VALUES (?, ?, ?)",
+                        (identity, value, digest),
+                    )
 
     # -- delivered contacts -----------------------------------------------------------------------
 

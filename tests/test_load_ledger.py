@@ -1,0 +1,118 @@
+"""The contact ledger: delivered identities, in-flight imports, the retry queue, and old stores."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from airflow_provider_contactsync.load.identity import ContactIds
+from airflow_provider_contactsync.load.ledger import ContactLedger, PendingContact, contact_digest
+
+
+def pending(seq: int, identity: str, ids: ContactIds, digest: str = "d", previous: str | None = None) -> PendingContact:
+    return PendingContact(0, seq, seq, seq, identity, previous, ids, digest)
+
+
+def test_digest_ignores_key_order() -> None:
+    one = contact_digest({"email": "a@x.io", "attributes": {"FIRSTNAME": "A", "EXT_ID": "1"}})
+    assert one == contact_digest({"attributes": {"EXT_ID": "1", "FIRSTNAME": "A"}, "email": "a@x.io"})
+
+
+def test_pending_batches_survive_a_crash_and_settle_all_but_the_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "ledger.sqlite")
+    ledger = ContactLedger(path)
+    batch = ledger.add_pending(
+        [11, 12],
+        [pending(0, "K:1", ContactIds("a@x.io", "1")), pending(1, "K:2", ContactIds("b@x.io", "2"))],
+        run_id="r",
+        chunk_url="file:///c0",
+        submitted_at="2026-11-27T12:00:00+00:00",
+    )
+    ledger.close()
+    reopened = ContactLedger(path)  # a crashed attempt left the batch pending
+    (found,) = reopened.batches()
+    assert (found.batch, found.process_ids, found.chunk_url) == (batch, [11, 12], "file:///c0")
+    assert [c.row_key for c in reopened.pending(batch)] == [0, 1]  # keys keep their type
+    assert reopened.settle(batch, refused=[1]) == 1
+    assert set(reopened.lookup(["K:1", "K:2"])) == {"K:1"}
+    assert reopened.batches() == []
+
+
+def test_recording_a_contact_takes_its_identifiers_from_others_and_replaces_its_old_identity(tmp_path: Path) -> None:
+    ledger = ContactLedger(str(tmp_path / "l.sqlite"))
+    first = ledger.add_pending(
+        [1],
+        [pending(0, "EXT_ID:1", ContactIds("a@x.io", "1")), pending(1, "EXT_ID:2", ContactIds("b@x.io", "2"))],
+        run_id=None,
+        chunk_url=None,
+        submitted_at=None,
+    )
+    ledger.settle(first)
+    # EXT_ID 1 moves to b@ (which contact 2 gave up), and a@ shows up under a new EXT_ID 3.
+    second = ledger.add_pending(
+        [2],
+        [
+            pending(0, "EXT_ID:1", ContactIds("b@x.io", "1")),
+            pending(1, "EXT_ID:3", ContactIds("a@x.io", "3"), previous="EXT_ID:1"),
+        ],
+        run_id=None,
+        chunk_url=None,
+        submitted_at=None,
+    )
+    ledger.settle(second)
+    state = {k: v.ids for k, v in ledger.lookup(["EXT_ID:1", "EXT_ID:2", "EXT_ID:3"]).items()}
+    assert state == {
+        "EXT_ID:1": ContactIds("b@x.io", "1"),
+        "EXT_ID:2": ContactIds(None, "2"),  # b@ went to contact 1
+        "EXT_ID:3": ContactIds("a@x.io", "3"),
+    }
+
+
+def test_a_contact_recorded_under_a_new_identity_leaves_its_old_one(tmp_path: Path) -> None:
+    ledger = ContactLedger(str(tmp_path / "l.sqlite"))
+    ledger.settle(
+        ledger.add_pending(
+            [1], [pending(0, "EXT_ID:1", ContactIds("a@x.io", "1"))], run_id=None, chunk_url=None, submitted_at=None
+        )
+    )
+    moved = pending(0, "EXT_ID:9", ContactIds("a@x.io", "9"), previous="EXT_ID:1")  # a new EXT_ID on a known email
+    ledger.settle(ledger.add_pending([2], [moved], run_id=None, chunk_url=None, submitted_at=None))
+    assert set(ledger.lookup(["EXT_ID:1", "EXT_ID:9"])) == {"EXT_ID:9"}
+
+
+def test_retry_queue_keeps_items_and_counts_attempts(tmp_path: Path) -> None:
+    ledger = ContactLedger(str(tmp_path / "l.sqlite"))
+    item = {"email": "a@x.io", "attributes": {"EXT_ID": "1"}}
+    ledger.queue_retry("K:1", 1, item, "taken", "2026-11-27T12:00:00+00:00")
+    ledger.queue_retry("K:1", 1, item, "still taken", "2026-11-27T13:00:00+00:00")
+    (entry,) = ledger.retries()
+    assert (entry.identity, entry.row_key, entry.item, entry.reason, entry.attempts) == (
+        "K:1",
+        1,
+        item,
+        "still taken",
+        2,
+    )
+    assert entry.first_refused_at == "2026-11-27T12:00:00+00:00"
+    batch = ledger.add_pending(
+        [5], [pending(-1, "K:1", ContactIds("a@x.io", "1"))], run_id=None, chunk_url=None, submitted_at=None
+    )
+    ledger.settle(batch)  # accepted this time: it leaves the queue
+    assert ledger.retry_count() == 0
+
+
+def test_a_store_from_before_identities_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE sent (identity TEXT PRIMARY KEY, digest TEXT NOT NULL);"
+        "CREATE TABLE batches (batch INTEGER PRIMARY KEY, process_ids TEXT NOT NULL);"
+        "CREATE TABLE pending (batch INTEGER NOT NULL, identity TEXT NOT NULL, digest TEXT NOT NULL);"
+        "INSERT INTO sent VALUES ('EXT_ID:7', 'd7'), ('EMAIL:a@x.io', 'da');"
+    )
+    db.commit()
+    db.close()
+    ledger = ContactLedger(str(path))
+    found = ledger.lookup(["EXT_ID:7", "EMAIL:a@x.io"])
+    assert found["EXT_ID:7"].ids == ContactIds(None, "7") and found["EXT_ID:7"].digest == "d7"
+    assert found["EMAIL:a@x.io"].ids == ContactIds("a@x.io") and ledger.batches() == []
