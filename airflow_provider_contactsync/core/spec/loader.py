@@ -68,6 +68,8 @@ class DefinitionReport:
     :ivar file: the file, as named in errors.
     :ivar errors: every problem, sorted by line, each naming the file, line and key path.
     :ivar document: the parsed YAML with key lines (None when the file is not readable YAML).
+    :ivar validated: the definition when the schema accepted it (other problems may remain).
+    :ivar credential_paths: key paths refused as credentials (their values are never used).
     """
 
     file: str
@@ -158,7 +160,7 @@ class DefinitionReport:
         if not isinstance(destination, dict) or ("destination", "conn_id") in self.credential_paths:
             return None
         conn_id = destination.get("conn_id", Destination.model_fields["conn_id"].default)
-        return conn_id.strip() or None if isinstance(conn_id, str) else None
+        return (conn_id.strip() or None) if isinstance(conn_id, str) else None
 
 
 def inspect_definition_file(path: str | Path, *, formulas: bool = True) -> DefinitionReport:
