@@ -54,7 +54,7 @@ def load(hook: Any, ledger_path: str, contacts: list[tuple[int, dict[str, Any]]]
             hook, ledger, Destination(list_ids=[2]), full_refresh=False, keyed=True, read_chunk=chunks.__getitem__
         )
         try:
-            loader.plan(chunks.values())
+            loader.plan(list(chunks))
             for url, chunk in chunks.items():
                 loader.submit(chunk, chunk_url=url)
             loader.submit_retries()

@@ -257,9 +257,11 @@ def main() -> None:
             print(f"  {'end to end':<10} {total:8.2f} {rows / total:10,.0f}")
             summary = results["summary"]
             print(
-                f"  created {summary['created']:,}, rejected {summary['rejected']:,}, failed {summary['failed']:,},"
+                f"  created {summary['created']:,}, updated {summary['updated']:,}, rejected {summary['rejected']:,},"
+                f" identity conflicts {summary['identity conflicts']:,}, refused {summary['refused']:,},"
                 f" contacts in sandbox {results['contacts_in_sandbox']:,}, requests {summary['brevo requests']}"
             )
+            print(f"  load steps (s): {summary['load seconds']}")
     finally:
         server.stop()
 

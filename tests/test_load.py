@@ -75,7 +75,7 @@ def run(
         )
         try:
             loader.recover()
-            loader.plan(staged.values())
+            loader.plan(list(staged))
             for url, c in staged.items():
                 loader.submit(c, chunk_url=url)
             loader.submit_retries()
@@ -299,8 +299,11 @@ def test_retry_after_crash_settles_pending_imports_and_sends_nothing_twice(
 ) -> None:
     db = tmp_path / "l.sqlite"
     ledger = ContactLedger(str(db))
-    crashed = ContactLoader(hook, ledger, Destination(list_ids=[list_id]), full_refresh=False, keyed=True)
-    crashed.plan([chunk(3)])
+    staged = {"c": chunk(3)}
+    crashed = ContactLoader(
+        hook, ledger, Destination(list_ids=[list_id]), full_refresh=False, keyed=True, read_chunk=staged.__getitem__
+    )
+    crashed.plan(["c"])
     crashed.submit(chunk(3))
     crashed._collect(keep=0)  # the body was uploaded and recorded as pending...
     crashed.close()

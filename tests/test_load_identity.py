@@ -91,3 +91,22 @@ def test_rekey_when_the_identifier_the_import_looks_up_changed() -> None:
     assert rekey_target(old) == ("EMAIL", "zoe.martin@x.io")
     assert rekey_target(ContactIds(None, "42", "336")) == ("SMS", "336")
     assert rekey_target(ContactIds(None, "42", None)) == ("EXT_ID", "42")
+
+
+def test_preflight_counts_large_runs_in_partitions(monkeypatch) -> None:
+    import airflow_provider_contactsync.load.preflight as preflight
+
+    monkeypatch.setattr(preflight, "_PARTITION", 8)  # 100 rows: counted in 16 partitions
+    rows = [row(i, i, f"u{i}@x.io", f"x{i}", sms=f"33{i:08d}") for i in range(100)]
+    rows += [row(100, 100, "u42@x.io", "x100"), row(101, 101, "u101@x.io", "x101", sms="3300000007")]
+    verdicts = {v.key: v.kind for v in find_conflicts(rows)}
+    assert verdicts == {42: "EMAIL", 7: "SMS"}
+
+
+def test_preflight_reads_chunks_as_the_loader_stages_them() -> None:
+    from airflow_provider_contactsync.load.preflight import Preflight
+
+    chunk = [(1, {"email": "A@x.io ", "attributes": {"EXT_ID": 1, "SMS": "+3361"}}), (2, {"email": "a@x.io"})]
+    preflight = Preflight()
+    preflight.add_chunk(chunk, keyed=True)
+    assert preflight.candidates() == [0, 1]  # the same email once normalised

@@ -92,7 +92,7 @@ def load(hook: BrevoHook, ledger_path: Path, rows: list[tuple[int, str, str]], *
         )
         try:
             loader.recover()
-            loader.plan(halves.values())
+            loader.plan(list(halves))
             for url, part in halves.items():
                 loader.submit(part, chunk_url=url)
             loader.submit_retries()

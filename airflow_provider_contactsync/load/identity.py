@@ -13,16 +13,19 @@ EMAIL, SMS.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 IDENTIFIER_TYPES = ("EMAIL", "EXT_ID", "SMS")
 """In the order Brevo's import looks a contact up: email first, then EXT_ID, then SMS."""
 
+_INDEX = {"EMAIL": 0, "EXT_ID": 1, "SMS": 2}
 
-@dataclass(frozen=True, slots=True)
-class ContactIds:
-    """A contact's identifiers in the form Brevo compares them (lower-case email, phone digits)."""
+
+class ContactIds(NamedTuple):
+    """A contact's identifiers in the form Brevo compares them (lower-case email, phone digits).
+
+    A named tuple: one is made per contact of a run, and tuples are the cheapest to make.
+    """
 
     email: str | None = None
     ext_id: str | None = None
@@ -33,8 +36,8 @@ class ContactIds:
         found = {"EMAIL": self.email, "EXT_ID": self.ext_id, "SMS": self.sms}
         return {kind: value for kind, value in found.items() if value is not None}
 
-    def get(self, kind: str) -> str | None:
-        return {"EMAIL": self.email, "EXT_ID": self.ext_id, "SMS": self.sms}[kind]
+    def get(self, kind: str) -> str | None:  # type: ignore[override]
+        return self[_INDEX[kind]]
 
     @property
     def primary(self) -> tuple[str, str] | None:
@@ -78,13 +81,18 @@ def normalize_phone(value: Any) -> str | None:
 
 def ids_of(item: Mapping[str, Any]) -> ContactIds:
     """The identifiers of one import item ``{"email"?, "attributes": {"EXT_ID"?, "SMS"?, ...}}``."""
-    attributes = item.get("attributes") or {}
+    attributes = item.get("attributes") or _EMPTY
+    email = item.get("email")
     ext_id = attributes.get("EXT_ID")
+    sms = attributes.get("SMS")
     return ContactIds(
-        email=normalize_email(item.get("email")),
-        ext_id=None if ext_id is None or ext_id == "" else str(ext_id),
-        sms=normalize_phone(attributes.get("SMS")),
+        email.strip().lower() if type(email) is str and email else normalize_email(email),
+        None if ext_id is None or ext_id == "" else str(ext_id),
+        normalize_phone(sms) if sms else None,
     )
+
+
+_EMPTY: dict[str, Any] = {}
 
 
 def identity_of(ids: ContactIds, row_key: Any, *, keyed: bool) -> str:
@@ -98,8 +106,7 @@ def identity_of(ids: ContactIds, row_key: Any, *, keyed: bool) -> str:
     return "NONE:"
 
 
-@dataclass(frozen=True, slots=True)
-class RunRow:
+class RunRow(NamedTuple):
     """One contact of a run, for the conflict check: its order, key, identity and identifiers."""
 
     seq: int
@@ -108,8 +115,7 @@ class RunRow:
     ids: ContactIds
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """Why a row of the run is not loaded: superseded by a newer row of the same contact, or in conflict."""
 
     seq: int

@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from bisect import bisect_right
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ from airflow_provider_contactsync.load.outcomes import (
     refusal_counters,
     show,
 )
-from airflow_provider_contactsync.load.preflight import find_conflicts
+from airflow_provider_contactsync.load.preflight import Preflight
 
 log = logging.getLogger(__name__)
 
@@ -211,28 +212,53 @@ class ContactLoader:
 
     # -- 2. pre-flight ----------------------------------------------------------------------------
 
-    def plan(self, chunks: Iterable[Sequence[tuple[Any, Item]]]) -> None:
-        """Check the identities of the whole run (and of the retry queue) before anything is sent."""
+    def plan(self, chunk_urls: Sequence[str]) -> None:
+        """Check the identities of the whole run (and of the retry queue) before anything is sent.
+
+        The chunks are read once more (see :mod:`.preflight`); chunks holding rows that share an
+        identifier with another row are read a third time, to resolve those rows exactly.
+        """
+        started = time.perf_counter()
+        read = self._reader()
         self._retries = self.ledger.retries()
         self.counts["retried"] = len(self._retries)
         oldest = -len(self._retries)
+        preflight = Preflight()
+        for entry in self._retries:
+            preflight.add(entry.identity, ids_of(entry.item))
+        starts: list[int] = []
+        keyed = self.keyed
+        for url in chunk_urls:
+            starts.append(len(preflight))
+            preflight.add_chunk(read(url), keyed=keyed)
 
-        def rows() -> Iterable[RunRow]:
-            for index, entry in enumerate(self._retries):
-                yield RunRow(oldest + index, entry.row_key, entry.identity, ids_of(entry.item))
-            seq = 0
-            for chunk in chunks:
-                for key, item in chunk:
+        def fetch(positions: list[int]) -> list[RunRow]:
+            rows = []
+            by_chunk: dict[int, list[int]] = {}
+            for position in positions:
+                if position < len(self._retries):
+                    entry = self._retries[position]
+                    rows.append(RunRow(oldest + position, entry.row_key, entry.identity, ids_of(entry.item)))
+                else:
+                    by_chunk.setdefault(bisect_right(starts, position) - 1, []).append(position)
+            for index, wanted in by_chunk.items():
+                chunk = read(chunk_urls[index])
+                for position in wanted:
+                    key, item = chunk[position - starts[index]]
                     ids = ids_of(item)
-                    yield RunRow(seq, key, identity_of(ids, key, keyed=self.keyed), ids)
-                    seq += 1
+                    rows.append(RunRow(position + oldest, key, identity_of(ids, key, keyed=keyed), ids))
+            return rows
 
-        started = time.perf_counter()
-        self._verdicts = {v.seq: v for v in find_conflicts(rows())}
-        self.seconds["identity check"] += time.perf_counter() - started
+        self._verdicts = {v.seq: v for v in preflight.conflicts(fetch)}
         dropped = [self._retries[v.seq - oldest].identity for v in self._verdicts.values() if v.seq < 0]
         if dropped:
             self.ledger.drop_retry(dropped)
+        self.seconds["identity check"] += time.perf_counter() - started
+
+    def _reader(self) -> ChunkReader:
+        if self._read_chunk is None:
+            raise ValueError("ContactLoader needs read_chunk to check a run's identities")
+        return self._read_chunk
 
     def _skip(self, verdict: Verdict, chunk_url: str | None = None) -> None:
         self.counts["superseded" if verdict.superseded else "identity conflicts"] += 1

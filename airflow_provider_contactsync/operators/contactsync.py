@@ -383,7 +383,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             )
             try:
                 loader.recover()
-                loader.plan(store.iter_chunks(mapped["chunks"]))
+                loader.plan(mapped["chunks"])
                 self._enforce_error_rate(context, extracted, mapped, loader.problems, before_sending=True)
                 for url, chunk in zip(mapped["chunks"], store.iter_chunks(mapped["chunks"]), strict=True):
                     loader.submit(chunk, chunk_url=url)
