@@ -106,7 +106,10 @@ class _Outgoing:
 
     def pending(self, batch: int = 0) -> PendingContact:
         previous = self.previous.identity if self.previous and self.previous.identity != self.identity else None
-        return PendingContact(batch, self.seq, self.pos, self.key, self.identity, previous, self.ids, self.digest)
+        fresh = self.previous is None or previous is not None or self.previous.ids != self.ids
+        return PendingContact(
+            batch, self.seq, self.pos, self.key, self.identity, previous, self.ids, self.digest, fresh
+        )
 
 
 @dataclass(slots=True)

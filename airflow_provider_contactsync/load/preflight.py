@@ -16,7 +16,6 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from itertools import compress
-
 from typing import Any
 
 from airflow_provider_contactsync.load.identity import ContactIds, RunRow, Verdict, normalize_phone, resolve_conflicts
