@@ -24,7 +24,9 @@ HEADER = "id,email,first_name,updated_at"
 class Shop:
     """A CSV drop folder synced by one definition into a fresh sandbox, alerts to a real SMTP server."""
 
-    def __init__(self, root: Path, sandbox: BrevoSandbox, smtp_conn_id: str, max_error_rate: float) -> None:
+    def __init__(
+        self, root: Path, sandbox: BrevoSandbox, smtp_conn_id: str, max_error_rate: float, transform: str = "{}"
+    ) -> None:
         self.root = root
         self.sandbox = sandbox
         (root / "drop").mkdir()
@@ -43,6 +45,7 @@ class Shop:
                   fields: [id, email, first_name, updated_at]
                   updated_field: updated_at
                   key: id
+                transform: {transform}
                 mapping: {{email: EMAIL, id: EXT_ID, first_name: FIRSTNAME}}
                 destination: {{conn_id: brevo_shop, list_ids: [2]}}
                 alerts: {{emails: [crm@example.com], smtp_conn_id: {smtp_conn_id}, max_error_rate: {max_error_rate}}}
@@ -92,7 +95,9 @@ def shop_factory(
         "extra": json.dumps({"poll_interval": 0.01}),
     }
     monkeypatch.setenv("AIRFLOW_CONN_BREVO_SHOP", json.dumps(conn))
-    return lambda max_error_rate=0.5: Shop(tmp_path, brevo_sandbox, smtp_conn_id, max_error_rate)
+    return lambda max_error_rate=0.5, transform="{}": Shop(
+        tmp_path, brevo_sandbox, smtp_conn_id, max_error_rate, transform
+    )
 
 
 def test_refusals_are_reported_alerted_and_retried_until_the_conflict_is_fixed(
@@ -161,3 +166,13 @@ def test_refusals_above_max_error_rate_fail_the_run_after_loading_the_rest(
     subjects = {str(m["Subject"]) for m in smtp_server.wait_for(2)}
     assert any(s.endswith("1 of 2 rows not loaded (50.0%)") for s in subjects)
     assert any("task load failed" in s for s in subjects)
+
+
+def test_a_formula_failing_on_a_field_nothing_maps_keeps_the_row_and_says_so(shop_factory: Any) -> None:
+    shop = shop_factory(transform="{score: first_name.asInt()}")
+    shop.drop("1,ada@example.com,Ada,2026-11-20T08:00:00Z", "2,alan@example.com,,2026-11-20T08:01:00Z")
+    summary = xcom_value(shop.run(), "load")
+    assert (summary["created"], summary["rejected"]) == (2, 0)
+    assert summary["formula failures on unmapped fields"] == {"score": 1}  # asInt() of "Ada"; an empty one is null
+    names = {c["email"]: c["attributes"].get("FIRSTNAME") for c in shop.sandbox.contacts()}
+    assert names == {"ada@example.com": "Ada", "alan@example.com": None}

@@ -194,18 +194,31 @@ class ContactsyncTransformOperator(ContactsyncBaseOperator):
             fields=self.spec.source.fields,
             key_field=self.spec.source.key,
             workers=workers,
+            definition=self.spec,
         )
         results = list(store.run_jobs(jobs, run))
         passed = sum(p for p, _ in results)
         rejected = sum(r for _, r in results)
+        tolerated: Counter[str] = Counter()
+        for counts in results:
+            tolerated.update(counts.tolerated)
         rows = int(extracted["rows"])
-        self.log.info("Transformed %d rows on %d process(es): %d passed, %d rejected", rows, workers, passed, rejected)
+        self.log.info(
+            "Transformed %d rows on %d process(es): %d passed, %d rejected; formulas that failed on a field "
+            "nothing maps (left null, row kept): %s",
+            rows,
+            workers,
+            passed,
+            rejected,
+            dict(tolerated) or "none",
+        )
         return {
             "chunks": urls,
             "rows": rows,
             "passed": passed,
             "rejected": rejected,
             "chunk_rejected": [r for _, r in results],
+            "formula failures on unmapped fields": dict(tolerated),
         }
 
 
@@ -403,6 +416,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
 
             settled = settle_files(self, context, open_source(self.spec.source), extracted)  # type: ignore[arg-type]
         counts = result.counts
+        transformed = self.upstream(context, "transform")
         summary = {
             "rows read": rows,
             "rejected": mapped["rejected"],
@@ -414,6 +428,9 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             "brevo requests": requests,
             "load seconds": result.seconds,
         }
+        unmapped_failures = transformed.get("formula failures on unmapped fields")
+        if unmapped_failures:  # rows kept: the field that failed is not sent; said here so it is not silent
+            summary["formula failures on unmapped fields"] = unmapped_failures
         if "files" in extracted:
             summary["files"] = mapped.get("files") or []
             summary["files failed"] = [f"{f['name']}: {f['error']}" for f in extracted["failed_files"]]
