@@ -345,3 +345,15 @@ def test_finding_refusals_reads_back_the_modified_contacts_a_page_per_thousand(
     pages = [r for r in reads if "modifiedSince" in r["query"]]
     assert len(pages) == 2  # 1,500 modified contacts: two pages of 1,000
     assert len(reads) - len(pages) - 2 <= 3  # besides the two counts: at most a lookup per identifier
+
+
+def test_email_change_to_an_address_brevo_finds_invalid_is_refused_with_brevos_words(
+    brevo_sandbox: BrevoSandbox, hook: BrevoHook, list_id: int, tmp_path: Path
+) -> None:
+    db = tmp_path / "l.sqlite"
+    run(hook, db, list_id, [[contact(5, "ok@example.com")]])
+    result = run(hook, db, list_id, [[contact(5, "broken@b.c")]])
+    (problem,) = result.problems
+    assert (problem.outcome, problem.field, problem.value) == ("refused", "EMAIL", "broken@b.c")
+    assert problem.reason == "refused by Brevo: Invalid email address"
+    assert [c["email"] for c in brevo_sandbox.contacts()] == ["ok@example.com"]

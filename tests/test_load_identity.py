@@ -110,3 +110,23 @@ def test_preflight_reads_chunks_as_the_loader_stages_them() -> None:
     preflight = Preflight()
     preflight.add_chunk(chunk, keyed=True)
     assert preflight.candidates() == [0, 1]  # the same email once normalised
+
+
+def test_refusal_names_the_holder_found_first_by_the_counters_identifier() -> None:
+    from airflow_provider_contactsync.load.outcomes import BrevoContact, refusal
+
+    holder = BrevoContact(77, ContactIds("taken@x.io", "9", None), None)
+    asked: list[tuple[str, str]] = []
+
+    def lookup(kind: str, value: str) -> BrevoContact | None:
+        asked.append((kind, value))
+        return holder if (kind, value) == ("EMAIL", "taken@x.io") else None
+
+    sent = ContactIds("taken@x.io", "1", "3361")
+    kind, value, reason, found = refusal(sent, {"duplicate_email_id": 1}, holder=lookup)
+    assert (kind, value, found) == ("EMAIL", "taken@x.io", holder)
+    assert reason == "refused by Brevo: EMAIL taken@x.io belongs to contact 77 whose EXT_ID is 9"
+    assert asked == [("EMAIL", "taken@x.io")]
+    asked.clear()
+    refusal(ContactIds("free@x.io", "1", "3361"), {"duplicate_phone_id": 1}, holder=lookup)
+    assert asked[0] == ("SMS", "3361")  # the counter says SMS: looked up first

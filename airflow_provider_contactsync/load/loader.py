@@ -411,10 +411,15 @@ class ContactLoader:
                 return None
             if err.status != 400:
                 raise
-            conflict_kind, conflict_value, reason, _ = refusal(
+            conflict_kind, conflict_value, reason, holder = refusal(
                 contact.ids, {}, holder=self._holder, exclude=contact.previous.ids
             )
-            return conflict_kind, conflict_value, reason or f"refused by Brevo: {err.message}"
+            if holder is None or reason is None:  # not a conflict with another contact: Brevo says why
+                changed = next(
+                    k for k in ("EMAIL", "SMS", "EXT_ID") if contact.ids.get(k) != contact.previous.ids.get(k)
+                )
+                return changed, contact.ids.get(changed), f"refused by Brevo: {err.message}"
+            return conflict_kind, conflict_value, reason
         return None
 
     def _collect(self, *, keep: int) -> None:
