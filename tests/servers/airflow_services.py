@@ -315,7 +315,9 @@ def _answers(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def airflow_services_factory(postgres_server: PostgresServer) -> Iterator[Callable[..., AirflowServices]]:
+def airflow_services_factory(
+    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., AirflowServices]]:
     """Start Airflow stacks on fresh metadata databases: ``factory(dags_folder, connections=..., env=...)``.
 
     Everything started is stopped, and its database dropped, when the module's tests are done.
@@ -326,6 +328,7 @@ def airflow_services_factory(postgres_server: PostgresServer) -> Iterator[Callab
         dbname = postgres_server.create_database()
         url = postgres_server.conn_uri(dbname).replace("postgresql://", "postgresql+psycopg2://", 1)
         try:
+            kwargs.setdefault("home", tmp_path_factory.mktemp("airflow-home"))
             services = start_airflow(dags_folder, url, **kwargs)
         except BaseException:
             postgres_server.drop_database(dbname)
