@@ -10,6 +10,8 @@ from typing import Any
 import pydantic
 import pytest
 from airflow.providers.postgres.hooks.postgres import PostgresHook
+from cursor_history import Step, check_history, histories, property_settings
+from hypothesis import given
 
 from airflow_provider_contactsync.core.cursor import Cursor, normalize_value
 from airflow_provider_contactsync.core.errors import ConfigurationError
@@ -185,24 +187,35 @@ def test_incremental_read_is_in_updated_key_order(any_driver_db: Database) -> No
     assert ids(rows) == [12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
 
 
-def test_ties_are_neither_missed_nor_repeated_after_a_cursor(any_driver_db: Database) -> None:
+def test_the_cursor_s_own_timestamp_is_read_again_whatever_the_key(any_driver_db: Database) -> None:
     create_customers(any_driver_db, 20, per_hour=10)  # ids 1-10 at T0, 11-20 at T0 + 1h
 
-    rows = read_all(any_driver_db.incremental(), ReadWindow(Cursor(T0, 5)))
+    rows = read_all(any_driver_db.incremental(), ReadWindow(Cursor(T0, 5)), chunk_size=3)
 
-    assert ids(rows) == [6, 7, 8, 9, 10, *range(11, 21)]
-    assert [r["updated_at"] for r in rows[:5]] == [T0] * 5
+    assert ids(rows) == list(range(1, 21))  # the boundary T0 whole, keys below 5 included, in order
+    assert [r["updated_at"] for r in rows[:10]] == [T0] * 10
 
 
-def test_runs_split_inside_a_tie_read_every_row_once(db: Database) -> None:
-    create_customers(db, 30, per_hour=10)
-    source = db.incremental()
+def test_a_late_commit_at_the_cursor_s_timestamp_below_its_key_is_read_by_the_next_run(
+    any_driver_db: Database,
+) -> None:
+    create_customers(any_driver_db, 20, per_hour=10)
+    source = any_driver_db.incremental()
+    first_run = read_all(source, ReadWindow(until=T0 + dt.timedelta(hours=2)), chunk_size=7)
+    cursor = cursor_after(first_run[-1])
+    assert cursor == Cursor(T0 + dt.timedelta(hours=1), 20)
+    # Committed after the run, stamped with the cursor's second: a new row and an update, keys below 20.
+    any_driver_db.execute(
+        "INSERT INTO customers VALUES (0, 'late@example.com', %(t)s)",
+        "UPDATE customers SET email = 'changed@example.com', updated_at = %(t)s WHERE id = 3",
+        params={"t": cursor.value},
+    )
 
-    first_run = next(iter(source.read(ReadWindow(), chunk_size=7)))  # run 1 stops after a chunk
-    second_run = read_all(source, ReadWindow(cursor_after(first_run[-1])), chunk_size=7)
+    second_run = read_all(source, ReadWindow(cursor, T0 + dt.timedelta(hours=2)), chunk_size=7)
 
-    assert first_run[-1]["id"] == 7 and first_run[-1]["updated_at"] == T0
-    assert ids(first_run) + ids(second_run) == list(range(1, 31))
+    assert ids(second_run) == [0, 3, *range(11, 21)]  # the late rows, then the boundary read again
+    assert [r["email"] for r in second_run[:2]] == ["late@example.com", "changed@example.com"]
+    assert source.skipped == {}
 
 
 def test_until_bound_leaves_later_rows_for_the_next_run_and_counts_them(any_driver_db: Database) -> None:
@@ -211,17 +224,17 @@ def test_until_bound_leaves_later_rows_for_the_next_run_and_counts_them(any_driv
 
     rows = read_all(source, ReadWindow(Cursor(T0, 1), T0 + dt.timedelta(hours=5)))
 
-    assert ids(rows) == [2, 3, 4, 5, 6]  # T0 + 5h included: the bound is inclusive
+    assert ids(rows) == [1, 2, 3, 4, 5, 6]  # both bounds are inclusive: T0 is read again, T0 + 5h read
     assert source.skipped == {LAG_REASON: 4}
 
 
-def test_skipped_counts_only_rows_after_the_cursor(db: Database) -> None:
+def test_skipped_counts_only_rows_inside_the_cursor_s_window(db: Database) -> None:
     create_customers(db, 10)
     source = db.incremental()
 
     read_all(source, ReadWindow(Cursor(T0 + dt.timedelta(hours=8), 9), T0 + dt.timedelta(hours=2)))
 
-    assert source.skipped == {LAG_REASON: 1}  # only id 10 is both new and too recent
+    assert source.skipped == {LAG_REASON: 2}  # ids 9 (the boundary) and 10 wait; ids 1-8 are behind the cursor
 
 
 def test_null_updated_at_is_counted_as_skipped(db: Database) -> None:
@@ -254,8 +267,8 @@ def test_naive_timestamp_columns_compare_in_utc_whatever_the_server_time_zone(db
 
     rows = read_all(source, ReadWindow(Cursor(T0 + dt.timedelta(hours=1), 2), T0 + dt.timedelta(hours=4)))
 
-    assert ids(rows) == [3, 4, 5]
-    assert rows[0]["updated_at"] == T0 + dt.timedelta(hours=2)
+    assert ids(rows) == [2, 3, 4, 5]
+    assert rows[0]["updated_at"] == T0 + dt.timedelta(hours=1)
     assert source.skipped == {LAG_REASON: 1}
 
 
@@ -268,7 +281,7 @@ def test_version_number_cursor_ignores_the_time_bound(db: Database) -> None:
 
     rows = read_all(source, ReadWindow(Cursor(102, 2), T0))
 
-    assert ids(rows) == [3, 4, 5]
+    assert ids(rows) == [2, 3, 4, 5]  # version 102 read again
     assert source.skipped == {}
 
 
@@ -281,8 +294,8 @@ def test_text_keys_break_ties_in_code_point_order_like_the_cursor(db: Database) 
     source = db.incremental()
 
     assert ids(read_all(source)) == ["B", "a", "b"]
-    assert ids(read_all(source, ReadWindow(Cursor(T0, "B")))) == ["a", "b"]
-    assert Cursor(T0, "B").is_before(T0, "a")  # core/cursor.py agrees
+    assert ids(read_all(source, ReadWindow(Cursor(T0, "a")))) == ["B", "a", "b"]  # the boundary, in the same order
+    assert Cursor(T0, "B").is_before(T0, "a") and Cursor(T0, "a").is_before(T0, "b")  # core/cursor.py agrees
 
 
 def test_text_updated_field_is_refused_with_a_hint(db: Database) -> None:
@@ -290,6 +303,43 @@ def test_text_updated_field_is_refused_with_a_hint(db: Database) -> None:
 
     with pytest.raises(ConfigurationError, match="updated_field 'updated_at' must be a timestamp"):
         read_all(db.incremental())
+
+
+class History:
+    """The table the cursor property test (tests/cursor_history.py) commits to and reads."""
+
+    key_field = "id"
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def reset(self) -> None:
+        self.db.execute(
+            "DROP TABLE IF EXISTS customers",
+            "CREATE TABLE customers (id int PRIMARY KEY, email text, updated_at timestamptz)",
+        )
+
+    def commit(self, rows: dict[int, tuple[str, dt.datetime]]) -> None:
+        conn = PostgresHook(postgres_conn_id=self.db.conn_id).get_conn()
+        try:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO customers VALUES (%s, %s, %s) ON CONFLICT (id)"
+                    " DO UPDATE SET email = excluded.email, updated_at = excluded.updated_at",
+                    [(key, email, at) for key, (email, at) in rows.items()],
+                )
+            conn.commit()
+        finally:
+            conn.close()
+
+    def source(self) -> PostgresSource:
+        return self.db.incremental()
+
+
+@property_settings(max_examples=40)
+@given(history=histories())
+def test_property_no_commit_is_missed_at_the_cursor_boundary(db: Database, history: list[Step]) -> None:
+    check_history(History(db), history)
 
 
 # -- queries, identifiers and parameters -------------------------------------------------------
@@ -302,7 +352,7 @@ def test_query_source_is_wrapped_and_filtered(any_driver_db: Database) -> None:
         query="SELECT id, upper(email) AS email, updated_at FROM customers WHERE email LIKE 'c1%';\n",
     )
 
-    rows = read_all(source, ReadWindow(Cursor(T0, 1)))
+    rows = read_all(source, ReadWindow(Cursor(T0 + dt.timedelta(hours=1), 2)))
 
     assert ids(rows) == [10]
     assert rows[0]["email"] == "C10@EXAMPLE.COM"
@@ -348,13 +398,17 @@ def test_cursor_values_are_bound_parameters(db: Database) -> None:
     db.execute(
         "CREATE TABLE customers (id text, email text, updated_at timestamptz)",
         "INSERT INTO customers VALUES ('o''brien', 'ob@x.io', %(t)s), ('x''); DROP TABLE customers; --', 'x@x.io',"
-        " %(t)s), ('p', 'p@x.io', %(t)s)",
-        params={"t": T0},
+        " %(t)s), ('p', 'p@x.io', %(u)s)",
+        params={"t": T0, "u": T0 + dt.timedelta(hours=1)},
     )
     source = db.incremental()
 
-    assert ids(read_all(source, ReadWindow(Cursor(T0, "o'brien")))) == ["p", "x'); DROP TABLE customers; --"]
-    assert ids(read_all(source, ReadWindow(Cursor(T0, "x'); DROP TABLE customers; --")))) == []
+    assert ids(read_all(source, ReadWindow(Cursor(T0, "x'); DROP TABLE customers; --")))) == [
+        "o'brien",
+        "x'); DROP TABLE customers; --",
+        "p",
+    ]
+    assert ids(read_all(source, ReadWindow(Cursor(T0 + dt.timedelta(hours=1), "o'brien')) --")))) == ["p"]
     assert db.query("SELECT count(*) FROM customers") == [(3,)]
 
 

@@ -38,6 +38,8 @@ pytest.importorskip("fakesnow")
 pytest.importorskip("airflow.providers.snowflake")
 
 from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook  # noqa: E402
+from cursor_history import Step, check_history, histories, property_settings  # noqa: E402
+from hypothesis import given  # noqa: E402
 
 from airflow_provider_contactsync.core.cursor import Cursor, normalize_value  # noqa: E402
 from airflow_provider_contactsync.core.errors import ConfigurationError, RowError  # noqa: E402
@@ -301,10 +303,12 @@ def test_json_results_fall_back_to_fetchmany_with_the_same_values(wh: Warehouse)
     arrow = wh.incremental()
     fallback = SnowflakeSource(arrow.spec, hook=JsonOnlyHook(wh.hook()))
 
-    chunks = list(fallback.read(ReadWindow(Cursor(T0, 1)), chunk_size=2))
+    chunks = list(fallback.read(ReadWindow(Cursor(T0 + dt.timedelta(hours=1), 2)), chunk_size=2))
 
     assert [len(chunk) for chunk in chunks] == [2, 2]
-    assert [row for chunk in chunks for row in chunk] == read_all(arrow, ReadWindow(Cursor(T0, 1)))
+    assert [row for chunk in chunks for row in chunk] == read_all(
+        arrow, ReadWindow(Cursor(T0 + dt.timedelta(hours=1), 2))
+    )
 
 
 # -- incremental reads ---------------------------------------------------------------------------
@@ -319,24 +323,32 @@ def test_incremental_read_is_in_updated_key_order(wh: Warehouse) -> None:
     assert ids(rows) == [12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
 
 
-def test_ties_are_neither_missed_nor_repeated_after_a_cursor(wh: Warehouse) -> None:
+def test_the_cursor_s_own_timestamp_is_read_again_whatever_the_key(wh: Warehouse) -> None:
     create_customers(wh, 20, per_hour=10)  # ids 1-10 at T0, 11-20 at T0 + 1h
 
-    rows = read_all(wh.incremental(), ReadWindow(Cursor(T0, 5)))
+    rows = read_all(wh.incremental(), ReadWindow(Cursor(T0, 5)), chunk_size=3)
 
-    assert ids(rows) == [6, 7, 8, 9, 10, *range(11, 21)]
-    assert [r["updated_at"] for r in rows[:5]] == [T0] * 5
+    assert ids(rows) == list(range(1, 21))  # the boundary T0 whole, keys below 5 included, in order
+    assert [r["updated_at"] for r in rows[:10]] == [T0] * 10
 
 
-def test_runs_split_inside_a_tie_read_every_row_once(wh: Warehouse) -> None:
-    create_customers(wh, 30, per_hour=10)
+def test_a_late_commit_at_the_cursor_s_timestamp_below_its_key_is_read_by_the_next_run(wh: Warehouse) -> None:
+    create_customers(wh, 20, per_hour=10)
     source = wh.incremental()
+    until = T0 + dt.timedelta(hours=2)
+    cursor = cursor_after(read_all(source, ReadWindow(until=until), chunk_size=7)[-1])
+    assert cursor == Cursor(T0 + dt.timedelta(hours=1), 20)
+    # Committed after the run, stamped with the cursor's instant: a new row and an update, keys below 20.
+    wh.insert("customers", "id, email, updated_at", [(0, "late@example.com", cursor.value)])
+    wh.execute(
+        "UPDATE customers SET email = 'changed@example.com', updated_at = %(t)s WHERE id = 3",
+        params={"t": cursor.value},
+    )
 
-    first_run = next(iter(source.read(ReadWindow(), chunk_size=7)))  # run 1 stops after a chunk
-    second_run = read_all(source, ReadWindow(cursor_after(first_run[-1])), chunk_size=7)
+    second_run = read_all(source, ReadWindow(cursor, until), chunk_size=7)
 
-    assert first_run[-1]["id"] == 7 and first_run[-1]["updated_at"] == T0
-    assert ids(first_run) + ids(second_run) == list(range(1, 31))
+    assert ids(second_run) == [0, 3, *range(11, 21)]  # the late rows, then the boundary read again
+    assert [r["email"] for r in second_run[:2]] == ["late@example.com", "changed@example.com"]
 
 
 def test_text_keys_break_ties_in_code_point_order_like_the_cursor(wh: Warehouse) -> None:
@@ -346,11 +358,12 @@ def test_text_keys_break_ties_in_code_point_order_like_the_cursor(wh: Warehouse)
     source = wh.incremental()
 
     rows = read_all(source)
-    after_z = read_all(source, ReadWindow(Cursor(T0, "Z")))
+    from_z = read_all(source, ReadWindow(Cursor(T0, "Z")), chunk_size=3)
 
     assert ids(rows) == sorted(keys)  # Python's order: "10" < "9" < "B" < "Z" < "a" < "b" < "é"
-    assert ids(after_z) == ["a", "b", "é"]
-    assert all(Cursor(T0, "Z").is_before(normalize_value(r["updated_at"]), r["id"]) for r in after_z)
+    assert ids(from_z) == sorted(keys)  # the boundary read again, in the same order
+    pairs = [Cursor(normalize_value(r["updated_at"]), r["id"]) for r in from_z]
+    assert all(a.is_before(b.value, b.key) for a, b in zip(pairs, pairs[1:], strict=False))  # core/cursor.py agrees
 
 
 def test_until_bound_leaves_later_rows_for_the_next_run_and_counts_them(wh: Warehouse) -> None:
@@ -359,17 +372,17 @@ def test_until_bound_leaves_later_rows_for_the_next_run_and_counts_them(wh: Ware
 
     rows = read_all(source, ReadWindow(Cursor(T0, 1), T0 + dt.timedelta(hours=5)))
 
-    assert ids(rows) == [2, 3, 4, 5, 6]  # T0 + 5h included: the bound is inclusive
+    assert ids(rows) == [1, 2, 3, 4, 5, 6]  # both bounds are inclusive: T0 read again, T0 + 5h read
     assert source.skipped == {LAG_REASON: 4}
 
 
-def test_skipped_counts_only_rows_after_the_cursor(wh: Warehouse) -> None:
+def test_skipped_counts_only_rows_inside_the_cursor_s_window(wh: Warehouse) -> None:
     create_customers(wh, 10)
     source = wh.incremental()
 
     read_all(source, ReadWindow(Cursor(T0 + dt.timedelta(hours=8), 9), T0 + dt.timedelta(hours=2)))
 
-    assert source.skipped == {LAG_REASON: 1}  # only id 10 is both new and too recent
+    assert source.skipped == {LAG_REASON: 2}  # ids 9 (the boundary) and 10 wait; ids 1-8 are behind the cursor
 
 
 def test_null_updated_at_is_counted_as_skipped(wh: Warehouse) -> None:
@@ -399,9 +412,9 @@ def test_number_cursor_ignores_the_time_bound(wh: Warehouse) -> None:
     wh.insert("versions", "id, email, version", [(1, "a@x.org", 3), (2, "b@x.org", 1), (3, "c@x.org", 3)])
     source = wh.source(table="versions", fields=["id", "email", "version"], updated_field="version", key="id")
 
-    rows = read_all(source, ReadWindow(Cursor(1, 2), T0))
+    rows = read_all(source, ReadWindow(Cursor(3, 1), T0))
 
-    assert ids(rows) == [1, 3]
+    assert ids(rows) == [1, 3]  # version 3 read again, both keys
     assert source.skipped == {}
 
 
@@ -431,7 +444,7 @@ def test_zoned_cursors_compare_instants_whatever_the_offsets(wh: Warehouse, kind
     assert [r["updated_at"] for r in everything] == [
         dt.datetime(2024, 3, 1, h, m, tzinfo=UTC) for h, m in ((10, 30), (11, 0), (11, 30))
     ]
-    assert ids(after) == [3]
+    assert ids(after) == [2, 3]  # 11:00 UTC, the cursor's own instant, read again
     assert ids(bounded) == [1, 2] and source.skipped == {LAG_REASON: 1}  # until = 11:15 UTC
 
 
@@ -442,7 +455,7 @@ def test_ntz_cursor_takes_wall_clocks_as_utc(wh: Warehouse) -> None:
 
     rows = read_all(source, ReadWindow(Cursor(normalize_value(one_pm_in_new_york), 1), T0 + dt.timedelta(hours=2)))
 
-    assert ids(rows) == [2, 3]  # 13:00 (a later key in the tie) and 14:00 = the bound
+    assert ids(rows) == [2, 3]  # 13:00 (the cursor's own value, read again) and 14:00 = the bound
     assert rows[0]["updated_at"] == dt.datetime(2024, 3, 1, 13, 0, tzinfo=UTC)
     assert source.skipped == {LAG_REASON: 1}
 
@@ -453,11 +466,47 @@ def test_date_cursor(wh: Warehouse) -> None:
     wh.insert("customers", "id, email, updated_at", [(k, f"c{k}@x.org", d) for k, d in days])
     source = wh.incremental()
 
-    rows = read_all(source, ReadWindow(Cursor(dt.date(2024, 3, 1), 1), dt.datetime(2024, 3, 2, 8, tzinfo=UTC)))
+    rows = read_all(source, ReadWindow(Cursor(dt.date(2024, 3, 1), 2), dt.datetime(2024, 3, 2, 8, tzinfo=UTC)))
 
-    assert ids(rows) == [2, 3]
+    assert ids(rows) == [1, 2, 3]  # a DATE cursor reads its last day again
     assert rows[0]["updated_at"] == dt.date(2024, 3, 1)
     assert source.skipped == {LAG_REASON: 1}
+
+
+class History:
+    """The table the cursor property test (tests/cursor_history.py) commits to and reads."""
+
+    key_field = "id"
+
+    def __init__(self, wh: Warehouse) -> None:
+        self.wh = wh
+
+    def reset(self) -> None:
+        self.wh.execute(
+            "DROP TABLE IF EXISTS customers", "CREATE TABLE customers (id INT, email TEXT, updated_at TIMESTAMP_TZ)"
+        )
+
+    def commit(self, rows: dict[int, tuple[str, dt.datetime]]) -> None:
+        params: dict[str, Any] = {}
+        values = []
+        for i, (key, (email, at)) in enumerate(rows.items()):
+            params.update({f"k{i}": key, f"e{i}": email, f"t{i}": at})
+            values.append(f"(%(k{i})s, %(e{i})s, %(t{i})s)")
+        keys = ", ".join(f"%(k{i})s" for i in range(len(rows)))
+        self.wh.execute(
+            f"DELETE FROM customers WHERE id IN ({keys})",
+            f"INSERT INTO customers (id, email, updated_at) VALUES {', '.join(values)}",
+            params=params,
+        )
+
+    def source(self) -> SnowflakeSource:
+        return self.wh.incremental()
+
+
+@property_settings(max_examples=20)
+@given(history=histories())
+def test_property_no_commit_is_missed_at_the_cursor_boundary(wh: Warehouse, history: list[Step]) -> None:
+    check_history(History(wh), history)
 
 
 # -- query sources -------------------------------------------------------------------------------
@@ -471,7 +520,7 @@ def test_query_source_is_wrapped_with_the_incremental_predicate(wh: Warehouse) -
 
     rows = read_all(source, ReadWindow(Cursor(T0 + dt.timedelta(hours=1), 5), T0 + dt.timedelta(hours=2)))
 
-    assert ids(rows) == [6, 7, 9]  # 8 left out by the query's own filter ('%' is not a placeholder)
+    assert ids(rows) == [4, 5, 6, 7, 9]  # 8 left out by the query's own filter ('%' is not a placeholder)
     assert source.skipped == {LAG_REASON: 3}
     everything = read_all(wh.source(table=None, query=query))  # no parameters bound: '%' stays as written
     assert sorted(ids(everything)) == [i for i in range(1, 13) if i != 8]
@@ -746,7 +795,7 @@ TRAITS = {  # the TRAITS payload of each row, by id
 }
 
 
-def test_example_definition_runs_as_a_dag_and_a_second_run_reads_nothing(
+def test_example_definition_runs_as_a_dag_and_a_second_run_sends_nothing(
     emulated: dict[str, Any],
     brevo_sandbox: Any,
     airflow_db: str,
@@ -807,7 +856,11 @@ def test_example_definition_runs_as_a_dag_and_a_second_run_reads_nothing(
         "margaret@example.com": (None, None),
     }
 
+    writes = [r for r in brevo_sandbox.requests() if r["method"] != "GET"]
     second = run()
 
     assert set(task_states(second).values()) == {"success"}
-    assert xcom_value(second, "load")["rows read"] == 0
+    again = xcom_value(second, "load")
+    # Ids 4 and 5 share the cursor's timestamp: read again, and nothing unchanged is sent.
+    assert (again["rows read"], again["created"], again["updated"]) == (2, 0, 0)
+    assert [r for r in brevo_sandbox.requests() if r["method"] != "GET"] == writes

@@ -1,8 +1,11 @@
 """The incremental cursor (watermark): the (updated_field, key) position of the last loaded row.
 
-Rows are read in (updated, key) order and a row is new when its pair is strictly greater than
-the cursor's. The key breaks ties, so rows sharing a timestamp across a run boundary are neither
-missed nor read twice. Timestamps are compared as instants: naive values are taken as UTC.
+Rows are read in (updated, key) order; the stored cursor is the largest pair loaded and never
+moves backwards (:meth:`Cursor.max`). Database sources read from the cursor's value *inclusive*
+(``updated >= value``): rows sharing the boundary value are read again, so one committed late with
+that value and a lower key is not lost (docs/adr/0004-cursor-boundary.md). File sources read the
+rows strictly after the pair (:meth:`Cursor.is_before`). Timestamps are compared as instants:
+naive values are taken as UTC.
 """
 
 from __future__ import annotations
@@ -55,10 +58,17 @@ class Cursor:
     key: Any
 
     def is_before(self, value: CursorValue, key: Any) -> bool:
-        """True when a row at (value, key) comes after this cursor, i.e. is new."""
+        """True when a row at (value, key) comes strictly after this cursor in (updated, key) order."""
         if value != self.value:
             return value > self.value  # type: ignore[operator]
         return _key_order(key) > _key_order(self.key)
+
+    def reaches(self, value: CursorValue) -> bool:
+        """True when a row updated at ``value`` is inside a database source's window from this cursor.
+
+        The boundary is inclusive: ``value >= self.value``, whatever the row's key.
+        """
+        return value >= self.value  # type: ignore[operator]
 
     def max(self, other: Cursor | None) -> Cursor:
         """The later of two cursors: a cursor never moves backwards."""

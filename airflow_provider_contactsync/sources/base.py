@@ -28,7 +28,12 @@ Chunk = list[dict[str, Any] | RowError]
 class ReadWindow:
     """Which rows a run reads, in (updated, key) order.
 
-    :param since: read rows strictly after this (updated, key) position; None reads from the start.
+    :param since: the stored cursor; None reads from the start. Database sources read rows with
+        ``updated >= since.value``: the cursor's own value is read again, so a row committed late
+        with that value and a key below ``since.key`` is not lost (rows sharing the value are read
+        again and the load's digests skip those that did not change; docs/adr/0004). File sources
+        read rows strictly after the ``(value, key)`` pair (:meth:`Cursor.is_before`): a file's
+        rows are complete once it is picked up.
     :param until: read rows with updated <= this (the safety lag bound); None is unbounded.
     """
 
@@ -162,7 +167,7 @@ def refuse_nested_cursor(spec: SourceSpec, hint: str) -> None:
 
 
 def read_window(spec: SourceSpec, cursor: Cursor | None, now: dt.datetime, *, full_refresh: bool) -> ReadWindow:
-    """The window of one run: after the stored cursor, up to ``now`` minus the safety lag.
+    """The window of one run: from the stored cursor, up to ``now`` minus the safety lag.
 
     The upper bound is applied even with a zero lag: a row stamped in the future (clock skew, a
     typo) would otherwise move the cursor ahead of every row written until then. Such rows wait,

@@ -7,13 +7,16 @@ Why it looks like this:
   a time, one chunk per page. The Storage Read API would be faster for huge tables but needs
   ``bigquery.readsessions`` permissions and a gRPC endpoint; the REST pages need neither.
 - **No SQL built from values**: table names are ``dataset.table`` or ``project.dataset.table``,
-  each part checked then quoted with backticks; fields are quoted the same way; the cursor, its
-  key and the safety-lag bound are query parameters (``@since``, ``@since_key``, ``@until``)
-  typed from the column's BigQuery type. A ``query`` is wrapped as ``(<query>) AS src``.
-- **Incremental predicate**: ``(u > @since OR (u = @since AND k > @since_key)) AND u <= @until``,
-  ``ORDER BY u, k``. BigQuery orders STRING values by their bytes (UTF-8), which is Unicode code
-  point order, as Python compares the cursor's keys (a key column declared with a non-default
-  collation such as ``und:ci`` would order differently: leave keys without collation).
+  each part checked then quoted with backticks; fields are quoted the same way; the cursor's value
+  and the safety-lag bound are query parameters (``@since``, ``@until``) typed from the column's
+  BigQuery type. A ``query`` is wrapped as ``(<query>) AS src``.
+- **Incremental predicate**: ``u >= @since AND u <= @until``, ``ORDER BY u, k``. The cursor's own
+  value is read again, so a row committed late with that value and a key below the cursor's is
+  read by the next run; rows sharing it are read again and the load's digests skip those that
+  did not change (docs/adr/0004-cursor-boundary.md). BigQuery orders STRING values by their bytes
+  (UTF-8), which is Unicode code point order, as Python compares the cursor's keys (a key column
+  declared with a non-default collation such as ``und:ci`` would order differently: leave keys
+  without collation).
 - **Time zones**: TIMESTAMP is an instant: bound and returned as tz-aware UTC. DATETIME has no
   zone: its values are **taken as UTC** (returned tz-aware UTC, the cursor bound as naive UTC),
   so a DATETIME column must hold UTC wall-clock times. DATE cursors compare with ``until``'s
@@ -270,17 +273,15 @@ class _Plan:
             return
         assert spec.key is not None  # the model requires key with updated_field
         updated_type = _cursor_type(spec, schema, spec.updated_field, _CURSOR_TYPES, "updated_field")
-        key_type = _cursor_type(spec, schema, spec.key, _KEY_TYPES, "key")
+        _cursor_type(spec, schema, spec.key, _KEY_TYPES, "key")  # the key orders ties in ORDER BY
         u, k = _quoted_path(spec.updated_field), _quoted_path(spec.key)
         conditions = [f"{u} IS NOT NULL"]
         after_since = ""
         since_params: list[Any] = []
         if window.since is not None:
-            after_since = f"({u} > @since OR ({u} = @since AND {k} > @since_key))"
-            since_params = [
-                ScalarQueryParameter("since", updated_type, _bind(window.since.value, updated_type)),
-                ScalarQueryParameter("since_key", key_type, _bind(window.since.key, key_type)),
-            ]
+            # Inclusive: the cursor's own value is read again, so a late commit at it is not lost.
+            after_since = f"{u} >= @since"
+            since_params = [ScalarQueryParameter("since", updated_type, _bind(window.since.value, updated_type))]
             conditions.append(after_since)
             self.params += since_params
         # A safety-lag bound is a time: it cannot apply to a version-number cursor.

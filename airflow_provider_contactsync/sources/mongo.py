@@ -6,10 +6,14 @@ Why it looks like this:
   the client holds one batch and one chunk, whatever the collection size. Only the top-level
   keys the fields need are projected.
 - **No query built from values**: the incremental predicate is a query document whose values
-  are BSON values (datetime, number, ObjectId), never text pasted into a query:
-  ``{"$or": [{u: {"$gt": v}}, {u: v, k: {"$gt": key}}]}`` plus ``u <= until`` for dates, sorted
-  on ``[(u, 1), (k, 1)]``. A pipeline gets these as ``$match`` and ``$sort`` stages appended
-  after the user's stages (``allowDiskUse``); a filter is combined with ``$and``.
+  are BSON values (datetime, number), never text pasted into a query: ``{u: {"$gte": v}}`` plus
+  ``"$lte": until`` for dates (one range an index on ``(u, k)`` serves), sorted on
+  ``[(u, 1), (k, 1)]``. A pipeline gets these as ``$match`` and ``$sort`` stages appended after
+  the user's stages (``allowDiskUse``); a filter is combined with ``$and``.
+- **The cursor's boundary is read again** (``$gte``, not after the stored key): a document
+  committed late with the cursor's own date and a key below the cursor's is read by the next
+  run; documents sharing that value are read again and the load's digests skip those that did
+  not change (docs/adr/0004-cursor-boundary.md).
 - **Schemaless, so the types come from the data**: MongoDB compares values of one BSON type
   bracket only (``{"$gt": <date>}`` never matches a number or a string), so a cursor field
   holding several types would silently lose documents. The cursor's type is decided from the
@@ -21,9 +25,9 @@ Why it looks like this:
   cursors (a date field is what applications write).
 - **Tie order matches ``core/cursor.py``**: the key's type is decided from the first document:
   an ObjectId (compared as its 24-hex string by the cursor: same order as the 12 bytes MongoDB
-  compares), a string (compared with the ``simple`` collation, i.e. UTF-8 bytes, which is code
-  point order like Python's, whatever the collection's default collation) or a number. A stored
-  ObjectId key comes back as its hex string and is turned back into an ObjectId for the query.
+  compares), a string (sorted with the ``simple`` collation, i.e. UTF-8 bytes, which is code
+  point order like Python's, whatever the collection's default collation) or a number. The
+  stored cursor's key is not part of the query (the boundary value is read whole).
 - **Probe before reading**: the first document of the filter or pipeline tells what exists: a
   key dropped by a pipeline's ``$project`` is a ConfigurationError on ``source.key``, a field no
   document has at all (a typo) one on ``source.fields``; a field missing from one document is
@@ -59,7 +63,7 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -339,16 +343,15 @@ class _Plan:
             collection.collation = {"locale": "simple"}  # UTF-8 bytes: Python's code point order
         good_updated = _of_kind(kind)
         good_key = _of_kind(key_kind)
-        parts: list[dict[str, Any]] = [{updated: dict(good_updated), key: good_key}]
+        since: dict[str, Any] = {}
         if window.since is not None:
-            value = _bson_cursor_value(spec, kind, window.since.value)
-            after = _bson_key(spec, key_kind, window.since.key)
-            parts[0][updated]["$gte"] = value  # a range an index on (updated, key) can use
-            parts.append({"$or": [{updated: {"$gt": value}}, {updated: value, key: {"$gt": after}}]})
+            # Inclusive: the cursor's own value is read again, so a late commit at it is not lost.
+            since["$gte"] = _bson_cursor_value(spec, kind, window.since.value)
         bounded = window.until is not None and kind == "date"
+        window_range = {**good_updated, **since}
         if bounded:
-            parts[0][updated]["$lte"] = _bson_datetime(window.until)
-        self.match = _and(*parts)
+            window_range["$lte"] = _bson_datetime(window.until)
+        self.match = {updated: window_range, key: good_key}
         self.sort = [(updated, 1), (key, 1)]
         # Documents left out on purpose, so nothing is lost silently.
         self.conditions[SKIP_NULL.format(field=updated)] = {updated: None}
@@ -363,10 +366,8 @@ class _Plan:
             "$nor": [{key: good_key}],
         }
         if bounded:
-            later = [{updated: {**good_updated, "$gt": _bson_datetime(window.until)}, key: good_key}]
-            if len(parts) > 1:
-                later.append(parts[1])
-            self.conditions[SKIP_AFTER_UNTIL] = _and(*later)
+            later = {**good_updated, **since, "$gt": _bson_datetime(window.until)}
+            self.conditions[SKIP_AFTER_UNTIL] = {updated: later, key: good_key}
 
     def skipped_counts(self) -> dict[str, int]:
         return self.collection.counts(self.conditions)
@@ -449,28 +450,6 @@ def _bson_cursor_value(spec: MongoSpec, kind: str, value: CursorValue) -> Any:
         f"source {spec.name!r}: the stored cursor ({value!r}) is not a {kind}, but updated_field "
         f"{spec.updated_field!r} now holds {kind}s: run once with full_refresh to start over",
         key_path="source.updated_field",
-    )
-
-
-def _bson_key(spec: MongoSpec, kind: str, key: Any) -> Any:
-    """The stored cursor key as a BSON value of the key's type (ObjectIds come back as hex strings)."""
-    from bson.objectid import ObjectId
-
-    if kind == "objectId" and isinstance(key, (str, ObjectId)) and ObjectId.is_valid(key):
-        return ObjectId(key)
-    if kind == "string" and isinstance(key, str):
-        return key
-    if kind == "number" and not isinstance(key, bool):
-        if isinstance(key, (int, float, Decimal)):
-            return _bson_number(key)
-        try:
-            return _bson_number(Decimal(str(key)))
-        except InvalidOperation:
-            pass
-    raise ConfigurationError(
-        f"source {spec.name!r}: the stored cursor key {key!r} is not a {kind}, but key {spec.key!r} now holds "
-        f"{kind}s: run once with full_refresh to start over",
-        key_path="source.key",
     )
 
 

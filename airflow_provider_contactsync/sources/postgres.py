@@ -1,4 +1,4 @@
-"""PostgreSQL through the provider's PostgresHook: a server-side cursor, (updated, key) predicate.
+"""PostgreSQL through the provider's PostgresHook: a server-side cursor, rows in (updated, key) order.
 
 Why it looks like this:
 
@@ -11,8 +11,13 @@ Why it looks like this:
 - **Time zones**: the session runs in UTC. ``timestamptz`` values come back tz-aware;
   ``timestamp`` (without time zone) values are taken as UTC, as ``core/cursor.py`` takes naive
   values, and returned tz-aware UTC; the predicate compares them in UTC too.
-- **Tie order matches the cursor**: a text key is compared with ``COLLATE "C"`` (code point
-  order, like Python's), so the cursor's tie-breaking agrees with the database's.
+- **The cursor's boundary is read again**: the window is ``u >= cursor value AND u <= until``,
+  ``ORDER BY u, k``, so a row committed late with the cursor's own timestamp (and a key below the
+  cursor's) is read by the next run; rows sharing that value are read again, and the load's
+  digests skip those that did not change (docs/adr/0004-cursor-boundary.md).
+- **Tie order matches the cursor**: a text key is sorted with ``COLLATE "C"`` (code point order,
+  like Python's), so the last row of a chunk is the largest (updated, key) pair, as the cursor
+  compares them.
 
 The hook gives psycopg 3 (SQLAlchemy 2 present) or psycopg2; both are supported, chosen by the
 connection the hook returns.
@@ -246,9 +251,12 @@ class _Plan:
         if key_column.type_oid in _TEXT_TYPES:
             key = sql.SQL('{} COLLATE "C"').format(key)
         conditions = [sql.SQL("{} IS NOT NULL").format(updated)]
+        # The cursor's own value is read again (inclusive): a row committed late with that value and
+        # a lower key is not lost; the load's digests skip what did not change (docs/adr/0004).
+        since = sql.SQL("{} >= %s").format(updated)
         if window.since is not None:
-            conditions.append(sql.SQL("({}, {}) > (%s, %s)").format(updated, key))
-            self.params += [window.since.value, window.since.key]
+            conditions.append(since)
+            self.params.append(window.since.value)
         # A safety-lag bound is a time: it cannot apply to a version-number cursor.
         bounded = window.until is not None and updated_column.type_oid in _TIME_TYPES
         after_until = sql.SQL("{} > %s").format(updated)
@@ -265,8 +273,8 @@ class _Plan:
             later = [after_until]
             self.count_params.append(window.until)
             if window.since is not None:
-                later.append(sql.SQL("({}, {}) > (%s, %s)").format(updated, key))
-                self.count_params += [window.since.value, window.since.key]
+                later.append(since)
+                self.count_params.append(window.since.value)
             counts.append(sql.SQL("count(*) FILTER (WHERE {})").format(sql.SQL(" AND ").join(later)))
             self.count_reasons.append(SKIP_AFTER_UNTIL)
         self.count_query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(counts), relation)

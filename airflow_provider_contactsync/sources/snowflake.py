@@ -8,9 +8,13 @@ Why it looks like this:
   exact match first, then a case-insensitive match that must be unique (two columns differing only
   by case are ambiguous: a ConfigurationError asks for the exact spelling). The real names are then
   double-quoted in the SQL; rows keep the definition's field names as keys.
-- **No SQL built from values**: identifiers are resolved and quoted, the cursor values and the
+- **No SQL built from values**: identifiers are resolved and quoted, the cursor's value and the
   safety-lag bound go through the connector's own binding (``%(since)s``, pyformat); a query
   source is wrapped as a subquery (``(<query>) AS src``).
+- **The cursor's boundary is read again**: ``u >= since AND u <= until``, ``ORDER BY u, k``, so
+  a row committed late with the cursor's own timestamp and a key below the cursor's is read by
+  the next run; rows sharing that value are read again and the load's digests skip those that
+  did not change (docs/adr/0004-cursor-boundary.md).
 - **Constant memory**: rows come from ``cursor.fetch_arrow_batches()`` (one Arrow table per result
   chunk the connector downloads), re-chunked to ``chunk_size`` rows; memory holds the few result
   chunks the connector prefetches and one chunk of rows, never the whole result. A result the
@@ -22,14 +26,14 @@ Why it looks like this:
   from an aware UTC value). ``TIMESTAMP_NTZ`` has no zone: **its values are taken as UTC**, like
   ``core/cursor.py`` takes naive values, compared against a naive UTC bound cast
   ``AS TIMESTAMP_NTZ`` and returned tz-aware UTC.
-- **Tie order matches the cursor**: a text key is compared and sorted ``COLLATE 'utf8'`` (UTF-8
-  bytes, i.e. code point order, like Python's ``str``), whatever collation the column carries.
+- **Tie order matches the cursor**: a text key is sorted ``COLLATE 'utf8'`` (UTF-8 bytes, i.e.
+  code point order, like Python's ``str``), whatever collation the column carries.
 - **Skipped rows**: rows with a null cursor and rows after the bound are counted by one
   ``COUNT_IF`` query on the same relation. Snowflake isolates statements, not transactions
   (READ COMMITTED), so the counts describe the relation as of their own statement.
-- **Precision**: Snowflake keeps nanoseconds, Python microseconds. A row whose cursor has
-  sub-microsecond digits in the stored cursor's microsecond is read again by the next run (never
-  missed; the load is an idempotent upsert).
+- **Precision**: Snowflake keeps nanoseconds, Python microseconds. Rows in the stored cursor's
+  microsecond (sub-microsecond digits included) are at or after the bound, so they are read again
+  by the next run like the rest of the boundary (never missed; the load skips unchanged contacts).
 
 Type table (Snowflake column type -> the value formulas see):
 
@@ -326,9 +330,8 @@ class _Plan:
             key = f"({key} COLLATE 'utf8')"
         after_cursor = None
         if window.since is not None:
-            since = self._bind("since", window.since.value, updated_column)
-            self.params["key"] = str(window.since.key) if key_column.type == "TEXT" else window.since.key
-            after_cursor = f"({updated} > {since} OR ({updated} = {since} AND {key} > %(key)s))"
+            # Inclusive: the cursor's own value is read again, so a late commit at it is not lost.
+            after_cursor = f"{updated} >= {self._bind('since', window.since.value, updated_column)}"
         # A safety-lag bound is a time: it cannot apply to a version-number cursor.
         bounded = window.until is not None and updated_column.type in _TIMES
         conditions = [f"{updated} IS NOT NULL", *([after_cursor] if after_cursor else [])]
