@@ -1,4 +1,4 @@
-"""The (updated, key) cursor: tie-breaking, time zones, monotonic max, JSON round trip."""
+"""The (updated, key) cursor: tie-breaking, time zones, monotonic max, JSON round trip, the inclusive boundary."""
 
 from __future__ import annotations
 
@@ -55,3 +55,12 @@ def test_json_round_trip(value: object) -> None:
     cursor = Cursor(value, "k-1")  # type: ignore[arg-type]
     assert Cursor.from_json(cursor.to_json()) == cursor
     assert Cursor.from_json(None) is None
+
+
+def test_database_windows_reach_the_cursor_s_own_value_whatever_the_key() -> None:
+    cursor = Cursor(T, 5)
+    assert cursor.reaches(T)  # the boundary is read again: a late commit at T with key 4 is not lost
+    assert cursor.reaches(T + dt.timedelta(microseconds=1))
+    assert not cursor.reaches(T - dt.timedelta(microseconds=1))
+    assert Cursor(dt.date(2026, 11, 20), 1).reaches(dt.date(2026, 11, 20))  # a DATE cursor: its last day again
+    assert not cursor.is_before(T, 4)  # file sources: strictly after the (value, key) pair
