@@ -253,7 +253,7 @@ class History:
         return self.mongo.incremental()
 
 
-@property_settings(max_examples=60)
+@property_settings(max_examples=150)
 @given(history=histories())
 def test_property_no_commit_is_missed_at_the_cursor_boundary(mongo: Mongo, history: list[Step]) -> None:
     check_history(History(mongo), history)

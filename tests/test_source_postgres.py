@@ -336,7 +336,7 @@ class History:
         return self.db.incremental()
 
 
-@property_settings(max_examples=40)
+@property_settings(max_examples=60)
 @given(history=histories())
 def test_property_no_commit_is_missed_at_the_cursor_boundary(db: Database, history: list[Step]) -> None:
     check_history(History(db), history)
