@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from airflow_provider_contactsync.core.boundary import Boundary
 from airflow_provider_contactsync.core.cursor import Cursor
 
 CURSOR_KEY = "cursor"
@@ -101,3 +102,41 @@ class CursorStore:
 
     def reset(self) -> None:
         self._state.delete(CURSOR_KEY)
+
+
+BOUNDARY_FILE = "cursor-boundary.json"
+"""Under ``<staging>/<dag_id>/state/``: the rows the last successful run read at the cursor's value."""
+
+
+def write_boundary(target: Any, boundary: Boundary) -> str:
+    """Write a boundary as JSON to an ObjectStoragePath; return its URL."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cursor = Cursor(boundary.value, None).to_json()
+    target.write_text(json.dumps({"cursor": cursor, "digests": boundary.digests}), encoding="utf-8")
+    return str(target)
+
+
+def read_boundary(target: Any) -> Boundary | None:
+    """The boundary stored at an ObjectStoragePath, or None."""
+    if not target.exists():
+        return None
+    data = json.loads(target.read_text(encoding="utf-8"))
+    cursor = Cursor.from_json(data.get("cursor"))
+    return None if cursor is None else Boundary(cursor.value, dict(data.get("digests") or {}))
+
+
+def promote_boundary(dag_root: Any, run_boundary_url: str, stored: Cursor | None) -> None:
+    """After a successful load, keep the run's boundary if the stored cursor has its value.
+
+    A run that read only rows at the value it started from adds them to the boundary it had.
+    """
+    from airflow.sdk import ObjectStoragePath
+
+    run_boundary = read_boundary(ObjectStoragePath(run_boundary_url))
+    if run_boundary is None or stored is None or run_boundary.value != stored.value:
+        return
+    target = dag_root / "state" / BOUNDARY_FILE
+    kept = read_boundary(target)
+    if kept is not None and kept.value == run_boundary.value:
+        run_boundary.digests = {**kept.digests, **run_boundary.digests}
+    write_boundary(target, run_boundary)

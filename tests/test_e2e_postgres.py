@@ -110,12 +110,24 @@ def test_incremental_runs_with_ties_updates_and_a_no_op(crm: Crm) -> None:
         "UPDATE public.customers SET first_name = 'Alan M.', updated_at = %s WHERE id = 2", (T0 + dt.timedelta(days=1),)
     )
     summary = xcom_value(crm.run(), "load")
-    assert summary["rows read"] == 4  # 11 and 2, and 9 and 10 again: they share the cursor's instant
-    assert (summary["created"], summary["updated"], summary["unchanged"]) == (1, 1, 2)
+    assert summary["rows read"] == 2  # 11 and 2; 9 and 10, at the cursor's instant, read again but unchanged
+    assert summary["skipped at source"] == 2
+    assert (summary["created"], summary["updated"], summary["unchanged"]) == (1, 1, 0)
     writes = crm.writes()
     again = xcom_value(crm.run(), "load")
-    assert (again["rows read"], again["unchanged"]) == (1, 1)  # row 2, the cursor's instant, read again
+    assert (again["rows read"], again["skipped at source"]) == (0, 1)  # row 2, the cursor's instant, unchanged
     assert crm.writes() == writes  # nothing new: not a single write call
+
+
+def test_a_late_commit_at_the_cursors_instant_is_read_and_loaded(crm: Crm) -> None:
+    first = xcom_value(crm.run(), "load")
+    assert first["cursor"]["key"] == 10
+    # row 9 changes in a transaction that commits late, stamped with the cursor's own instant (key 9 < 10)
+    crm.sql("UPDATE public.customers SET first_name = 'Edsger W.' WHERE id = 9")
+    summary = xcom_value(crm.run(), "load")
+    assert (summary["rows read"], summary["updated"], summary["skipped at source"]) == (1, 1, 1)  # 10 unchanged
+    names = {c.get("email"): c["attributes"]["FIRSTNAME"] for c in crm.sandbox.contacts()}
+    assert names["edsger@example.nl"] == "Edsger W."
 
 
 def test_retry_after_a_load_failure_injected_by_the_sandbox(crm: Crm) -> None:
@@ -132,7 +144,7 @@ def test_an_older_run_never_rewinds_the_cursor(crm: Crm) -> None:
     writes = crm.writes()
     backfill = crm.run(logical_date=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc))
     summary = xcom_value(backfill, "load")
-    assert summary["rows read"] == 2  # 9 and 10, at the cursor's instant, read again
+    assert summary["rows read"] == 0  # 9 and 10, at the cursor's instant, read again: unchanged, left out
     assert summary["cursor"] == first["cursor"]
     assert crm.writes() == writes
 

@@ -27,6 +27,7 @@ from cursor_history import Step, check_history, histories, property_settings
 from hypothesis import given
 from pymongo import monitoring
 
+from airflow_provider_contactsync.core.boundary import SKIP_UNCHANGED
 from airflow_provider_contactsync.core.cursor import Cursor, normalize_value
 from airflow_provider_contactsync.core.errors import ConfigurationError, RowError
 from airflow_provider_contactsync.core.spec.models import MongoSource as MongoSpec
@@ -824,11 +825,6 @@ def test_example_definition_syncs_into_the_sandbox(
     assert "CITY" not in contacts["alan@example.org"]  # address without a city: null, left unset
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operators/ (map): a reject read again at the cursor's boundary counts again toward max_error_rate, "
-    "so a run reading only it fails (1 of 1 rows rejected); see docs/adr/0004-cursor-boundary.md",
-)
 def test_a_second_run_with_a_rejected_row_at_the_cursor_s_boundary_succeeds_and_sends_nothing(
     mongo: Mongo, tmp_path: Path, brevo_sandbox: Any, airflow_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -842,7 +838,10 @@ def test_a_second_run_with_a_rejected_row_at_the_cursor_s_boundary_succeeds_and_
     second = run()
 
     assert set(task_states(second).values()) == {"success"}
-    assert xcom_value(second, "load")["rows read"] == 1  # the boundary, read again
+    summary = xcom_value(second, "load")
+    # the boundary is read again, and its unchanged (rejected) row is left out, not rejected twice
+    assert (summary["rows read"], summary["rejected"]) == (0, 0)
+    assert xcom_value(second, "extract")["skipped"][SKIP_UNCHANGED] == 1
     assert [r for r in brevo_sandbox.requests() if r["method"] != "GET"] == writes
 
 

@@ -14,11 +14,12 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
+from airflow_provider_contactsync.core.boundary import SKIP_UNCHANGED, BoundaryFilter
 from airflow_provider_contactsync.core.cursor import Cursor, normalize_value
 from airflow_provider_contactsync.core.errors import Reject, RowError
 from airflow_provider_contactsync.core.spec import SourceDefinition
 from airflow_provider_contactsync.staging import ChunkStore, default_staging_base
-from airflow_provider_contactsync.state import source_asset
+from airflow_provider_contactsync.state import BOUNDARY_FILE, read_boundary, source_asset, write_boundary
 
 ERROR_REPORT_XCOM_KEY = "error_report"
 
@@ -114,23 +115,32 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
         chunk_rows: list[int] = []
         latest: Cursor | None = None
         field, key = source_spec.updated_field, source_spec.key
-        for index, chunk in enumerate(source.read(window, chunk_size=self.chunk_size)):
-            urls.append(store.write("extract", index, chunk))
-            chunk_rows.append(len(chunk))
+        boundary = self._boundary_filter(store, stored, source, full_refresh=full_refresh)
+        for chunk in source.read(window, chunk_size=self.chunk_size):
             if field and key:
                 # Ordered reads end with their latest row; otherwise every row is looked at.
                 latest = latest_cursor(_last_row(chunk) if source.ordered_reads else chunk, field, key, latest)
+            rows_to_stage = boundary.feed(chunk) if boundary is not None else chunk
+            if rows_to_stage:
+                urls.append(store.write("extract", len(urls), rows_to_stage))
+                chunk_rows.append(len(rows_to_stage))
         rows = sum(chunk_rows)
+        skipped = dict(source.skipped)
+        if boundary is not None and boundary.unchanged:
+            skipped[SKIP_UNCHANGED] = boundary.unchanged
         result = {
             "chunks": urls,
             "chunk_rows": chunk_rows,
             "rows": rows,
-            "skipped": dict(source.skipped),
+            "skipped": skipped,
             "full_refresh": full_refresh,
             "cursor_start": stored.to_json() if stored else None,
             "cursor_end": latest.to_json() if latest else None,
             "cursor_store": cursors.backend,
         }
+        read_boundary = boundary.boundary() if boundary is not None else None
+        if read_boundary is not None:
+            result["boundary"] = write_boundary(store.path("extract", "boundary.json"), read_boundary)
         self.log.info(
             "Extracted %d rows in %d chunks from %s %s (cursor %s -> %s); skipped: %s",
             rows,
@@ -142,6 +152,19 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
             result["skipped"] or "none",
         )
         return result
+
+    def _boundary_filter(
+        self, store: ChunkStore, stored: Cursor | None, source: Any, *, full_refresh: bool
+    ) -> BoundaryFilter | None:
+        """Database reads re-read the cursor's value; this drops what they read there unchanged."""
+        spec = self.spec.source
+        if not (spec.updated_field and spec.key and source.ordered_reads):
+            return None
+        previous = None
+        if stored is not None and not full_refresh:
+            saved = read_boundary(store.dag_root / "state" / BOUNDARY_FILE)
+            previous = saved if saved is not None and saved.value == stored.value else None
+        return BoundaryFilter(spec.updated_field, spec.key, previous)
 
 
 def _last_row(chunk: list[Any]) -> list[Any]:
@@ -377,7 +400,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_contactsync.hooks.brevo import BrevoHook
         from airflow_provider_contactsync.load import ContactLoader, open_ledger
-        from airflow_provider_contactsync.state import CursorStore
+        from airflow_provider_contactsync.state import CursorStore, promote_boundary
 
         extracted = self.upstream(context, "extract")
         mapped = self.upstream(context, "map")
@@ -409,6 +432,8 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         if result.problems:
             append_to_report(report_url, result.problems, _file_of_chunk(extracted, mapped))
         cursor = CursorStore(context, self.asset).advance(Cursor.from_json(extracted["cursor_end"]))
+        if extracted.get("boundary"):
+            promote_boundary(store.dag_root, extracted["boundary"], cursor)
         settled: list[str] = []
         if "files" in extracted:
             from airflow_provider_contactsync.operators.file_pickup import settle_files
