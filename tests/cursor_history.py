@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 
+from airflow_provider_contactsync.core.boundary import Boundary, BoundaryFilter
 from airflow_provider_contactsync.core.cursor import Cursor, normalize_value
 from airflow_provider_contactsync.core.errors import RowError
 from airflow_provider_contactsync.operators.contactsync import _last_row, latest_cursor
@@ -163,6 +164,7 @@ def _replay(backend: Backend, history: list[Step], stats: Stats) -> Stats:
     model = _Model()
     pending: dict[int, tuple[str, dt.datetime]] = {}
     stored: Cursor | None = None
+    boundary: list[Boundary | None] = [None]  # the rows at the stored cursor's value, as the load keeps them
     clock = 0  # seconds after T0
     for step in [*history, Tick(1), Run(3)]:
         if isinstance(step, Tick):
@@ -178,7 +180,7 @@ def _replay(backend: Backend, history: list[Step], stats: Stats) -> Stats:
             if pending:
                 backend.commit(pending)
                 pending = {}
-            stored = _run(backend, source, model, stored, clock, step.chunk_size, stats)
+            stored = _run(backend, source, model, stored, clock, step.chunk_size, stats, boundary)
     # Shown by --hypothesis-show-statistics: how often the cases this test is about came up.
     event(f"late commits at the boundary below the cursor's key: {'some' if stats.late_at_boundary else 'none'}")
     event(f"rows read again at the boundary: {'some' if stats.read_again else 'none'}")
@@ -205,17 +207,22 @@ def _run(
     clock: int,
     chunk_size: int,
     stats: Stats,
+    boundary: list[Boundary | None],
 ) -> Cursor | None:
     now = T0 + dt.timedelta(seconds=clock, milliseconds=500)  # the run starts within the second
     window = read_window(source.spec, stored, now, full_refresh=False)
     assert window.until is not None
     key_field = backend.key_field
     rows: list[dict[str, Any]] = []
+    passed: list[dict[str, Any]] = []  # what the extract stages: unchanged rows at the cursor's value left out
     latest: Cursor | None = None
+    previous = boundary[0] if stored is not None and boundary[0] and boundary[0].value == stored.value else None
+    filtered = BoundaryFilter("updated_at", key_field, previous)
     for chunk in source.read(window, chunk_size=chunk_size):
         assert 1 <= len(chunk) <= chunk_size
         assert not any(isinstance(row, RowError) for row in chunk), chunk
         rows += chunk  # type: ignore[arg-type]
+        passed += filtered.feed(chunk)
         latest = latest_cursor(_last_row(chunk), "updated_at", key_field, latest)  # as the extract does
     described = f"run at +{clock}s from {stored} to {window.until:%H:%M:%S}"
 
@@ -229,8 +236,13 @@ def _run(
         key = row[key_field]
         assert (row["email"], row["updated_at"]) == (model.email(key), model.updated[key]), described
     again = [k for k in read if model.read_version.get(k) == model.version[k]]  # read before, unchanged since
-    for key in read:
-        model.read_version[key] = model.version[key]
+    staged_again = [
+        row[key_field] for row in passed if model.read_version.get(row[key_field]) == model.version[row[key_field]]
+    ]
+    assert not staged_again, f"{described}: rows {staged_again} staged again without a change"
+    assert len(passed) + filtered.unchanged == len(rows), described  # every row read: staged or counted
+    for row in passed:  # only what reaches the transform counts as processed
+        model.read_version[row[key_field]] = model.version[row[key_field]]
 
     # Nothing missed: every row up to the bound has had its current version read.
     missed = sorted(
@@ -251,4 +263,10 @@ def _run(
     stats.runs += 1
     stats.rows_read += len(read)
     stats.read_again += len(again)
-    return latest.max(stored) if latest is not None else stored  # as the load stores it
+    new_stored = latest.max(stored) if latest is not None else stored  # as the load stores it
+    run_boundary = filtered.boundary()  # promoted as the load does (state.promote_boundary)
+    if run_boundary is not None and new_stored is not None and run_boundary.value == new_stored.value:
+        if boundary[0] is not None and boundary[0].value == run_boundary.value:
+            run_boundary.digests = {**boundary[0].digests, **run_boundary.digests}
+        boundary[0] = run_boundary
+    return new_stored
