@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from airflow_provider_contactsync.core.errors import Reject, RowError
+from airflow_provider_contactsync.core.identifiers import SIDECAR_SUFFIX, IdentityColumns
 
 _EXT_DATE, _EXT_DECIMAL, _EXT_NAIVE, _EXT_ROW_ERROR, _EXT_REJECT = 1, 2, 3, 4, 5
 
@@ -192,7 +193,21 @@ class ChunkStore:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with open(local_dst, "rb") as stream:
                     target.write_bytes(stream.read())
+                if os.path.exists(local_dst + SIDECAR_SUFFIX):  # a chunk's identity hashes (map)
+                    with open(local_dst + SIDECAR_SUFFIX, "rb") as stream:
+                        ObjectStoragePath(dst + SIDECAR_SUFFIX).write_bytes(stream.read())
+                    os.unlink(local_dst + SIDECAR_SUFFIX)
         return results
+
+    def read_identities(self, url: str) -> IdentityColumns | None:
+        """The identity hashes the map task wrote next to a contacts chunk, or None without them."""
+        from airflow.sdk import ObjectStoragePath
+
+        path = ObjectStoragePath(url + SIDECAR_SUFFIX)
+        try:
+            return IdentityColumns.from_bytes(path.read_bytes())
+        except FileNotFoundError:
+            return None
 
     def write(self, stage: str, index: int, payload: Any) -> str:
         """Write one chunk atomically enough for a retry: a re-run overwrites the same name."""

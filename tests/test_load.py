@@ -357,3 +357,39 @@ def test_email_change_to_an_address_brevo_finds_invalid_is_refused_with_brevos_w
     assert (problem.outcome, problem.field, problem.value) == ("refused", "EMAIL", "broken@b.c")
     assert problem.reason == "refused by Brevo: Invalid email address"
     assert [c["email"] for c in brevo_sandbox.contacts()] == ["ok@example.com"]
+
+
+def test_identity_check_reads_only_chunks_with_shared_identifiers_when_the_map_task_hashed_them(
+    brevo_sandbox: BrevoSandbox, hook: BrevoHook, list_id: int, tmp_path: Path
+) -> None:
+    from airflow_provider_contactsync.core.identifiers import IdentityColumns
+
+    staged = {"c0": chunk(5), "c1": chunk(5, start=5), "c2": [*chunk(4, start=10), contact(99, "user2@example.com")]}
+    reads: list[str] = []
+
+    def read_chunk(url: str) -> Chunk:
+        reads.append(url)
+        return staged[url]
+
+    def read_identities(url: str) -> IdentityColumns:
+        identities = IdentityColumns()
+        identities.add_chunk(staged[url], keyed=True)
+        return identities
+
+    ledger = ContactLedger(str(tmp_path / "l.sqlite"))
+    loader = ContactLoader(
+        hook,
+        ledger,
+        Destination(list_ids=[list_id]),
+        full_refresh=False,
+        keyed=True,
+        read_chunk=read_chunk,
+        read_identities=read_identities,
+    )
+    loader.plan(list(staged))
+    assert reads == ["c0", "c2"]  # user2@ is on rows 2 (c0) and 99 (c2); c1 is never read
+    for url in staged:
+        loader.submit(staged[url], chunk_url=url)
+    result = loader.finish()
+    ledger.close()
+    assert counts(result, "identity conflicts", "created") == (1, 14)

@@ -90,3 +90,15 @@ def test_with_the_definition_only_needed_formulas_reject(tmp_path: Path) -> None
     assert sum(c.tolerated.get("age", 0) for c in serial) == 8
     row_7 = decode(Path(tmp_path / "w1" / "t-0.msgpack").read_bytes())["rows"][6]
     assert row_7 == [7, {"id": 7, "email": "u7@x.io", "age": None}]  # age "x" left null, the row passed
+
+
+def test_map_writes_each_chunks_identity_hashes_next_to_it(tmp_path: Path) -> None:
+    from airflow_provider_contactsync.core.identifiers import SIDECAR_SUFFIX, IdentityColumns
+
+    run(tmp_path, 2)
+    for index in range(4):
+        chunk_path = tmp_path / "w2" / f"c-{index}.msgpack"
+        written = IdentityColumns.from_bytes((tmp_path / "w2" / f"c-{index}.msgpack{SIDECAR_SUFFIX}").read_bytes())
+        expected = IdentityColumns()
+        expected.add_chunk(decode(chunk_path.read_bytes()), keyed=True)  # what the load would compute itself
+        assert written.columns == expected.columns and len(written) == len(decode(chunk_path.read_bytes()))

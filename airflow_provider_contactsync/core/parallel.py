@@ -148,6 +148,7 @@ def transform_files(
 def _setup_map(
     definition: dict[str, Any], attributes: list[dict[str, Any]] | None, result_types: dict[str, str]
 ) -> None:
+    _state["keyed"] = (definition.get("source") or {}).get("key") is not None
     if attributes is None:  # no row to map: only the transform rejects pass through
         _state["mapper"] = None
         return
@@ -160,15 +161,24 @@ def _setup_map(
 
 
 def _map_file(source: str, target: str) -> tuple[int, int, list[Any]]:
+    """Map one chunk; also write its contacts' identity hashes next to it (``<target>.ids``), for the
+    load's run-wide identity check, so that the load need not read every chunk twice."""
+    from airflow_provider_contactsync.core.identifiers import SIDECAR_SUFFIX, IdentityColumns
     from airflow_provider_contactsync.core.mapping import to_import_item
 
     chunk = _read(source)
-    if not chunk["rows"]:
-        _write(target, [])
-        return 0, 0, chunk["rejects"]
-    contacts, rejects, rejected = map_rows(_state["mapper"], chunk["rows"])
-    _write(target, [(key, to_import_item(contact)) for key, contact in contacts])
-    return len(contacts), rejected, chunk["rejects"] + rejects
+    items: list[tuple[Any, Any]] = []
+    rejects: list[Any] = []
+    rejected = 0
+    if chunk["rows"]:
+        contacts, rejects, rejected = map_rows(_state["mapper"], chunk["rows"])
+        items = [(key, to_import_item(contact)) for key, contact in contacts]
+    _write(target, items)
+    identities = IdentityColumns()
+    identities.add_chunk(items, keyed=_state["keyed"])
+    with open(target + SIDECAR_SUFFIX, "wb") as stream:
+        stream.write(identities.to_bytes())
+    return len(items), rejected, chunk["rejects"] + rejects
 
 
 def map_files(

@@ -15,10 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from airflow_provider_contactsync.core.identifiers import normalize_email, normalize_phone
+
 IDENTIFIER_TYPES = ("EMAIL", "EXT_ID", "SMS")
 """In the order Brevo's import looks a contact up: email first, then EXT_ID, then SMS."""
 
 _INDEX = {"EMAIL": 0, "EXT_ID": 1, "SMS": 2}
+
+__all__ = ["ContactIds", "RunRow", "Verdict", "identity_of", "ids_of", "normalize_email", "normalize_phone"]
 
 
 class ContactIds(NamedTuple):
@@ -59,24 +63,6 @@ class ContactIds(NamedTuple):
     def describe(self) -> str:
         """``EMAIL a@x.com, EXT_ID 42`` for messages."""
         return ", ".join(f"{kind} {value}" for kind, value in self.values().items()) or "no identifier"
-
-
-def normalize_email(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return str(value).strip().lower()
-
-
-def normalize_phone(value: Any) -> str | None:
-    """Digits with country code: ``+33612345678``, ``0033612345678`` and ``33612345678`` are one number."""
-    if value is None or value == "":
-        return None
-    text = str(value).strip()
-    if text.startswith("+"):
-        return text[1:]
-    if text.startswith("00"):
-        return text[2:]
-    return text
 
 
 def ids_of(item: Mapping[str, Any]) -> ContactIds:

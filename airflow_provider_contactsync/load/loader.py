@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_contactsync.core.errors import BrevoError
+from airflow_provider_contactsync.core.identifiers import IdentityColumns
 from airflow_provider_contactsync.core.spec import Destination
 from airflow_provider_contactsync.load.identity import (
     ContactIds,
@@ -130,7 +131,9 @@ class ContactLoader:
     :param full_refresh: send every contact, changed or not.
     :param keyed: the source has a row key, which is then the contact's identity across runs.
     :param run_id: the Airflow run, recorded with in-flight imports.
-    :param read_chunk: reads a staged chunk back (to queue refused contacts for the next run).
+    :param read_chunk: reads a staged chunk back (for the identity check, and to queue refused contacts).
+    :param read_identities: reads the identity hashes the map task wrote next to a chunk (None when
+        there are none): the identity check then reads only the chunks holding shared identifiers.
     :param lookup_budget: see :data:`DEFAULT_LOOKUP_BUDGET`.
     """
 
@@ -144,6 +147,7 @@ class ContactLoader:
         keyed: bool = False,
         run_id: str | None = None,
         read_chunk: ChunkReader | None = None,
+        read_identities: Callable[[str], IdentityColumns | None] | None = None,
         lookup_budget: int = DEFAULT_LOOKUP_BUDGET,
     ) -> None:
         self.hook = hook
@@ -153,6 +157,7 @@ class ContactLoader:
         self.keyed = keyed
         self.run_id = run_id
         self._read_chunk = read_chunk
+        self._read_identities = read_identities
         self._lookups_left = lookup_budget
         self.counts: Counter[str] = Counter(
             dict.fromkeys(
@@ -218,8 +223,9 @@ class ContactLoader:
     def plan(self, chunk_urls: Sequence[str]) -> None:
         """Check the identities of the whole run (and of the retry queue) before anything is sent.
 
-        The chunks are read once more (see :mod:`.preflight`); chunks holding rows that share an
-        identifier with another row are read a third time, to resolve those rows exactly.
+        The identity hashes come from the map task's sidecar files (else from reading each chunk);
+        chunks holding contacts that share an identifier with another are read, to resolve those
+        contacts exactly (see :mod:`.preflight`).
         """
         started = time.perf_counter()
         read = self._reader()
@@ -233,7 +239,11 @@ class ContactLoader:
         keyed = self.keyed
         for url in chunk_urls:
             starts.append(len(preflight))
-            preflight.add_chunk(read(url), keyed=keyed)
+            identities = self._read_identities(url) if self._read_identities is not None else None
+            if identities is None:
+                preflight.add_chunk(read(url), keyed=keyed)
+            else:
+                preflight.add_identities(identities)
 
         def fetch(positions: list[int]) -> list[RunRow]:
             rows = []

@@ -416,6 +416,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
                 keyed=self.spec.source.key is not None,
                 run_id=context["run_id"],
                 read_chunk=store.read,
+                read_identities=store.read_identities,
             )
             try:
                 loader.recover()
