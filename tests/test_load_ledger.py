@@ -6,11 +6,13 @@ import sqlite3
 from pathlib import Path
 
 from airflow_provider_contactsync.load.identity import ContactIds
-from airflow_provider_contactsync.load.ledger import ContactLedger, PendingContact, contact_digest
+from airflow_provider_contactsync.load.ledger import ContactLedger, Delivered, PendingContact, contact_digest
 
 
-def pending(seq: int, identity: str, ids: ContactIds, digest: str = "d", previous: str | None = None) -> PendingContact:
-    return PendingContact(0, seq, seq, seq, identity, previous, ids, digest)
+def pending(
+    seq: int, identity: str, ids: ContactIds, digest: str = "d", prior: Delivered | None = None
+) -> PendingContact:
+    return PendingContact(0, seq, seq, seq, identity, ids, digest, prior)
 
 
 def test_digest_ignores_key_order() -> None:
@@ -48,12 +50,15 @@ def test_recording_a_contact_takes_its_identifiers_from_others_and_replaces_its_
         submitted_at=None,
     )
     ledger.settle(first)
+    ledger.begin_run()
     # EXT_ID 1 moves to b@ (which contact 2 gave up), and a@ shows up under a new EXT_ID 3.
     second = ledger.add_pending(
         [2],
         [
             pending(0, "EXT_ID:1", ContactIds("b@x.io", "1")),
-            pending(1, "EXT_ID:3", ContactIds("a@x.io", "3"), previous="EXT_ID:1"),
+            pending(
+                1, "EXT_ID:3", ContactIds("a@x.io", "3"), prior=Delivered("EXT_ID:1", ContactIds("a@x.io", "1"), "d")
+            ),
         ],
         run_id=None,
         chunk_url=None,
@@ -75,7 +80,8 @@ def test_a_contact_recorded_under_a_new_identity_leaves_its_old_one(tmp_path: Pa
             [1], [pending(0, "EXT_ID:1", ContactIds("a@x.io", "1"))], run_id=None, chunk_url=None, submitted_at=None
         )
     )
-    moved = pending(0, "EXT_ID:9", ContactIds("a@x.io", "9"), previous="EXT_ID:1")  # a new EXT_ID on a known email
+    known = Delivered("EXT_ID:1", ContactIds("a@x.io", "1"), "d")
+    moved = pending(0, "EXT_ID:9", ContactIds("a@x.io", "9"), prior=known)  # a new EXT_ID on a known email
     ledger.settle(ledger.add_pending([2], [moved], run_id=None, chunk_url=None, submitted_at=None))
     assert set(ledger.lookup(["EXT_ID:1", "EXT_ID:9"])) == {"EXT_ID:9"}
 
@@ -116,3 +122,45 @@ def test_a_store_from_before_identities_is_migrated(tmp_path: Path) -> None:
     found = ledger.lookup(["EXT_ID:7", "EMAIL:a@x.io"])
     assert found["EXT_ID:7"].ids == ContactIds(None, "7") and found["EXT_ID:7"].digest == "d7"
     assert found["EMAIL:a@x.io"].ids == ContactIds("a@x.io") and ledger.batches() == []
+
+
+def test_contacts_are_recorded_when_sent_and_a_refused_one_is_undone_with_what_it_took(tmp_path: Path) -> None:
+    ledger = ContactLedger(str(tmp_path / "l.sqlite"))
+    first = [pending(0, "K:1", ContactIds("a@x.io", "1"), "d1"), pending(1, "K:2", ContactIds("b@x.io", "2"), "d2")]
+    ledger.settle(ledger.add_pending([1], first, run_id=None, chunk_url=None, submitted_at=None))
+    before = ledger.lookup(["K:1", "K:2"])
+    ledger.begin_run()
+    # row 1 moves to b@ (taking it from row 2 in the ledger) and row 3 is new; Brevo will refuse row 1
+    sent = [
+        pending(0, "K:1", ContactIds("b@x.io", "1"), "d1b", prior=before["K:1"]),
+        pending(1, "K:3", ContactIds("c@x.io", "3"), "d3"),
+    ]
+    batch = ledger.add_pending([2], sent, run_id=None, chunk_url=None, submitted_at=None)
+    recorded = ledger.lookup(["K:1", "K:2", "K:3"])  # recorded as soon as sent
+    assert recorded["K:1"].ids.email == "b@x.io" and recorded["K:2"].ids.email is None and "K:3" in recorded
+    assert ledger.settle(batch, refused=[0]) == 1
+    after = ledger.lookup(["K:1", "K:2", "K:3"])
+    assert after["K:1"] == before["K:1"] and after["K:2"] == before["K:2"]  # as they were, b@ given back
+    assert after["K:3"].ids.email == "c@x.io"
+
+
+def test_a_failed_import_is_forgotten_and_leaves_the_ledger_as_it_was(tmp_path: Path) -> None:
+    ledger = ContactLedger(str(tmp_path / "l.sqlite"))
+    ledger.settle(
+        ledger.add_pending(
+            [1], [pending(0, "K:1", ContactIds("a@x.io", "1"), "d1")], run_id=None, chunk_url=None, submitted_at=None
+        )
+    )
+    before = ledger.lookup(["K:1"])
+    batch = ledger.add_pending(
+        [2],
+        [
+            pending(0, "K:1", ContactIds("z@x.io", "1"), "dz", prior=before["K:1"]),
+            pending(1, "K:2", ContactIds("b@x.io")),
+        ],
+        run_id=None,
+        chunk_url=None,
+        submitted_at=None,
+    )
+    ledger.forget(batch)
+    assert ledger.lookup(["K:1", "K:2"]) == before and ledger.batches() == []

@@ -6,8 +6,11 @@ One SQLite file per DAG under the staging base (on disk: constant memory however
   Brevo last accepted. Unchanged contacts are not sent again; a changed identifier is recognised
   as the same contact changing (see :mod:`.identity`). Like Brevo, an identifier belongs to one
   contact at a time: recording a contact takes its identifiers away from any other.
-- ``batches`` / ``pending``: contacts of imports not yet settled, so a load retried after a crash
-  settles them instead of sending them twice.
+- ``batches``: imports not yet settled. Their contacts are recorded in ``delivered`` as soon as the
+  import is sent (while Brevo works on it), with what each replaced kept in the batch (one msgpack
+  blob a chunk), so that settling costs nothing when Brevo accepted everything and undoing a
+  refused contact (or a failed import) restores what was there. A load retried after a crash
+  settles the batches it finds instead of sending them twice.
 - ``retry``: contacts Brevo refused, with the import item, so the next run sends them again.
 """
 
@@ -22,24 +25,25 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
 from airflow_provider_contactsync.load.identity import ContactIds
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS delivered (
-  identity TEXT PRIMARY KEY, email TEXT, ext_id TEXT, sms TEXT, digest TEXT NOT NULL);
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS delivered_email ON delivered(email);
 CREATE INDEX IF NOT EXISTS delivered_ext_id ON delivered(ext_id);
 CREATE INDEX IF NOT EXISTS delivered_sms ON delivered(sms);
+"""
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS delivered (
+  identity TEXT PRIMARY KEY, email TEXT, ext_id TEXT, sms TEXT, digest TEXT NOT NULL) WITHOUT ROWID;
+{_INDEXES}
 CREATE TABLE IF NOT EXISTS batches (
-  batch INTEGER PRIMARY KEY, process_ids TEXT NOT NULL, run_id TEXT, chunk_url TEXT, submitted_at TEXT);
-CREATE TABLE IF NOT EXISTS pending (
-  batch INTEGER NOT NULL, seq INTEGER NOT NULL, pos INTEGER, row_key, identity TEXT NOT NULL,
-  previous TEXT, email TEXT, ext_id TEXT, sms TEXT, digest TEXT NOT NULL, fresh INTEGER NOT NULL DEFAULT 1);
-CREATE INDEX IF NOT EXISTS pending_batch ON pending(batch);
+  batch INTEGER PRIMARY KEY, process_ids TEXT NOT NULL, run_id TEXT, chunk_url TEXT, submitted_at TEXT,
+  size INTEGER NOT NULL, contacts BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS retry (
   identity TEXT PRIMARY KEY, row_key BLOB, item BLOB NOT NULL, reason TEXT NOT NULL,
   first_refused_at TEXT NOT NULL, attempts INTEGER NOT NULL);
@@ -68,15 +72,13 @@ class Delivered:
     digest: str
 
 
-@dataclass(frozen=True, slots=True)
-class PendingContact:
+class PendingContact(NamedTuple):
     """A contact sent in an import not yet settled.
 
     :param seq: its place in the run (row order; negative for retried contacts).
     :param pos: its position in the batch's chunk file (None for retried contacts).
-    :param previous: the identity it was last delivered under, when that differs (identity change).
-    :param fresh: its identifiers are not what the ledger holds for it (new contact, or changed), so
-        recording it may take them from other contacts.
+    :param prior: what the ledger held for it before (under its identity, or under another one
+        when its identity changed), restored if Brevo refuses it.
     """
 
     batch: int
@@ -84,10 +86,14 @@ class PendingContact:
     pos: int | None
     row_key: Any
     identity: str
-    previous: str | None
     ids: ContactIds
     digest: str
-    fresh: bool = True
+    prior: Delivered | None = None
+
+    @property
+    def fresh(self) -> bool:
+        """Its identifiers are not those recorded for it: recording it may take them from others."""
+        return self.prior is None or self.prior.identity != self.identity or self.prior.ids != self.ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,20 +132,53 @@ class ContactLedger:
         self._db.execute("PRAGMA synchronous=NORMAL")
         # Four indexes over a million contacts: a page cache that holds them spares re-reading pages.
         self._db.execute(f"PRAGMA cache_size=-{CACHE_MB * 1024}")
+        self._db.execute("PRAGMA temp_store=MEMORY")
         old = self._old_store()
         self._db.executescript(_SCHEMA)
         if old is not None:
             self._migrate(old)
+        self._may_hold_identifiers = self._has_delivered()
+
+    def _has_delivered(self) -> bool:
+        return self._db.execute("SELECT 1 FROM delivered LIMIT 1").fetchone() is not None
+
+    @property
+    def empty_at_run_start(self) -> bool:
+        """Nothing was delivered before this run: no contact of it can be known, or hold an identifier."""
+        return not self._may_hold_identifiers
+
+    def begin_run(self) -> None:
+        """Mark the start of a run's recording.
+
+        Contacts of one run never share an identity or an identifier (the pre-flight check), so only
+        contacts recorded before can hold an identifier that a new contact takes. On a first load
+        there are none: recording skips looking for them, and the identifier indexes, which nothing
+        reads then, are dropped and built once at :meth:`end_run` (sorting a million values once
+        costs a fraction of keeping three indexes up to date row by row). Should the run not end, the
+        next open builds them.
+        """
+        self._may_hold_identifiers = self._has_delivered()
+        if not self._may_hold_identifiers:
+            for column in ("email", "ext_id", "sms"):
+                self._db.execute(f"DROP INDEX IF EXISTS delivered_{column}")
+
+    def end_run(self) -> None:
+        """The run's recording is over: make sure the identifier indexes exist."""
+        self._db.executescript(_INDEXES)
 
     def _old_store(self) -> list[tuple[str, str]] | None:
         """Stores written before identities were tracked held ``sent(identity, digest)`` only, and
         batches/pending tables of another shape: read what they delivered, then drop them."""
         tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "batches" in tables and "size" not in {c[1] for c in self._db.execute("PRAGMA table_info(batches)")}:
+            with self._db:  # in-flight imports of an earlier layout: forgotten (their rows are read again)
+                self._db.execute("DROP TABLE batches")
+                self._db.execute("DROP TABLE IF EXISTS pending")
         if "sent" not in tables:
             return None
         sent = self._db.execute("SELECT identity, digest FROM sent").fetchall()
         with self._db:
-            for table in ("sent", "batches", "pending"):
+            for table in ("sent", "batches", "pending"):  # in-flight imports are forgotten: their rows come back
                 self._db.execute(f"DROP TABLE IF EXISTS {table}")
         return sent
 
@@ -190,42 +229,70 @@ class ContactLedger:
     def add_pending(
         self,
         process_ids: list[int],
-        contacts: Iterable[PendingContact],
+        contacts: Sequence[PendingContact],
         *,
         run_id: str | None,
         chunk_url: str | None,
         submitted_at: str | None,
     ) -> int:
-        """Remember contacts sent in not-yet-settled imports; returns the batch number."""
+        """Record the contacts of a sent import as delivered, keeping what they replaced; returns the batch.
+
+        Recording a contact takes its identifiers from any other delivered contact (Brevo keeps each
+        identifier on one contact) and replaces the identity it was delivered under before, if any.
+        """
+        rows = [
+            (c.seq, c.pos, _key_text(c.row_key), c.identity, *c.ids, c.digest, *_prior_fields(c.prior))
+            for c in contacts
+        ]
+        fresh = [c for c in contacts if c.fresh]
+        moved = [(c.prior.identity,) for c in contacts if c.prior is not None and c.prior.identity != c.identity]
         with self._db:
-            batch = int(
-                self._db.execute(
-                    "INSERT INTO batches (process_ids, run_id, chunk_url, submitted_at) VALUES (?, ?, ?, ?)",
-                    (json.dumps(process_ids), run_id, chunk_url, submitted_at),
-                ).lastrowid
-                or 0
-            )
+            steals = self._take_identifiers(fresh) if fresh and self._may_hold_identifiers else []
+            self._db.executemany("DELETE FROM delivered WHERE identity = ?", moved)
             self._db.executemany(
-                "INSERT INTO pending (batch, seq, pos, row_key, identity, previous, email, ext_id, sms, digest, fresh)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO delivered (identity, email, ext_id, sms, digest) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(identity) DO UPDATE SET email = excluded.email, ext_id = excluded.ext_id,"
+                " sms = excluded.sms, digest = excluded.digest",
+                ((c.identity, *c.ids, c.digest) for c in contacts),
+            )
+            cursor = self._db.execute(
+                "INSERT INTO batches (process_ids, run_id, chunk_url, submitted_at, size, contacts)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 (
-                    (
-                        batch,
-                        c.seq,
-                        c.pos,
-                        _key_text(c.row_key),
-                        c.identity,
-                        c.previous,
-                        c.ids.email,
-                        c.ids.ext_id,
-                        c.ids.sms,
-                        c.digest,
-                        int(c.fresh),
-                    )
-                    for c in contacts
+                    json.dumps(process_ids),
+                    run_id,
+                    chunk_url,
+                    submitted_at,
+                    len(rows),
+                    _ITEM_ENCODER.encode([rows, steals]),
                 ),
             )
-        return batch
+        return int(cursor.lastrowid or 0)
+
+    def _take_identifiers(self, fresh: Sequence[PendingContact]) -> list[tuple[str, str, str, str]]:
+        """Clear the identifiers that contacts being recorded take from others; return (victim, thief,
+        column, value) for each, so that undoing a contact gives them back."""
+        self._db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS settling (identity TEXT, previous TEXT, email TEXT, ext_id TEXT, sms TEXT)"
+        )
+        self._db.execute("DELETE FROM temp.settling")
+        self._db.executemany(
+            "INSERT INTO temp.settling VALUES (?, ?, ?, ?, ?)",
+            ((c.identity, c.prior.identity if c.prior is not None else None, *c.ids) for c in fresh),
+        )
+        steals: list[tuple[str, str, str, str]] = []
+        for column in ("email", "ext_id", "sms"):
+            found = self._db.execute(
+                f"SELECT d.identity, s.identity, d.{column} FROM temp.settling s JOIN delivered d"
+                f" ON d.{column} = s.{column} WHERE s.{column} IS NOT NULL AND d.identity != s.identity"
+                " AND d.identity NOT IN (SELECT previous FROM temp.settling WHERE previous IS NOT NULL)"
+            ).fetchall()
+            self._db.executemany(
+                f"UPDATE delivered SET {column} = NULL WHERE identity = ?", ((victim,) for victim, _, _ in found)
+            )
+            steals += [(victim, thief, column, value) for victim, thief, value in found]
+        self._db.execute("DELETE FROM temp.settling")
+        return steals
 
     def batches(self) -> list[Batch]:
         return [
@@ -235,60 +302,68 @@ class ContactLedger:
             )
         ]
 
-    def pending(self, batch: int) -> Iterator[PendingContact]:
-        """The contacts of one batch, in send order (streamed)."""
-        cursor = self._db.execute(
-            "SELECT batch, seq, pos, row_key, identity, previous, email, ext_id, sms, digest, fresh FROM pending"
-            " WHERE batch = ? ORDER BY seq",
-            (batch,),
-        )
-        for batch_, seq, pos, row_key, identity, previous, email, ext_id, sms, digest, fresh in cursor:
-            ids = ContactIds(email, ext_id, sms)
-            yield PendingContact(batch_, seq, pos, row_key, identity, previous, ids, digest, bool(fresh))
+    def pending(self, batch: int) -> list[PendingContact]:
+        """The contacts of one batch, in send order."""
+        rows, _ = self._batch_contents(batch)
+        return [_pending(batch, row) for row in rows]
+
+    def _batch_contents(self, batch: int) -> tuple[list[Any], list[Any]]:
+        found = self._db.execute("SELECT contacts FROM batches WHERE batch = ?", (batch,)).fetchone()
+        if found is None:
+            return [], []
+        rows, steals = _ITEM_DECODER.decode(found[0])
+        return rows, steals
 
     def settle(self, batch: int, *, refused: Iterable[int] = ()) -> int:
-        """Record a finished batch's contacts as delivered, except the ``refused`` seqs; forget the batch.
+        """Brevo finished the batch: keep its contacts recorded, except the ``refused`` seqs (undone).
 
-        Recording a contact takes its identifiers from any other delivered contact (Brevo keeps each
-        identifier on one contact) and replaces the identity it was delivered under before, if any.
-        Returns the number of contacts recorded.
+        Returns the number of contacts that stay recorded.
         """
+        skip = set(refused)
+        if not skip and not self._has_retries():  # the common case: nothing to undo, nothing to read
+            with self._db:
+                found = self._db.execute("SELECT size FROM batches WHERE batch = ?", (batch,)).fetchone()
+                self._db.execute("DELETE FROM batches WHERE batch = ?", (batch,))
+            return int(found[0]) if found else 0
+        rows, steals = self._batch_contents(batch)
         with self._db:
-            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS refused_seq (seq INTEGER PRIMARY KEY)")
-            self._db.execute("DELETE FROM refused_seq")
-            self._db.executemany("INSERT OR IGNORE INTO refused_seq VALUES (?)", ((s,) for s in refused))
-            accepted = "batch = :b AND seq NOT IN (SELECT seq FROM refused_seq)"
-            self._db.execute(
-                f"DELETE FROM delivered WHERE identity IN (SELECT previous FROM pending WHERE {accepted}"
-                " AND previous IS NOT NULL AND previous != identity)",
-                {"b": batch},
-            )
-            for column in ("email", "ext_id", "sms"):
-                self._db.execute(
-                    f"UPDATE delivered SET {column} = NULL WHERE {column} IN "
-                    f"(SELECT {column} FROM pending WHERE {accepted} AND fresh AND {column} IS NOT NULL)"
-                    f" AND identity NOT IN (SELECT identity FROM pending WHERE {accepted} AND fresh)",
-                    {"b": batch},
+            if skip:
+                self._undo([row for row in rows if row[0] in skip], steals)
+            if self._has_retries():  # accepted now: no longer waiting to be sent again
+                self._db.executemany(
+                    "DELETE FROM retry WHERE identity = ?", ((row[3],) for row in rows if row[0] not in skip)
                 )
-            recorded = self._db.execute(
-                "INSERT INTO delivered (identity, email, ext_id, sms, digest)"
-                f" SELECT identity, email, ext_id, sms, digest FROM pending WHERE {accepted}"
-                " ON CONFLICT(identity) DO UPDATE SET email = excluded.email, ext_id = excluded.ext_id,"
-                " sms = excluded.sms, digest = excluded.digest",
-                {"b": batch},
-            ).rowcount
-            self._db.execute(
-                f"DELETE FROM retry WHERE identity IN (SELECT identity FROM pending WHERE {accepted})", {"b": batch}
-            )
-            self._db.execute("DELETE FROM pending WHERE batch = ?", (batch,))
             self._db.execute("DELETE FROM batches WHERE batch = ?", (batch,))
-        return int(recorded)
+        return sum(1 for row in rows if row[0] not in skip)
 
     def forget(self, batch: int) -> None:
-        """Drop a batch whose imports failed: nothing of it was delivered."""
+        """Brevo failed the batch: nothing of it was delivered; restore what its contacts replaced."""
+        rows, steals = self._batch_contents(batch)
         with self._db:
-            self._db.execute("DELETE FROM pending WHERE batch = ?", (batch,))
+            self._undo(rows, steals)
             self._db.execute("DELETE FROM batches WHERE batch = ?", (batch,))
+
+    def _undo(self, rows: list[Any], steals: list[Any]) -> None:
+        undone = set()
+        for row in rows:
+            contact = _pending(0, row)
+            undone.add(contact.identity)
+            self._db.execute("DELETE FROM delivered WHERE identity = ?", (contact.identity,))
+            if contact.prior is not None:
+                prior = contact.prior
+                self._db.execute(
+                    "INSERT OR REPLACE INTO delivered (identity, email, ext_id, sms, digest) VALUES (?, ?, ?, ?, ?)",
+                    (prior.identity, *prior.ids, prior.digest),
+                )
+        for victim, thief, column, value in steals:
+            if thief in undone:
+                name = _column_name(column)
+                self._db.execute(
+                    f"UPDATE delivered SET {name} = ? WHERE identity = ? AND {name} IS NULL", (value, victim)
+                )
+
+    def _has_retries(self) -> bool:
+        return self._db.execute("SELECT 1 FROM retry LIMIT 1").fetchone() is not None
 
     # -- retry queue ------------------------------------------------------------------------------
 
@@ -322,6 +397,24 @@ class ContactLedger:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _prior_fields(prior: Delivered | None) -> tuple[Any, ...]:
+    if prior is None:
+        return (None, None, None, None, None)
+    return (prior.identity, *prior.ids, prior.digest)
+
+
+def _pending(batch: int, row: list[Any]) -> PendingContact:
+    seq, pos, key, identity, email, ext_id, sms, digest, p_identity, p_email, p_ext_id, p_sms, p_digest = row
+    prior = None if p_identity is None else Delivered(p_identity, ContactIds(p_email, p_ext_id, p_sms), p_digest)
+    return PendingContact(batch, seq, pos, key, identity, ContactIds(email, ext_id, sms), digest, prior)
+
+
+def _column_name(column: str) -> str:
+    if column not in ("email", "ext_id", "sms"):
+        raise ValueError(f"unknown identifier column {column!r}")
+    return column
 
 
 def _column(kind: str) -> str:
