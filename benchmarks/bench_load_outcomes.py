@@ -53,14 +53,7 @@ def load(hook: Any, ledger_path: str, contacts: list[tuple[int, dict[str, Any]]]
         loader = ContactLoader(
             hook, ledger, Destination(list_ids=[2]), full_refresh=False, keyed=True, read_chunk=chunks.__getitem__
         )
-        try:
-            loader.plan(list(chunks))
-            for url, chunk in chunks.items():
-                loader.submit(chunk, chunk_url=url)
-            loader.submit_retries()
-            return loader.finish()
-        finally:
-            loader.close()
+        return loader.run(list(chunks))
     finally:
         ledger.close()
 

@@ -73,15 +73,7 @@ def run(
             run_id="run",
             read_chunk=staged.__getitem__,
         )
-        try:
-            loader.recover()
-            loader.plan(list(staged))
-            for url, c in staged.items():
-                loader.submit(c, chunk_url=url)
-            loader.submit_retries()
-            return loader.finish()
-        finally:
-            loader.close()
+        return loader.run(list(staged))
     finally:
         ledger.close()
 

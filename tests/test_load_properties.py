@@ -83,22 +83,9 @@ def load(hook: BrevoHook, ledger_path: Path, rows: list[tuple[int, str, str]], *
     ledger = ContactLedger(str(ledger_path))
     try:
         loader = ContactLoader(
-            hook,
-            ledger,
-            Destination(list_ids=[LIST_ID]),
-            full_refresh=full_refresh,
-            keyed=True,
-            read_chunk=halves.__getitem__,
+            hook, ledger, Destination(list_ids=[LIST_ID]), full_refresh=full_refresh, keyed=True, read_chunk=halves.get
         )
-        try:
-            loader.recover()
-            loader.plan(list(halves))
-            for url, part in halves.items():
-                loader.submit(part, chunk_url=url)
-            loader.submit_retries()
-            return loader.finish()
-        finally:
-            loader.close()
+        return loader.run(list(halves))
     finally:
         ledger.close()
 

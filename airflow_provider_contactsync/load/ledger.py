@@ -196,30 +196,22 @@ class ContactLedger:
     # -- delivered contacts -----------------------------------------------------------------------
 
     def lookup(self, identities: Sequence[str]) -> dict[str, Delivered]:
-        """Delivered contacts by identity (one query per 900)."""
-        found: dict[str, Delivered] = {}
-        for start in range(0, len(identities), _BATCH):
-            part = identities[start : start + _BATCH]
-            marks = ",".join("?" * len(part))
-            for identity, email, ext_id, sms, digest in self._db.execute(
-                f"SELECT identity, email, ext_id, sms, digest FROM delivered WHERE identity IN ({marks})", part
-            ):
-                found[identity] = Delivered(identity, ContactIds(email, ext_id, sms), digest)
-        return found
+        """Delivered contacts by identity."""
+        return {found.identity: found for found in self._select("identity", identities)}
 
     def holders(self, kind: str, values: Sequence[str]) -> dict[str, Delivered]:
         """Delivered contacts holding each of ``values`` as identifier ``kind`` (EMAIL, EXT_ID or SMS)."""
-        column = _column(kind)
-        found: dict[str, Delivered] = {}
+        return {str(found.ids.get(kind)): found for found in self._select(_column(kind), values)}
+
+    def _select(self, column: str, values: Sequence[str]) -> Iterator[Delivered]:
+        """Delivered contacts whose ``column`` is one of ``values`` (one query per 900)."""
         for start in range(0, len(values), _BATCH):
             part = values[start : start + _BATCH]
             marks = ",".join("?" * len(part))
             for identity, email, ext_id, sms, digest in self._db.execute(
                 f"SELECT identity, email, ext_id, sms, digest FROM delivered WHERE {column} IN ({marks})", part
             ):
-                delivered = Delivered(identity, ContactIds(email, ext_id, sms), digest)
-                found[str(delivered.ids.get(kind))] = delivered
-        return found
+                yield Delivered(identity, ContactIds(email, ext_id, sms), digest)
 
     def delivered_count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM delivered").fetchone()[0])

@@ -188,6 +188,26 @@ class ContactLoader:
     def create_only(self) -> bool:
         return not self.destination.update_existing
 
+    def run(self, chunk_urls: Sequence[str], *, before_sending: Callable[[], None] | None = None) -> LoadResult:
+        """The whole load, in order: recover, plan, send every chunk then the retries, settle.
+
+        :param chunk_urls: the map task's staged contacts, in run order (read with ``read_chunk``).
+        :param before_sending: called once the run's identities are checked, before anything is
+            sent (the load task checks ``max_error_rate`` there).
+        """
+        try:
+            self.recover()
+            self.plan(chunk_urls)
+            if before_sending is not None:
+                before_sending()
+            read = self._reader()
+            for url in chunk_urls:
+                self.submit(read(url), chunk_url=url)
+            self.submit_retries()  # last: this run's rows may have fixed what Brevo refused
+            return self.finish()
+        finally:
+            self.close()
+
     # -- 1. recovery ------------------------------------------------------------------------------
 
     def recover(self) -> None:

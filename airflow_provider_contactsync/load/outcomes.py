@@ -20,16 +20,6 @@ from typing import Any
 
 from airflow_provider_contactsync.load.identity import IDENTIFIER_TYPES, ContactIds, normalize_email, normalize_phone
 
-REFUSAL_COUNTERS = (
-    "invalid_emails",
-    "duplicate_contact_id",
-    "duplicate_ext_id",
-    "duplicate_email_id",
-    "duplicate_phone_id",
-    "duplicate_whatsapp_id",
-    "duplicate_landline_number_id",
-)
-
 
 def refusal_counters(process: Mapping[str, Any]) -> dict[str, int]:
     """The non-zero refusal counters of an import process document."""

@@ -418,16 +418,12 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
                 read_chunk=store.read,
                 read_identities=store.read_identities,
             )
-            try:
-                loader.recover()
-                loader.plan(mapped["chunks"])
-                self._enforce_error_rate(context, extracted, mapped, loader.problems, before_sending=True)
-                for url, chunk in zip(mapped["chunks"], store.iter_chunks(mapped["chunks"]), strict=True):
-                    loader.submit(chunk, chunk_url=url)
-                loader.submit_retries()  # last: this run's rows may have fixed what Brevo refused
-                result = loader.finish()
-            finally:
-                loader.close()
+            result = loader.run(
+                mapped["chunks"],
+                before_sending=lambda: self._enforce_error_rate(
+                    context, extracted, mapped, loader.problems, before_sending=True
+                ),
+            )
             requests = dict(hook.stats.requests)
         report_url = mapped["error_report"]
         if result.problems:
