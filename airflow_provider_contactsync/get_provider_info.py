@@ -83,6 +83,12 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Retries on 429, 5xx and timeouts for idempotent calls.",
                         "schema": {"type": ["integer", "null"], "default": 5, "minimum": 0},
                     },
+                    "max_wait_seconds": {
+                        "label": "Longest rate-limit wait (s)",
+                        "description": "A load waits for Brevo's rate limit to reset up to this long; past it, "
+                        "the task defers (no worker slot held) and resumes at the reset.",
+                        "schema": {"type": ["number", "null"], "default": 300, "minimum": 1},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["login", "schema", "port"],

@@ -112,7 +112,16 @@ def write_boundary(target: Any, boundary: Boundary) -> str:
     """Write a boundary as JSON to an ObjectStoragePath; return its URL."""
     target.parent.mkdir(parents=True, exist_ok=True)
     cursor = Cursor(boundary.value, None).to_json()
-    target.write_text(json.dumps({"cursor": cursor, "digests": boundary.digests}), encoding="utf-8")
+    text = json.dumps({"cursor": cursor, "digests": boundary.digests})
+    if target.protocol == "file":  # digests of personal data: owner only, like the error reports
+        import os
+
+        descriptor = os.open(target.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    else:
+        target.write_text(text, encoding="utf-8")
     return str(target)
 
 

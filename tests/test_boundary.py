@@ -46,3 +46,16 @@ def test_rows_that_cannot_be_read_are_kept_for_the_error_report() -> None:
     read = BoundaryFilter("at", "id", Boundary(T, {}))
     assert read.feed([error, {"id": 8, "at": None, "name": "n"}]) == [error, {"id": 8, "at": None, "name": "n"}]
     assert BoundaryFilter("at", "id", None).boundary() is None
+
+
+def test_a_stored_boundary_is_readable_by_its_owner_only(tmp_path) -> None:
+    import stat
+
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_contactsync.state import read_boundary, write_boundary
+
+    target = ObjectStoragePath(f"file://{tmp_path}/state/cursor-boundary.json")
+    write_boundary(target, Boundary(T, {"1": "abc"}))
+    assert stat.S_IMODE((tmp_path / "state" / "cursor-boundary.json").stat().st_mode) == 0o600
+    assert read_boundary(target) == Boundary(T, {"1": "abc"})

@@ -204,6 +204,38 @@ def test_429_gives_up_after_its_own_budget(make_hook: Callable[..., BrevoHook]) 
     assert hook.stats.rate_limited == hook.http.policy.max_rate_limit_retries + 1
 
 
+def test_a_rate_limit_wait_past_max_wait_raises_instead_of_sleeping(
+    make_hook: Callable[..., BrevoHook], clock: FakeClock
+) -> None:
+    from airflow_provider_contactsync.hooks.brevo import BrevoRateLimitedError
+
+    hook = make_hook(lambda r: error(429, "hourly limit", **{"x-sib-ratelimit-reset": "3600"}))
+    with pytest.raises(BrevoRateLimitedError) as info:
+        hook.get_attributes()
+    assert info.value.resume_in == pytest.approx(3600 + 0.5 * hook.http.policy.rate_limit_jitter)
+    assert "max_wait_seconds" in info.value.message and info.value.bucket == "contacts"
+    assert clock.sleeps == []  # not a second asleep
+
+    paced = make_hook(
+        lambda r: ok({"attributes": []}, headers={"x-sib-ratelimit-remaining": "0", "x-sib-ratelimit-reset": "900"})
+    )
+    paced.get_attributes()
+    with pytest.raises(BrevoRateLimitedError):  # the budget is known to be used up: no call, no sleep
+        paced.get_attributes()
+    assert paced.stats.total_requests == 1
+
+
+def test_max_wait_seconds_comes_from_the_connection(
+    make_hook: Callable[..., BrevoHook], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_connection(monkeypatch, extra=json.dumps({"max_wait_seconds": 4000}))
+    hook = make_hook(lambda r: error(429, "no", **{"x-sib-ratelimit-reset": "3600"}))
+    with pytest.raises(BrevoError) as info:
+        hook.get_attributes()
+    assert "still rate limited" in info.value.message  # it waited, up to its 429 budget
+    assert clock.sleeps and max(clock.sleeps) > 3600
+
+
 def test_proactive_pacing_when_remaining_is_zero(make_hook: Callable[..., BrevoHook], clock: FakeClock) -> None:
     calls: list[float] = []
 

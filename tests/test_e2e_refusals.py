@@ -95,9 +95,14 @@ def shop_factory(
         "extra": json.dumps({"poll_interval": 0.01}),
     }
     monkeypatch.setenv("AIRFLOW_CONN_BREVO_SHOP", json.dumps(conn))
-    return lambda max_error_rate=0.5, transform="{}": Shop(
-        tmp_path, brevo_sandbox, smtp_conn_id, max_error_rate, transform
-    )
+
+    def make(max_error_rate: float = 0.5, transform: str = "{}", **extra: Any) -> Shop:
+        if extra:
+            conn["extra"] = json.dumps({"poll_interval": 0.01, **extra})
+            monkeypatch.setenv("AIRFLOW_CONN_BREVO_SHOP", json.dumps(conn))
+        return Shop(tmp_path, brevo_sandbox, smtp_conn_id, max_error_rate, transform)
+
+    return make
 
 
 def test_refusals_are_reported_alerted_and_retried_until_the_conflict_is_fixed(
@@ -176,3 +181,41 @@ def test_a_formula_failing_on_a_field_nothing_maps_keeps_the_row_and_says_so(sho
     assert summary["formula failures on unmapped fields"] == {"score": 1}  # asInt() of "Ada"; an empty one is null
     names = {c["email"]: c["attributes"].get("FIRSTNAME") for c in shop.sandbox.contacts()}
     assert names == {"ada@example.com": "Ada", "alan@example.com": None}
+
+
+def test_a_long_rate_limit_wait_defers_the_load_and_it_resumes_where_it_stopped(shop_factory: Any) -> None:
+    shop = shop_factory(max_wait_seconds=0.5)  # Brevo's 429 without a reset time: a 1 s wait, over the bound
+    shop.sandbox.add_fault(method="POST", path="/v3/contacts/import", action="status", status=429, times=1)
+    shop.drop("1,ada@example.com,Ada,2026-11-20T08:00:00Z", "2,alan@example.com,Alan,2026-11-20T08:01:00Z")
+    dag_run = shop.run()
+    assert task_states(dag_run)["load"] == "success"
+    summary = xcom_value(dag_run, "load")
+    assert summary["created"] == 2
+    (deferral,) = summary["deferred for Brevo's rate limit"]
+    assert deferral.startswith("contacts until ")
+    assert [r["status"] for r in shop.sandbox.requests("POST", "/v3/contacts/import")] == [429, 202]
+
+
+def test_a_load_run_again_after_its_run_finished_ends_as_it_did(shop_factory: Any) -> None:
+    from airflow_provider_contactsync.dag_factory import build_dag
+
+    shop = shop_factory()
+    shop.drop("1,ada@example.com,Ada,2026-11-20T08:00:00Z")
+    dag_run = shop.run()
+    summary = xcom_value(dag_run, "load")
+    writes = [r for r in shop.sandbox.requests() if r["method"] != "GET"]
+    # The load finished (cursor advanced, staging removed) but Airflow never recorded it: a retry, or a
+    # cleared task, runs it again with the run's upstream results and its chunks gone.
+    load = build_dag(shop.definition, staging=f"file://{shop.root}/staging").get_task("load")
+    upstream = {task: xcom_value(dag_run, task) for task in ("extract", "transform", "map")}
+
+    class TI:
+        def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
+            return upstream[task_ids]
+
+        def xcom_push(self, key: str, value: Any) -> None:
+            raise AssertionError("a replay that succeeds pushes nothing")
+
+    context = {"ti": TI(), "run_id": dag_run.run_id, "params": {}}
+    assert load.execute(context) == summary
+    assert [r for r in shop.sandbox.requests() if r["method"] != "GET"] == writes  # nothing sent again

@@ -164,3 +164,23 @@ def test_a_failed_import_is_forgotten_and_leaves_the_ledger_as_it_was(tmp_path: 
     )
     ledger.forget(batch)
     assert ledger.lookup(["K:1", "K:2"]) == before and ledger.batches() == []
+
+
+def test_the_ledger_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_contactsync.load.ledger import open_ledger
+
+    root = ObjectStoragePath(f"file://{tmp_path}/dag")
+    with open_ledger(root) as ledger:
+        ledger.settle(
+            ledger.add_pending(
+                [1], [pending(0, "K:1", ContactIds("a@x.io", "1"))], run_id=None, chunk_url=None, submitted_at=None
+            )
+        )
+        files = [tmp_path / "dag" / "state" / name for name in ("sent-contacts.sqlite", "sent-contacts.sqlite-wal")]
+        assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files if f.exists())
+    assert stat.S_IMODE((tmp_path / "dag" / "state").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "dag" / "state" / "sent-contacts.sqlite").stat().st_mode) == 0o600

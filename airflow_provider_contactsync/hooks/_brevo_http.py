@@ -37,6 +37,29 @@ _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 
 
+class BrevoRateLimitedError(BrevoError):
+    """Brevo's rate limit asks for a longer wait than a task should spend asleep.
+
+    Sleeping through an hourly window would hold a worker slot for an hour: the caller stops here
+    and resumes after ``resume_in`` seconds (the load task defers to a trigger; anything resumable
+    can do the same).
+
+    :param resume_in: seconds until the window resets (jitter included).
+    """
+
+    def __init__(self, resume_in: float, *, method: str, path: str, bucket: str) -> None:
+        self.resume_in = resume_in
+        self.bucket = bucket
+        super().__init__(
+            429,
+            "rate_limited",
+            f"Brevo's {bucket} rate limit is used up for {resume_in:.0f} s, longer than the {method} {path} call "
+            "may wait (connection extra max_wait_seconds)",
+            method=method,
+            path=path,
+        )
+
+
 class BrevoOutcomeUnknownError(BrevoError):
     """A non-idempotent call failed in a way that does not say whether Brevo processed it.
 
@@ -119,6 +142,9 @@ class RetryPolicy:
     :param backoff_cap: largest backoff ceiling.
     :param rate_limit_jitter: up to this many seconds added after a reset, so parallel workers
         do not all fire at the same instant.
+    :param max_wait_seconds: longest wait for a rate-limit window to reset; a longer one raises
+        :class:`BrevoRateLimitedError` instead of sleeping (Brevo's hourly buckets reset in up to
+        an hour).
     """
 
     max_retries: int = 5
@@ -126,6 +152,7 @@ class RetryPolicy:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     rate_limit_jitter: float = 0.25
+    max_wait_seconds: float = 300.0
 
     def backoff(self, retry_number: int, rand: Callable[[], float]) -> float:
         """Full-jitter exponential backoff: uniform in ``[0, min(cap, base * 2**n))``."""
@@ -288,7 +315,12 @@ class BrevoHttp:
         limited = 0  # 429 retries used
         attempt = 0
         while True:
-            self.wait(bucket.required_wait(self.monotonic()) + self._reset_jitter(bucket), "rate limit exhausted")
+            self._rate_limit_wait(
+                bucket.required_wait(self.monotonic()) + self._reset_jitter(bucket),
+                method,
+                path,
+                "rate limit exhausted",
+            )
             if bucket.remaining == 0 and (bucket.seconds_until_reset(self.monotonic()) or 0) <= 0:
                 bucket.remaining = None  # the window has reset; the next answer tells the new count
             if attempt:
@@ -330,7 +362,7 @@ class BrevoHttp:
                     delay = max(1.0, self.policy.backoff(limited, self.rand))
                 else:
                     delay = reset + self.rand() * self.policy.rate_limit_jitter
-                self.wait(delay, "429 Too Many Requests")
+                self._rate_limit_wait(delay, method, path, "429 Too Many Requests")
                 bucket.remaining = None
                 continue
             if status in RETRYABLE_STATUSES:
@@ -342,6 +374,19 @@ class BrevoHttp:
                 self.wait(self.policy.backoff(failures - 1, self.rand), f"HTTP {status}, retrying")
                 continue
             raise self._status_error(response, method, path)
+
+    def _rate_limit_wait(self, seconds: float, method: str, path: str, why: str) -> None:
+        """Wait for a rate-limit window, unless that is longer than the policy allows (then raise)."""
+        if seconds > self.policy.max_wait_seconds:
+            bucket = rate_limit_bucket(path)
+            self.log.warning(
+                "Brevo: the %s rate limit resets in %.0f s, over max_wait_seconds %.0f: stopping here",
+                bucket,
+                seconds,
+                self.policy.max_wait_seconds,
+            )
+            raise BrevoRateLimitedError(seconds, method=method, path=path, bucket=bucket)
+        self.wait(seconds, why)
 
     def _reset_jitter(self, bucket: RateLimitBucket) -> float:
         if bucket.required_wait(self.monotonic()) <= 0:

@@ -26,13 +26,21 @@ from airflow_provider_contactsync.hooks._brevo_http import (
     DEFAULT_BASE_URL,
     BrevoHttp,
     BrevoOutcomeUnknownError,
+    BrevoRateLimitedError,
     BrevoStats,
     RetryPolicy,
     resolve_base_url,
 )
 from airflow_provider_contactsync.hooks._brevo_import import DEFAULT_MAX_BODY_BYTES, iter_import_bodies
 
-__all__ = ["BrevoHook", "BrevoOutcomeUnknownError", "BrevoStats", "RetryPolicy", "resolve_base_url"]
+__all__ = [
+    "BrevoHook",
+    "BrevoOutcomeUnknownError",
+    "BrevoRateLimitedError",
+    "BrevoStats",
+    "RetryPolicy",
+    "resolve_base_url",
+]
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_POLL_INTERVAL = 2.0
@@ -167,6 +175,7 @@ class BrevoHook(BaseHook):
             max_retries = _number(extras.get("max_retries"), int)
         if max_retries is None:
             max_retries = DEFAULT_MAX_RETRIES
+        max_wait = _number(extras.get("max_wait_seconds"), float)
         self.base_url = resolve_base_url(conn.host, conn.port) if conn.host else DEFAULT_BASE_URL
         client = httpx.Client(
             base_url=self.base_url,
@@ -177,7 +186,7 @@ class BrevoHook(BaseHook):
         return BrevoHttp(
             client,
             secret=api_key,
-            policy=RetryPolicy(max_retries=max_retries),
+            policy=RetryPolicy(max_retries=max_retries, max_wait_seconds=max_wait if max_wait is not None else 300.0),
             stats=self.stats,
             sleep=self._sleep,
             monotonic=self._monotonic,

@@ -12,6 +12,8 @@ One SQLite file per DAG under the staging base (on disk: constant memory however
   refused contact (or a failed import) restores what was there. A load retried after a crash
   settles the batches it finds instead of sending them twice.
 - ``retry``: contacts Brevo refused, with the import item, so the next run sends them again.
+- ``settled_runs``: the runs whose load finished (their summary), so that a load retried or cleared
+  after its run's staging was removed ends as it did instead of failing on missing chunks.
 """
 
 from __future__ import annotations
@@ -44,12 +46,16 @@ CREATE TABLE IF NOT EXISTS delivered (
 CREATE TABLE IF NOT EXISTS batches (
   batch INTEGER PRIMARY KEY, process_ids TEXT NOT NULL, run_id TEXT, chunk_url TEXT, submitted_at TEXT,
   size INTEGER NOT NULL, contacts BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS settled_runs (
+  run_id TEXT PRIMARY KEY, settled_at TEXT NOT NULL, summary TEXT NOT NULL, failure TEXT);
+CREATE TABLE IF NOT EXISTS deferrals (run_id TEXT NOT NULL, deferred_at TEXT NOT NULL, why TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS retry (
   identity TEXT PRIMARY KEY, row_key BLOB, item BLOB NOT NULL, reason TEXT NOT NULL,
   first_refused_at TEXT NOT NULL, attempts INTEGER NOT NULL);
 """
 
 _BATCH = 900  # SQLite's bound-parameter limit is 999
+SETTLED_RUNS_KEPT = 1000
 CACHE_MB = 64
 
 
@@ -127,6 +133,7 @@ class ContactLedger:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        _owner_only(path)  # personal data: like the error reports, readable by the owner only
         self._db = sqlite3.connect(path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -357,6 +364,35 @@ class ContactLedger:
     def _has_retries(self) -> bool:
         return self._db.execute("SELECT 1 FROM retry LIMIT 1").fetchone() is not None
 
+    # -- finished runs ----------------------------------------------------------------------------
+
+    def mark_settled(self, run_id: str, summary: dict[str, Any], failure: str | None) -> None:
+        """Record that a run's load finished (keeping the last :data:`SETTLED_RUNS_KEPT` runs)."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO settled_runs VALUES (?, ?, ?, ?)",
+                (run_id, _now(), json.dumps(summary, default=str), failure),
+            )
+            self._db.execute("DELETE FROM deferrals WHERE run_id = ?", (run_id,))
+            self._db.execute(
+                "DELETE FROM settled_runs WHERE run_id NOT IN"
+                " (SELECT run_id FROM settled_runs ORDER BY settled_at DESC LIMIT ?)",
+                (SETTLED_RUNS_KEPT,),
+            )
+
+    def add_deferral(self, run_id: str, why: str) -> None:
+        """Remember that a run's load stopped to wait (for Brevo's rate limit), for its summary."""
+        with self._db:
+            self._db.execute("INSERT INTO deferrals VALUES (?, ?, ?)", (run_id, _now(), why))
+
+    def deferrals(self, run_id: str) -> list[str]:
+        return [why for (why,) in self._db.execute("SELECT why FROM deferrals WHERE run_id = ? ORDER BY 1", (run_id,))]
+
+    def settled_run(self, run_id: str) -> tuple[dict[str, Any], str | None] | None:
+        """The summary and failure of a run whose load finished, or None."""
+        found = self._db.execute("SELECT summary, failure FROM settled_runs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if found is None else (json.loads(found[0]), found[1])
+
     # -- retry queue ------------------------------------------------------------------------------
 
     def retries(self) -> list[RetryEntry]:
@@ -409,6 +445,18 @@ def _column_name(column: str) -> str:
     return column
 
 
+def _owner_only(path: str) -> None:
+    """Create ``path`` (or tighten it) as mode 0600; SQLite gives its journal files the same mode."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
 def _column(kind: str) -> str:
     try:
         return {"EMAIL": "email", "EXT_ID": "ext_id", "SMS": "sms"}[kind]
@@ -435,6 +483,7 @@ def open_ledger(dag_root: Any) -> Iterator[ContactLedger]:
     target = dag_root / "state" / "sent-contacts.sqlite"
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.protocol == "file":
+        os.chmod(target.parent.path, 0o700)
         ledger = ContactLedger(target.path)
         try:
             yield ledger

@@ -398,16 +398,24 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         self.retention_days = retention_days
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_provider_contactsync.hooks.brevo import BrevoHook
+        return self._load(context)
+
+    def resume_after_rate_limit(self, context: Any, event: Any = None) -> Any:
+        """Back from waiting out Brevo's rate limit (a trigger, no worker slot held): load on."""
+        return self._load(context)
+
+    def _load(self, context: Any) -> dict[str, Any]:
+        from airflow_provider_contactsync.hooks.brevo import BrevoHook, BrevoRateLimitedError
         from airflow_provider_contactsync.load import ContactLoader, open_ledger
-        from airflow_provider_contactsync.state import CursorStore, promote_boundary
 
         extracted = self.upstream(context, "extract")
         mapped = self.upstream(context, "map")
         store = self.chunk_store(context)
         destination = self.spec.destination
-        rows = int(extracted["rows"])
         with BrevoHook(destination.conn_id) as hook, open_ledger(store.dag_root) as ledger:
+            settled = ledger.settled_run(context["run_id"])
+            if settled is not None:
+                return self._replay(context, *settled)
             loader = ContactLoader(
                 hook,
                 ledger,
@@ -418,13 +426,75 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
                 read_chunk=store.read,
                 read_identities=store.read_identities,
             )
-            result = loader.run(
-                mapped["chunks"],
-                before_sending=lambda: self._enforce_error_rate(
-                    context, extracted, mapped, loader.problems, before_sending=True
-                ),
-            )
-            requests = dict(hook.stats.requests)
+            try:
+                result = loader.run(
+                    mapped["chunks"],
+                    before_sending=lambda: self._fail_before_sending(context, extracted, mapped, loader.problems),
+                )
+            except BrevoRateLimitedError as exc:
+                until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=exc.resume_in)
+                why = f"{exc.bucket} until {until:%Y-%m-%d %H:%M:%S} UTC"
+                ledger.add_deferral(context["run_id"], why)  # the summary says so once the load ends
+                self.log.warning(
+                    "%s. The load stops here and resumes at %s, without holding a worker slot; what it sent is "
+                    "recorded, so it goes on where it stopped.",
+                    exc.message,
+                    why,
+                )
+                self._defer_until(until)
+            summary, failure = self._settle_run(context, extracted, mapped, result, dict(hook.stats.requests))
+            deferred = ledger.deferrals(context["run_id"])
+            if deferred:
+                summary["deferred for Brevo's rate limit"] = deferred
+            ledger.mark_settled(context["run_id"], summary, failure)
+        self.log.info("Run summary\n%s", format_summary(summary, extracted["skipped"]))
+        store.cleanup()
+        store.cleanup_older_than(
+            dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self._retention_days()), keep=store.root.name
+        )
+        if failure is None and any(p.outcome == "refused" and not p.retry for p in result.problems):
+            from airflow_provider_contactsync import alerts
+
+            alerts.send_refusal_alert(self.spec, summary, context)
+        if failure is not None:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            context["ti"].xcom_push(key="summary", value=summary)
+            raise AirflowFailException(failure)
+        return summary
+
+    def _defer_until(self, until: dt.datetime) -> None:
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        self.defer(trigger=DateTimeTrigger(moment=until), method_name="resume_after_rate_limit")
+
+    def _replay(self, context: Any, summary: dict[str, Any], failure: str | None) -> dict[str, Any]:
+        """This run's load had finished (cursor advanced, staging removed) before Airflow recorded it:
+        a retry or a cleared task ends as that load did, instead of failing on the missing chunks."""
+        self.log.info(
+            "This run's load already finished; nothing to send again (to load the source again, run the DAG "
+            "with full_refresh). Its summary:\n%s",
+            format_summary(summary),
+        )
+        if failure is not None:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            context["ti"].xcom_push(key="summary", value=summary)
+            raise AirflowFailException(f"{failure} (this run's load had already finished so)")
+        return summary
+
+    def _settle_run(
+        self,
+        context: Any,
+        extracted: dict[str, Any],
+        mapped: dict[str, Any],
+        result: Any,
+        requests: dict[str, int],
+    ) -> tuple[dict[str, Any], str | None]:
+        """After the load: error report, cursor, files, the run summary, and why the run fails (if it does)."""
+        from airflow_provider_contactsync.state import CursorStore, promote_boundary
+
+        store = self.chunk_store(context)
         report_url = mapped["error_report"]
         if result.problems:
             append_to_report(report_url, result.problems, _file_of_chunk(extracted, mapped))
@@ -440,7 +510,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         counts = result.counts
         transformed = self.upstream(context, "transform")
         summary = {
-            "rows read": rows,
+            "rows read": int(extracted["rows"]),
             "rejected": mapped["rejected"],
             **{name: counts[name] for name in _SUMMARY_COUNTS},
             "skipped at source": sum(extracted["skipped"].values()),
@@ -457,51 +527,45 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             summary["files"] = mapped.get("files") or []
             summary["files failed"] = [f"{f['name']}: {f['error']}" for f in extracted["failed_files"]]
             summary["after import"] = settled
-        self.log.info("Run summary\n%s", format_summary(summary, extracted["skipped"]))
-        store.cleanup()
-        store.cleanup_older_than(
-            dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self._retention_days()), keep=store.root.name
-        )
-        self._enforce_error_rate(context, extracted, mapped, result.problems, before_sending=False, summary=summary)
-        if any(p.outcome == "refused" and not p.retry for p in result.problems):
-            from airflow_provider_contactsync import alerts
-
-            alerts.send_refusal_alert(self.spec, summary, context)
-        if summary.get("files failed"):
-            from airflow.sdk.exceptions import AirflowFailException
-
+        failure = self._error_rate_failure(context, extracted, mapped, result.problems, summary)
+        if failure is None and summary.get("files failed"):
             # The other files are loaded and recorded; these stay for the next run. Fail so someone hears.
-            failed = "; ".join(summary["files failed"])
-            context["ti"].xcom_push(key="summary", value=summary)
-            raise AirflowFailException(f"file(s) not imported, tried again next run: {failed}")
-        return summary
+            failure = f"file(s) not imported, tried again next run: {'; '.join(summary['files failed'])}"
+        return summary, failure
 
-    def _enforce_error_rate(
+    def _fail_before_sending(
+        self, context: Any, extracted: dict[str, Any], mapped: dict[str, Any], problems: list[Any]
+    ) -> None:
+        """Before sending: fail the run (nothing loaded) when rejects and identity conflicts pass
+        ``max_error_rate``."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        problem = self._error_rate_failure(context, extracted, mapped, problems, None)
+        if problem is not None:
+            raise AirflowFailException(problem)
+
+    def _error_rate_failure(
         self,
         context: Any,
         extracted: dict[str, Any],
         mapped: dict[str, Any],
         problems: list[Any],
-        *,
-        before_sending: bool,
-        summary: dict[str, Any] | None = None,
-    ) -> None:
-        """Fail the run when rejected, conflicting and refused rows together pass ``max_error_rate``.
+        summary: dict[str, Any] | None,
+    ) -> str | None:
+        """Why the run fails on ``max_error_rate`` (alert sent), or None.
 
-        Before sending, identity conflicts join the map task's rejects (nothing is loaded then).
-        After settling, Brevo's refusals count too; what Brevo accepted stays recorded and the
-        refused contacts are queued for the next run, so failing loses nothing. Only this run's rows
-        count: a contact refused again when retried was counted (and alerted) the first time.
+        Rejected, conflicting and refused rows count together. Before sending (``summary`` None)
+        nothing is loaded yet. After settling, what Brevo accepted stays recorded and the refused
+        contacts are queued for the next run, so failing loses nothing. Only this run's rows count: a
+        contact refused again when retried was counted (and alerted) the first time.
         """
-        from airflow.sdk.exceptions import AirflowFailException
-
         from airflow_provider_contactsync import alerts
 
         rows = int(extracted["rows"])
         failed = int(mapped["rejected"]) + sum(p.outcome in ("rejected", "refused") and not p.retry for p in problems)
         problem = alerts.check_reject_rate(self.spec, rows, failed)
         if problem is None:
-            return
+            return None
         reasons = Counter(mapped.get("reject_reasons") or {})
         reasons.update(_reason_family(line.partition(": ")[2]) for line in (summary or {}).get("refusals") or [])
         alert = {
@@ -509,15 +573,14 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             "rejected": failed,
             "error_report": mapped["error_report"],
             "reject_reasons": dict(reasons),
-            "loaded": not before_sending,
+            "loaded": summary is not None,
         }
         alerts.send_reject_rate_alert(self.spec, alert, context)
-        if before_sending:
-            raise AirflowFailException(
+        if summary is None:
+            return (
                 f"{problem} (identity conflicts included); nothing was loaded. Error report: {mapped['error_report']}"
             )
-        context["ti"].xcom_push(key="summary", value=summary)
-        raise AirflowFailException(
+        return (
             f"{problem} (identity conflicts and contacts refused by Brevo included); the accepted contacts are "
             f"loaded and the refused ones will be sent again next run. Error report: {mapped['error_report']}"
         )
