@@ -1,7 +1,7 @@
 """One broken definition never touches another DAG, in a real Airflow 3.3 (issue 10, items 4 and 5).
 
 Airflow's own processes (servers.airflow_services: dag-processor, scheduler with the LocalExecutor,
-api-server) on a PostgreSQL metadata database, over a DAGs folder holding the two shipped one-line
+triggerer, api-server) on a PostgreSQL metadata database, over a DAGs folder holding the two shipped one-line
 DAG files (example_dags/contactsync_dags.py and contactsync_check.py) and a definitions folder with
 the example definitions plus one broken file. Everything is checked the way a user sees it: the
 REST API (what the UI shows), the metadata database, and a DAG run through the real scheduler.
@@ -168,9 +168,12 @@ def a_good_dag_runs_to_success_while_a_definition_is_broken(
         "conn_type": "brevo",
         "host": brevo_sandbox.url,
         "password": brevo_sandbox.api_key,
-        "extra": json.dumps({"poll_interval": 0.05}),
+        # A wait for Brevo's rate limit past half a second defers the load to Airflow's triggerer.
+        "extra": json.dumps({"poll_interval": 0.05, "max_wait_seconds": 0.5}),
     }
     airflow.api("POST", "/connections", json=connection)  # in the metadata DB, read by the tasks
+    # Brevo answers the first import with a 429 without a reset time: the client would wait 1 s.
+    brevo_sandbox.add_fault(method="POST", path="/v3/contacts/import", action="status", status=429, times=1)
 
     airflow.unpause(DEMO)
     run_id = airflow.trigger(DEMO)  # answered 404 when the broken file deactivated every DAG
@@ -182,6 +185,10 @@ def a_good_dag_runs_to_success_while_a_definition_is_broken(
     )
     summary = airflow.xcom(DEMO, run_id, "load")
     assert (summary["rows read"], summary["rejected"], summary["created"]) == (10, 3, 7)
+    # The load deferred (no worker slot held), the real triggerer woke it at the reset, and it went on.
+    (deferral,) = summary["deferred for Brevo's rate limit"]
+    assert deferral.startswith("contacts until ")
+    assert [r["status"] for r in brevo_sandbox.requests("POST", "/v3/contacts/import")] == [429, 202]
     emails = {contact.get("email") for contact in brevo_sandbox.contacts()}
     assert len(emails) == 7 and "ada.lovelace@example.com" in emails
     assert set(airflow.import_errors()) == {CHECK_FILE}  # the broken file was there all along

@@ -1,4 +1,4 @@
-"""Real Airflow processes on 127.0.0.1 for a test: dag-processor, scheduler (LocalExecutor), api-server.
+"""Real Airflow processes on 127.0.0.1 for a test: dag-processor, scheduler (LocalExecutor), triggerer, api-server.
 
 What users run, not an in-process imitation: a fresh ``AIRFLOW_HOME`` in a temp folder, a metadata
 database of its own on the test PostgreSQL server (``servers.postgres``), ``airflow db migrate``,
@@ -241,7 +241,7 @@ def start_airflow(
     *,
     connections: dict[str, dict[str, Any]] | None = None,
     env: dict[str, str] | None = None,
-    processes: tuple[str, ...] = ("dag-processor", "scheduler", "api-server"),
+    processes: tuple[str, ...] = ("dag-processor", "scheduler", "triggerer", "api-server"),
     home: Path | None = None,
 ) -> AirflowServices:
     """Migrate ``db_url`` and start Airflow's processes over ``dags_folder``; return once the API answers.
