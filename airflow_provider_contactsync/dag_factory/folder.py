@@ -29,7 +29,7 @@ from airflow_provider_contactsync.core.errors import ConfigurationError
 from airflow_provider_contactsync.core.spec import SourceDefinition, iter_definition_files, load_definition
 from airflow_provider_contactsync.dag_factory.builder import build_dag
 from airflow_provider_contactsync.dag_factory.errors import ContactsyncDefinitionsError
-from airflow_provider_contactsync.dag_factory.index import dag_id_of, files_for_dag_id
+from airflow_provider_contactsync.dag_factory.index import dag_id_of, files_for_dag_id, read_or_empty
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +215,7 @@ def _definition_files(root: Path) -> list[Path]:
 
 
 def _dag_id_of_file(path: Path) -> str | None:
-    try:
-        return dag_id_of(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
-        return None
+    return dag_id_of(read_or_empty(path))
 
 
 def _load_one(

@@ -2,21 +2,24 @@
 
 A worker re-parses the DAG file for every task it runs; it needs one DAG, so it should pay for one
 definition. The DAG id is ``contactsync__<integration>__<source>`` and names contain no ``__``, so
-a file can only match if both names appear in its text; those few are read with libyaml, and only
+a file can only match if both names appear in its text; those few are read, and only
 ``integration`` and ``source.name`` are looked at.
+
+Files are read and parsed within the same limits as definitions (size, nesting, values after
+alias expansion: ``core/spec/limits.py``), so a YAML bomb that names the DAG cannot hang a worker.
+Only duplicate keys are tolerated (the last one wins), to name the DAG id of a broken file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-import yaml
+from airflow_provider_contactsync.core.errors import DefinitionError
+from airflow_provider_contactsync.core.spec.loader import read_definition_text
+from airflow_provider_contactsync.core.spec.yaml_source import parse_yaml
 
 DAG_ID_PREFIX = "contactsync__"
-
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def split_dag_id(dag_id: str) -> tuple[str, str] | None:
@@ -37,7 +40,7 @@ def files_for_dag_id(files: Iterable[Path], dag_id: str) -> list[Path]:
     names = split_dag_id(dag_id)
     if names is None:
         return []
-    texts = [(path, _read(path)) for path in files]
+    texts = [(path, read_or_empty(path)) for path in files]
     likely = [(path, text) for path, text in texts if names[0] in text and names[1] in text]
     matches = [path for path, text in likely if dag_id_of(text) == dag_id]
     if matches:
@@ -47,10 +50,10 @@ def files_for_dag_id(files: Iterable[Path], dag_id: str) -> list[Path]:
 
 
 def dag_id_of(text: str) -> str | None:
-    """The DAG id a definition's text asks for, or None when the text doesn't say (or isn't YAML)."""
+    """The DAG id a definition's text asks for, or None when the text doesn't say (or isn't YAML within the limits)."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader (C or Python)
-    except yaml.YAMLError:
+        data = parse_yaml(text, file="<definition>", lenient=True).data
+    except DefinitionError:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("source"), dict):
         return None
@@ -61,8 +64,9 @@ def dag_id_of(text: str) -> str | None:
     return f"{DAG_ID_PREFIX}{integration.strip()}__{name.strip()}"
 
 
-def _read(path: Path) -> str:
+def read_or_empty(path: Path) -> str:
+    """A definition file's text; "" when it cannot be read or is over the size limit."""
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return read_definition_text(path)
+    except DefinitionError:
         return ""

@@ -22,10 +22,12 @@ from airflow_provider_contactsync.core.errors import (
     DefinitionErrors,
     FormulaError,
 )
+from airflow_provider_contactsync.core.spec.limits import ERRORS_SHOWN, FORMULA_LENGTH
 from airflow_provider_contactsync.core.spec.models import (
     ATTRIBUTE_PATTERN,
     FIELD_PATTERN,
     MAPPING_ERROR_TYPE,
+    PATTERN_DESCRIPTIONS,
     Destination,
     FileSource,
     MongoSource,
@@ -35,7 +37,7 @@ from airflow_provider_contactsync.core.spec.models import (
     mapping_problems,
 )
 from airflow_provider_contactsync.core.spec.secrets import find_credentials
-from airflow_provider_contactsync.core.spec.yaml_source import KeyPath, YamlDocument, dotted, parse_yaml
+from airflow_provider_contactsync.core.spec.yaml_source import KeyPath, YamlDocument, check_size, dotted, parse_yaml
 
 DEFINITION_SUFFIXES = (".yaml", ".yml")
 
@@ -167,13 +169,27 @@ def inspect_definition_file(path: str | Path, *, formulas: bool = True) -> Defin
     """Like :func:`inspect_definition`, for a file; a relative folder of a ``file`` source is made absolute."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return DefinitionReport(str(path), [DefinitionError(f"cannot read the file: {exc}", file=str(path))])
+        text = read_definition_text(path)
+    except DefinitionError as exc:
+        return DefinitionReport(str(path), [exc])
     report = inspect_definition(text, file=str(path), formulas=formulas)
     if report.validated is not None:
         report.validated = _resolve_local_folder(report.validated, path.parent)
     return report
+
+
+def read_definition_text(path: Path) -> str:
+    """A definition file's text; a file over the size limit is refused without being read whole."""
+    try:
+        with path.open("rb") as stream:
+            check_size(path.stat().st_size, file=str(path))
+            data = stream.read()
+        check_size(len(data), file=str(path))  # it may have grown since stat()
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"cannot read the file: not UTF-8 text ({exc})", file=str(path)) from None
+    except OSError as exc:
+        raise DefinitionError(f"cannot read the file: {exc}", file=str(path)) from None
 
 
 def inspect_definition(text: str, *, file: str = "<definition>", formulas: bool = True) -> DefinitionReport:
@@ -212,6 +228,15 @@ def inspect_definition(text: str, *, file: str = "<definition>", formulas: bool 
                 errors.extend(_formula_errors(transform, fields, document, file))
     if len(errors) > 1:
         errors.sort(key=lambda error: error.file_line or 0)
+    if len(errors) > ERRORS_SHOWN.value:
+        hidden = len(errors) - ERRORS_SHOWN.value
+        del errors[ERRORS_SHOWN.value :]
+        errors.append(
+            DefinitionError(
+                f"... and {hidden:,} more problems (only the first {ERRORS_SHOWN.value} of a file are listed)",
+                file=file,
+            )
+        )
     return report
 
 
@@ -230,11 +255,15 @@ def _usable_fields(data: dict[str, Any]) -> list[str] | None:
 
 
 def _usable_transform(data: dict[str, Any]) -> dict[str, str] | None:
-    """The formulas of raw data written as text (None when ``transform`` is not a mapping)."""
+    """The formulas of raw data written as text, within the length limit (None when ``transform`` is not a mapping)."""
     transform = data.get("transform", {})
     if not isinstance(transform, dict):
         return None
-    return {k.strip(): v for k, v in transform.items() if isinstance(k, str) and isinstance(v, str)}
+    return {
+        k.strip(): v
+        for k, v in transform.items()
+        if isinstance(k, str) and isinstance(v, str) and len(v) <= FORMULA_LENGTH.value
+    }
 
 
 def _valid_or(model: type[BaseModel], value: Any, default: Any) -> Any:
@@ -393,8 +422,41 @@ def _message(error: dict[str, Any], loc: KeyPath, data: Any) -> str:
         return "this key is required"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         return f"type must be one of: {', '.join(_SOURCE_MODELS)}"
+    if kind == "string_pattern_mismatch":
+        description = PATTERN_DESCRIPTIONS.get(str((error.get("ctx") or {}).get("pattern")))
+        if description:
+            return f"{_short(error.get('input'))} is not valid here: {description}"
     message = str(error["msg"])
+    if kind in _STRICT_TYPES:
+        message = f"{message}, not {_yaml_kind(error.get('input'))}"
     return message.removeprefix("Value error, ")
+
+
+_STRICT_TYPES = frozenset(
+    ("int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type", "model_type", "literal_error")
+)
+
+
+def _yaml_kind(value: Any) -> str:
+    """What a mistyped value was, in YAML's terms: ``true`` is a boolean, ``'5'`` a string."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {_short(value)}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"the {type(value).__name__} {_short(value)}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _allowed_keys(parent: KeyPath, data: Any) -> list[str]:

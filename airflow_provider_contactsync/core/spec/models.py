@@ -6,12 +6,16 @@ use and the reference in docs/definition-reference.md. Unknown keys are errors.
 
 from __future__ import annotations
 
+import codecs
+import csv
 import re
 from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from airflow_provider_contactsync.core.spec.limits import FORMULA_LENGTH
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
 """Integration and source names: they become part of the DAG id ``contactsync__<integration>__<source>``."""
@@ -25,6 +29,41 @@ ATTRIBUTE_PATTERN = r"^[A-Z][A-Z0-9_]*$"
 TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$-]*(\.[A-Za-z_][A-Za-z0-9_$-]*){0,2}$"
 """``table``, ``schema.table`` or ``database.schema.table`` (BigQuery: ``project.dataset.table``, project ids
 have hyphens); each part is validated then quoted."""
+
+CONN_ID_PATTERN = r"^[A-Za-z0-9_#!()\-.:/\\]+$"
+"""Airflow connection ids: what Airflow itself accepts (``RE_SANITIZE_CONN_ID``), ASCII only."""
+
+EMAIL_PATTERN = r'^[^@\s,;<>"()\[\]\\]+@[^@\s,;<>"()\[\]\\]+\.[^@\s,;<>"()\[\]\\]+$'
+"""One address: no list separators (',' ';'), angle brackets or quotes that would make it several."""
+
+MONGO_DATABASE_PATTERN = r'^[^/\\. "$*<>:|?]+$'
+"""What MongoDB accepts as a database name."""
+
+PATTERN_DESCRIPTIONS = {
+    NAME_PATTERN: "a name is a letter, then letters, digits, '_' or '-' (it becomes part of the DAG id)",
+    FIELD_PATTERN: "a field is a letter or '_', then letters, digits or '_' (dots reach into nested data: "
+    "address.city)",
+    ATTRIBUTE_PATTERN: "a Brevo attribute is upper case: a letter, then letters, digits or '_'",
+    TABLE_PATTERN: "a table is table, schema.table or database.schema.table, each part a letter or '_' then "
+    "letters, digits, '_', '$' or '-' (no quotes, spaces or ';')",
+    CONN_ID_PATTERN: "an Airflow connection id is letters, digits and _ # ! ( ) - . : / \\",
+    EMAIL_PATTERN: "one email address per entry (no ',', ';', spaces, quotes or angle brackets)",
+    MONGO_DATABASE_PATTERN: 'a MongoDB database name has none of / \\ . space " $ * < > : | ?',
+}
+"""What each pattern means, for error messages (pydantic would print the regular expression)."""
+
+MAX_WAIT_SECONDS = 7 * 24 * 3600
+"""Upper bound of the lag and readiness delays and of the file sensor's timeout: one week. Larger values
+are mistakes (a unit confusion, ms for s) that would hold rows back for ever or overflow a date."""
+
+MAX_POKE_INTERVAL_SECONDS = 24 * 3600
+"""The file sensor looks at least once a day."""
+
+MAX_LIST_ID = 2**31 - 1
+"""Brevo list ids are 32-bit integers."""
+
+MAX_TEXT_LENGTH = 100_000
+"""Upper bound of ``destination.text_max_length``: Brevo text attributes hold far less."""
 
 IDENTIFIER_ATTRIBUTES = ("EMAIL", "SMS", "EXT_ID")
 """Brevo needs at least one of these to identify a contact."""
@@ -74,9 +113,13 @@ def mapping_problems(
 
 
 class StrictModel(BaseModel):
-    """Base: unknown keys are errors, values are not coerced across types silently."""
+    """Base: unknown keys are errors, and values are read strictly.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    ``true`` is not 1, ``'5'`` is not 5, ``1e20`` is not an integer and ``'yes'`` is not a boolean:
+    a mistyped value is an error naming its key, never coerced. Floats must be finite.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, strict=True, allow_inf_nan=False)
 
 
 class CsvOptions(StrictModel):
@@ -84,11 +127,40 @@ class CsvOptions(StrictModel):
 
     delimiter: str = Field(",", min_length=1, max_length=1, description="One-character field separator.")
     quotechar: str = Field('"', min_length=1, max_length=1, description="Quote character.")
-    encoding: str = Field("utf-8", description="Text encoding; 'utf-8-sig' strips a BOM.")
+    encoding: str = Field(
+        "utf-8",
+        description="Text encoding, a Python codec name (utf-8, latin-1, cp1252, utf-16, ...); 'utf-8-sig' "
+        "strips a BOM.",
+    )
     header: bool = Field(True, description="The first line names the columns.")
-    columns: list[str] | None = Field(
+    columns: list[Annotated[str, Field(min_length=1, max_length=1000)]] | None = Field(
         None, description="Column names when the file has no header line (header: false)."
     )
+
+    @field_validator("encoding")
+    @classmethod
+    def _text_encoding(cls, encoding: str) -> str:
+        try:
+            codec = codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {encoding!r}: give a Python codec name, such as utf-8, utf-8-sig, latin-1 or cp1252"
+            ) from None
+        if not getattr(codec, "_is_text_encoding", True) or codec.name == "undefined":
+            raise ValueError(f"{encoding!r} is not a text encoding: give one such as utf-8, latin-1 or cp1252")
+        return encoding
+
+    @model_validator(mode="after")
+    def _csv_dialect(self) -> CsvOptions:
+        if self.delimiter in "\r\n" or self.quotechar in "\r\n":
+            raise ValueError("delimiter and quotechar cannot be line breaks")
+        if self.delimiter == self.quotechar:
+            raise ValueError("delimiter and quotechar must differ")
+        try:
+            csv.reader((), delimiter=self.delimiter, quotechar=self.quotechar)
+        except (csv.Error, TypeError) as exc:
+            raise ValueError(f"delimiter {self.delimiter!r} and quotechar {self.quotechar!r}: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _columns_when_headerless(self) -> CsvOptions:
@@ -115,6 +187,7 @@ class _SourceBase(StrictModel):
     safety_lag_seconds: int = Field(
         0,
         ge=0,
+        le=MAX_WAIT_SECONDS,
         description="Rows updated less than this many seconds ago wait for the next run, so transactions "
         "still committing with an earlier timestamp are not skipped.",
     )
@@ -144,7 +217,9 @@ class SqlSource(_SourceBase):
     """A SQL database table or query (PostgreSQL, BigQuery, Snowflake)."""
 
     type: Literal["postgres", "bigquery", "snowflake"]
-    conn_id: str = Field(description="Airflow connection holding the credentials.")
+    conn_id: str = Field(
+        pattern=CONN_ID_PATTERN, max_length=250, description="Airflow connection holding the credentials."
+    )
     table: str | None = Field(
         None,
         pattern=TABLE_PATTERN,
@@ -152,15 +227,26 @@ class SqlSource(_SourceBase):
         "my-project.crm.customers (BigQuery), CRM.PUBLIC.CUSTOMERS (Snowflake).",
     )
     query: str | None = Field(
-        None, description="SELECT to read instead of a table; the incremental predicate wraps it."
+        None,
+        description="One SELECT (or WITH ... SELECT) to read instead of a table, in the source's SQL dialect; the "
+        "incremental predicate wraps it. Checked when the definition is read: another statement, a write, "
+        "SELECT ... INTO, FOR UPDATE or a ')' closing the wrapper is refused; trailing ';' and comments are dropped.",
     )
+
+    @field_validator("query")
+    @classmethod
+    def _one_select(cls, query: str | None, info: ValidationInfo) -> str | None:
+        source_type = info.data.get("type")
+        if query is None or source_type is None:
+            return query
+        from airflow_provider_contactsync.core.spec.sql import check_select
+
+        return check_select(query, source_type)
 
     @model_validator(mode="after")
     def _table_or_query(self) -> SqlSource:
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of table or query")
-        if self.query is not None and not re.match(r"^\s*(select|with)\b", self.query, re.IGNORECASE):
-            raise ValueError("query must be a single SELECT (or WITH ... SELECT) statement")
         return self
 
 
@@ -168,11 +254,29 @@ class MongoSource(_SourceBase):
     """A MongoDB collection, optionally filtered or aggregated."""
 
     type: Literal["mongo"]
-    conn_id: str = Field(description="Airflow connection holding the credentials.")
-    database: str | None = Field(None, description="Database; defaults to the connection's schema.")
-    collection: str = Field(min_length=1, description="Collection to read.")
+    conn_id: str = Field(
+        pattern=CONN_ID_PATTERN, max_length=250, description="Airflow connection holding the credentials."
+    )
+    database: str | None = Field(
+        None,
+        pattern=MONGO_DATABASE_PATTERN,
+        max_length=64,
+        description="Database; defaults to the connection's schema.",
+    )
+    collection: str = Field(min_length=1, max_length=255, description="Collection to read.")
     filter: dict | None = Field(None, description="Find filter applied before the incremental predicate.")
-    pipeline: list[dict] | None = Field(None, description="Aggregation pipeline, instead of a filter.")
+    pipeline: list[dict] | None = Field(
+        None, description="Aggregation pipeline, instead of a filter; it may only read ($out and $merge are refused)."
+    )
+
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline_only_reads(cls, pipeline: list[dict] | None) -> list[dict] | None:
+        for index, stage in enumerate(pipeline or ()):
+            for operator in ("$out", "$merge"):
+                if operator in stage:
+                    raise ValueError(f"stage {index + 1} ({operator}) writes to the database: a pipeline may only read")
+        return pipeline
 
     @model_validator(mode="after")
     def _filter_or_pipeline(self) -> MongoSource:
@@ -200,6 +304,7 @@ class FileReadiness(StrictModel):
     stable_seconds: int | None = Field(
         None,
         ge=0,
+        le=MAX_WAIT_SECONDS,
         description="Read a file only once its size and modification time stayed the same across checks "
         "(sensor pokes or runs) at least this many seconds apart; 0 means two checks in a row.",
     )
@@ -223,9 +328,14 @@ class FileReadiness(StrictModel):
 class FileWait(StrictModel):
     """A sensor before extract that waits for a new file without holding a worker slot (reschedule mode)."""
 
-    poke_interval_seconds: int = Field(300, ge=1, description="Seconds between two looks at the folder.")
+    poke_interval_seconds: int = Field(
+        300, ge=1, le=MAX_POKE_INTERVAL_SECONDS, description="Seconds between two looks at the folder."
+    )
     timeout_seconds: int = Field(
-        3600, ge=1, description="After this long with no new file the run ends as skipped, not failed."
+        3600,
+        ge=1,
+        le=MAX_WAIT_SECONDS,
+        description="After this long with no new file the run ends as skipped, not failed.",
     )
 
 
@@ -233,7 +343,9 @@ class FileSource(_SourceBase):
     """Files in a folder: local (or mounted), SFTP or FTP (FTPS with an ftps connection)."""
 
     type: Literal["file", "sftp", "ftp"]
-    conn_id: str | None = Field(None, description="Airflow connection (required for sftp and ftp).")
+    conn_id: str | None = Field(
+        None, pattern=CONN_ID_PATTERN, max_length=250, description="Airflow connection (required for sftp and ftp)."
+    )
     path: str = Field("", description="Folder to look in; optional on servers (the login folder).")
     pattern: str = Field(
         "*.csv",
@@ -306,27 +418,39 @@ class Payload(StrictModel):
 class Destination(StrictModel):
     """Where contacts go in Brevo."""
 
-    conn_id: str = Field("brevo_default", description="Airflow connection of type brevo (API key as password).")
-    list_ids: list[Annotated[int, Field(gt=0)]] = Field(
+    conn_id: str = Field(
+        "brevo_default",
+        pattern=CONN_ID_PATTERN,
+        max_length=250,
+        description="Airflow connection of type brevo (API key as password).",
+    )
+    list_ids: list[Annotated[int, Field(gt=0, le=MAX_LIST_ID)]] = Field(
         min_length=1, description="Brevo lists every synced contact is added to."
     )
     update_existing: bool = Field(True, description="Update contacts that already exist (else only create).")
     empty_attributes: bool = Field(
         False, description="A null value erases the attribute in Brevo (else nulls leave it unchanged)."
     )
-    text_max_length: int = Field(2000, gt=0, description="Longest text value accepted; longer values reject the row.")
+    text_max_length: int = Field(
+        2000, gt=0, le=MAX_TEXT_LENGTH, description="Longest text value accepted; longer values reject the row."
+    )
 
 
 class Alerts(StrictModel):
     """Who hears about failures, and when a run with rejected rows counts as failed."""
 
-    emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(
+    emails: list[Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254)]] = Field(
         default_factory=list, description="Addresses emailed when a task fails or too many rows are rejected."
     )
     max_error_rate: float = Field(
         0.05, ge=0, le=1, description="The run fails when the share of rejected rows is above this."
     )
-    smtp_conn_id: str = Field("smtp_default", description="Airflow SMTP connection used to send alerts.")
+    smtp_conn_id: str = Field(
+        "smtp_default",
+        pattern=CONN_ID_PATTERN,
+        max_length=250,
+        description="Airflow SMTP connection used to send alerts.",
+    )
 
 
 class SourceDefinition(StrictModel):
@@ -336,10 +460,12 @@ class SourceDefinition(StrictModel):
     integration: str = Field(
         pattern=NAME_PATTERN, max_length=100, description="Groups several sources (e.g. crm, shop)."
     )
-    description: str | None = Field(None, description="Free text shown as the DAG's description.")
+    description: str | None = Field(None, max_length=2000, description="Free text shown as the DAG's description.")
     source: Source
     schedule: str = Field(
-        "manual", description="manual | hourly | daily | a five-field cron expression, e.g. '*/15 * * * *'."
+        "manual",
+        max_length=200,
+        description="manual | hourly | daily | a five-field cron expression, e.g. '*/15 * * * *'.",
     )
     transform: dict[Annotated[str, Field(pattern=FIELD_PATTERN)], str] = Field(
         default_factory=dict,
@@ -354,6 +480,24 @@ class SourceDefinition(StrictModel):
     )
     destination: Destination
     alerts: Alerts = Field(default_factory=Alerts)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, version: Any) -> Any:
+        if type(version) is not int:
+            raise ValueError(f"version must be the number 1, not {version!r}")
+        return version
+
+    @field_validator("transform")
+    @classmethod
+    def _formulas_are_short(cls, transform: dict[str, str]) -> dict[str, str]:
+        for name, text in transform.items():
+            if len(text) > FORMULA_LENGTH.value:
+                raise ValueError(
+                    f"transform.{name}: the formula is {len(text):,} characters, over the limit of "
+                    f"{FORMULA_LENGTH.value:,}: {FORMULA_LENGTH.raise_hint()}"
+                )
+        return transform
 
     @field_validator("schedule")
     @classmethod

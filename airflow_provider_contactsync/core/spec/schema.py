@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from airflow_provider_contactsync.core.spec.limits import LIMITS
 from airflow_provider_contactsync.core.spec.models import SourceDefinition
 
 SCHEMA_ID = "https://contactsync.dev/schemas/source-definition-v1.json"
@@ -32,13 +33,43 @@ def render_reference() -> str:
         "# Source definition reference",
         "",
         "Generated from the models in `airflow_provider_contactsync/core/spec/models.py` by",
-        "`contactsync schema --markdown`. Unknown keys are errors.",
+        "`contactsync schema --markdown`. Unknown keys are errors, and values are read strictly: `true` is",
+        "not a number, `'5'` is not 5, `1e20` is not an integer, `'yes'` is not a boolean. Numbers have the",
+        "bounds shown; a value outside them is an error naming its key.",
         "",
     ]
     out += _section("Top level", schema, defs)
     for name in sorted(defs):
         out += _section(f"`{name}`", defs[name], defs)
+    out += render_limits()
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_limits() -> list[str]:
+    """The limits on how much work a definition file may ask for (``core/spec/limits.py``)."""
+    lines = [
+        "## Limits",
+        "",
+        "Reading a definition is bounded, so that no file can hang or crash the dag-processor, which reads",
+        "every definition of a folder in one DAG file within Airflow's DAG-file timeout (30 s by default).",
+        "A file over a limit is refused with an error naming the limit; the other definitions' DAGs load.",
+        "The limits marked with an environment variable can be raised by setting it wherever definitions",
+        "are read (dag-processor, workers, the `contactsync` command); the others protect the parsers and",
+        "are fixed.",
+        "",
+        "| limit | value | what | why | when you reach it |",
+        "|---|---|---|---|---|",
+    ]
+    for limit in LIMITS:
+        value = f"{limit.default:,} {limit.unit}"
+        if limit.env:
+            value += f" (`{limit.env}`)"
+        lines.append(f"| {limit.name} | {value} | {_md(limit.what)} | {_md(limit.why)} | {_md(limit.raise_hint())} |")
+    return lines + [""]
+
+
+def _md(text: str) -> str:
+    return text.replace("``", "`").replace("|", "/")
 
 
 def _section(title: str, schema: dict[str, Any], defs: dict[str, Any]) -> list[str]:
@@ -52,11 +83,34 @@ def _section(title: str, schema: dict[str, Any], defs: dict[str, Any]) -> list[s
     lines += ["| key | type | required | default | meaning |", "|---|---|---|---|---|"]
     for key, prop in props.items():
         default = json.dumps(prop["default"]) if "default" in prop else ""
-        lines.append(
-            f"| `{key}` | {_type(prop)} | {'yes' if key in required else ''} | {default} | "
-            f"{prop.get('description', '').replace('|', '/')} |"
-        )
+        meaning = prop.get("description", "").replace("|", "/")
+        bounds = _bounds(prop)
+        if bounds:
+            meaning = f"{meaning} {bounds}".strip()
+        lines.append(f"| `{key}` | {_type(prop)} | {'yes' if key in required else ''} | {default} | {meaning} |")
     return lines + [""]
+
+
+def _bounds(prop: dict[str, Any]) -> str:
+    """The numeric and length bounds of a property, in words (``Between 0 and 604800.``)."""
+    for branch in prop.get("anyOf", ()):
+        if branch.get("type") != "null":
+            prop = {**branch, **{k: v for k, v in prop.items() if k != "anyOf"}}
+            break
+    if prop.get("type") == "array":
+        items = _bounds(prop.get("items", {}))
+        return f"Each: {items[0].lower()}{items[1:]}" if items else ""
+    low = prop.get("minimum", prop.get("exclusiveMinimum"))
+    high = prop.get("maximum")
+    if "exclusiveMinimum" in prop and isinstance(low, int):
+        low += 1  # integers above 0 start at 1
+    if low is not None and high is not None:
+        return f"Between {low} and {high}."
+    if high is not None:
+        return f"At most {high}."
+    if "maxLength" in prop and prop["maxLength"] != prop.get("minLength"):
+        return f"At most {prop['maxLength']} characters."
+    return ""
 
 
 def _type(prop: dict[str, Any] | bool) -> str:
