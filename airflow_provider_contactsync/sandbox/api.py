@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 from . import contacts, errors
 from .imports import ProcessWorker
+from .jsonbody import parse_json
 from .settings import Settings
 from .store import (
     Store,
@@ -28,7 +29,7 @@ from .store import (
     render_contacts,
     render_process,
 )
-from .validation import ATTRIBUTE_CATEGORIES, ATTRIBUTE_TYPES, normalize_email
+from .validation import ATTRIBUTE_CATEGORIES, ATTRIBUTE_TYPES, INT64_MAX, db_int, digits, normalize_email
 
 
 @dataclass
@@ -40,13 +41,11 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> dict[str, Any]:
-        """The body as a JSON object (400 ``invalid_parameter`` otherwise, as Brevo answers)."""
+        """The body as a JSON object (400 ``invalid_parameter`` otherwise, as Brevo answers); see
+        :func:`~.jsonbody.parse_json` for the bounds."""
         if not self.body.strip():
             raise errors.missing("Request body is missing")
-        try:
-            value = json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
-            raise errors.invalid("Input must be a valid json object") from None
+        value = parse_json(self.body)
         if not isinstance(value, dict):
             raise errors.invalid("Input must be a json object")
         return value
@@ -55,17 +54,16 @@ class Request:
         values = self.query.get(name)
         return values[-1] if values else None
 
-    def int_arg(self, name: str, default: int, *, maximum: int | None = None) -> int:
+    def int_arg(self, name: str, default: int, *, maximum: int = INT64_MAX) -> int:
         raw = self.arg(name)
         if raw is None or raw == "":
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise errors.invalid(f"{name} should be an integer") from None
-        if value < 0:
+        value = digits(raw.removeprefix("-"))
+        if value is None:
+            raise errors.invalid(f"{name} should be an integer")
+        if raw.startswith("-") and value:
             raise errors.out_of_range(f"{name} should be greater than or equal to 0")
-        if maximum is not None and value > maximum:
+        if value > maximum:
             raise errors.out_of_range(f"{name} should be less than or equal to {maximum}")
         return value
 
@@ -87,6 +85,7 @@ class Response:
     status: int
     body: Any = None
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         if self.body is None:
@@ -103,30 +102,39 @@ def parse_since(name: str, raw: str) -> int:
         text = text[:-1] + "+00:00"
     try:
         value = dt.datetime.fromisoformat(text)
-    except ValueError:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return int(value.timestamp() * 1000)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted out of range by its offset
         raise errors.invalid(f"{name} should be a date-time (YYYY-MM-DDTHH:mm:ss.SSSZ)") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return int(value.timestamp() * 1000)
 
 
-def _int_param(req: Request, name: str, label: str) -> int:
-    raw = req.params[name]
-    if not raw.isdigit():
+def _int_param(req: Request, name: str, label: str) -> int | None:
+    """A path id; ``None`` when it is beyond int64 (it names nothing: the caller answers 404)."""
+    value = digits(req.params[name])
+    if value is None:
         raise errors.invalid(f"{label} should be an integer")
-    return int(raw)
+    return db_int(value)
 
 
-def _ids_arg(req: Request, name: str) -> list[int]:
-    out: list[int] = []
+def _ids_arg(req: Request, name: str) -> list[int | None]:
+    """Comma-separated ids from the query; ``None`` stands for one beyond int64 (matches nothing)."""
+    out: list[int | None] = []
     for value in req.query.get(name, []):
         for part in value.split(","):
             if part.strip() == "":
                 continue
-            if not part.strip().isdigit():
+            number = digits(part.strip())
+            if number is None:
                 raise errors.invalid(f"{name} should be an array of integers")
-            out.append(int(part))
+            out.append(db_int(number))
     return out
+
+
+def _folder_exists(db: sqlite3.Connection, folder_id: Any) -> bool:
+    if not isinstance(folder_id, int) or isinstance(folder_id, bool):
+        return False
+    return db.execute("SELECT 1 FROM folders WHERE id=?", (db_int(folder_id),)).fetchone() is not None
 
 
 Handler = Callable[[Request], Response]
@@ -176,18 +184,28 @@ class Api:
             self.routes.append((method, re.compile(f"/v3{pattern}/?"), handler, names))
 
     def dispatch(self, req: Request) -> Response:
-        allowed = False
+        """Route ``req``; HEAD is answered as GET (the HTTP layer leaves out the body). A known path
+        with another method is 405 ``method_not_allowed`` (with ``Allow``), an unknown one 404."""
+        wanted = "GET" if req.method == "HEAD" else req.method
+        allowed: list[str] = []
         for method, pattern, handler, names in self.routes:
             match = pattern.fullmatch(req.path)
             if not match:
                 continue
-            if method != req.method:
-                allowed = True
+            if method != wanted:
+                allowed.append(method)
                 continue
             req.params = {n: unquote(v) for n, v in zip(names, match.groups(), strict=False)}
             return handler(req)
         if allowed:
-            raise errors.ApiError(405, "method_not_allowed", f"{req.method} Method is not allowed on this path")
+            if "GET" in allowed:
+                allowed.append("HEAD")
+            raise errors.ApiError(
+                405,
+                "method_not_allowed",
+                f"{req.method} Method is not allowed on this path",
+                headers={"Allow": ", ".join(sorted(set(allowed)))},
+            )
         raise errors.not_found("Invalid URL")
 
     # --- account -----------------------------------------------------------------------------------
@@ -239,14 +257,14 @@ class Api:
         if created is not None:
             where.append("c.created_at >= ?")
             params.append(created)
-        if list_ids:
+        if list_ids:  # json_each: no limit on the number of ids (SQLite caps bound parameters)
             where.append(
-                f"c.id IN (SELECT contact_id FROM list_members WHERE list_id IN ({','.join('?' * len(list_ids))}))"
+                "c.id IN (SELECT contact_id FROM list_members WHERE list_id IN (SELECT value FROM json_each(?)))"
             )
-            params.extend(list_ids)
+            params.append(json.dumps(list_ids))
         if ids:
-            where.append(f"c.id IN ({','.join('?' * len(ids))})")
-            params.extend(ids)
+            where.append("c.id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(ids))
         return Response(200, self._contacts_page(where, params, sort, limit, offset))
 
     def _contacts_page(self, where: list[str], params: list[Any], sort: str, limit: int, offset: int) -> dict:
@@ -487,10 +505,7 @@ class Api:
                 ):
                     raise errors.missing("newList.listName is required")
                 folder = new_list.get("folderId")
-                if folder is not None and (
-                    not isinstance(folder, int)
-                    or not db.execute("SELECT 1 FROM folders WHERE id=?", (folder,)).fetchone()
-                ):
+                if folder is not None and not _folder_exists(db, folder):
                     raise errors.invalid("newList.folderId does not exist")
         if body.get("notifyUrl") is not None and not isinstance(body["notifyUrl"], str):
             raise errors.invalid("notifyUrl should be a URL")
@@ -541,11 +556,11 @@ class Api:
         return Response(200, {"count": count, "processes": [render_process(r, base) for r in rows]})
 
     def get_process(self, req: Request) -> Response:
-        raw = req.params["processId"]
-        if not raw.isdigit():
+        process_id = digits(req.params["processId"])
+        if process_id is None:
             raise errors.invalid("processId is invalid")
         with self.store.reading() as db:
-            row = db.execute("SELECT * FROM processes WHERE id=?", (int(raw),)).fetchone()
+            row = db.execute("SELECT * FROM processes WHERE id=?", (db_int(process_id),)).fetchone()
         if row is None:
             raise errors.ApiError(404, "invalid_parameter", "processId is invalid")
         return Response(200, render_process(row, self.base_url()))
@@ -681,7 +696,7 @@ class Api:
         if not isinstance(folder_id, int) or isinstance(folder_id, bool):
             raise errors.invalid("folderId should be an integer")
         with self.store.transaction() as db:
-            if not db.execute("SELECT 1 FROM folders WHERE id=?", (folder_id,)).fetchone():
+            if not _folder_exists(db, folder_id):
                 raise errors.invalid("Folder ID does not exist")
             cur = db.execute(
                 "INSERT INTO lists(name, folder_id, created_at) VALUES (?,?,?)", (name, folder_id, now_ms())
@@ -708,11 +723,7 @@ class Api:
                 db.execute("UPDATE lists SET name=? WHERE id=?", (self._name(body), row["id"]))
             else:
                 folder_id = body["folderId"]
-                if (
-                    not isinstance(folder_id, int)
-                    or isinstance(folder_id, bool)
-                    or not db.execute("SELECT 1 FROM folders WHERE id=?", (folder_id,)).fetchone()
-                ):
+                if not _folder_exists(db, folder_id):
                     raise errors.invalid("Folder ID does not exist")
                 db.execute("UPDATE lists SET folder_id=? WHERE id=?", (folder_id, row["id"]))
         return Response(204)

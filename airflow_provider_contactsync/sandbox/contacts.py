@@ -14,7 +14,7 @@ from typing import Any
 
 from . import errors
 from .store import list_exists, load_attributes, now_ms
-from .validation import DROP, PHONE_ATTRIBUTES, coerce_value, normalize_email, normalize_phone
+from .validation import DROP, PHONE_ATTRIBUTES, coerce_value, db_int, digits, normalize_email, normalize_phone
 
 UNSET: Any = object()
 ERASE: Any = object()
@@ -143,13 +143,15 @@ def parse_body(body: dict[str, Any], attrs: dict[str, dict[str, Any]], *, for_up
 def find(db: sqlite3.Connection, column: str, value: Any) -> sqlite3.Row | None:
     if column not in ("id", "email", "ext_id", "sms"):
         raise ValueError(column)
+    if isinstance(value, int):
+        value = db_int(value)  # beyond int64: no such contact
     return db.execute(f"SELECT * FROM contacts WHERE {column}=?", (value,)).fetchone()
 
 
 def resolve_identifier(identifier: str, identifier_type: str | None) -> tuple[str, Any]:
     """(column, value) for ``/contacts/{identifier}``; without identifierType, detect id vs email vs phone."""
     if identifier_type is None:
-        if identifier.isdigit():
+        if digits(identifier) is not None:
             identifier_type = "contact_id"
         elif "@" in identifier:
             identifier_type = "email_id"
@@ -158,9 +160,10 @@ def resolve_identifier(identifier: str, identifier_type: str | None) -> tuple[st
         else:
             raise errors.invalid("Invalid identifier: pass identifierType for ext_id and phone identifiers")
     if identifier_type == "contact_id":
-        if not identifier.isdigit():
+        contact_id = digits(identifier)
+        if contact_id is None:
             raise errors.invalid("identifier should be a contact id for identifierType contact_id")
-        return "id", int(identifier)
+        return "id", contact_id
     if identifier_type == "email_id":
         return "email", identifier.strip().lower()
     if identifier_type == "ext_id":

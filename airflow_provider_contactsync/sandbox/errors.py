@@ -8,12 +8,20 @@ from typing import Any
 class ApiError(Exception):
     """An answer Brevo would give as an error, with its HTTP status and body."""
 
-    def __init__(self, status: int, code: str, message: str, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.metadata = metadata
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}

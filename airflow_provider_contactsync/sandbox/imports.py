@@ -316,8 +316,8 @@ class _RowReader:
             elif empty:
                 if erase_empty:
                     values[name] = ERASE
-            elif kind == _FLOAT and (type(value) is float or type(value) is int):
-                values[name] = value
+            elif kind == _FLOAT and (type(value) is int or (type(value) is float and value - value == 0.0)):
+                values[name] = value  # a finite number (inf - inf is NaN): coerce_value drops the others
             elif kind == _BOOLEAN and type(value) is bool:
                 values[name] = value
             elif (coerced := coerce_value(attr, value)) is not DROP:  # type: ignore[arg-type]

@@ -2,7 +2,8 @@
 
 ``/v3/contacts*`` has a per-second and a per-hour window; every other /v3 path (including
 ``/processes``) shares a small hourly budget. Fixed windows, as the ``x-sib-ratelimit-*`` headers
-describe them: ``reset`` is the number of seconds left in the window that binds first.
+describe them: ``reset`` is the number of seconds left in the window that binds first. A 429 forced
+by the ``rate_429`` setting is a transient one: ``remaining`` 0 and ``reset`` 1, whatever the bucket.
 """
 
 from __future__ import annotations
@@ -72,15 +73,20 @@ class RateLimiter:
             for name, _ in pairs:
                 self._windows[name].roll(now)
             allowed = all(self._windows[name].used < limit for name, limit in pairs)
-            forced = s.rate_429 > 0 and self._rng.random() < s.rate_429
+            forced = allowed and s.rate_429 > 0 and self._rng.random() < s.rate_429
             if allowed and not forced:
                 for name, _ in pairs:
                     self._windows[name].used += 1
-            # Report the window closest to running out (the one a client must respect first).
-            name, limit = min(pairs, key=lambda p: (p[1] - self._windows[p[0]].used, self._windows[p[0]].length))
-            window = self._windows[name]
-            remaining = 0 if forced else max(0, limit - window.used)
-            reset = max(1, math.ceil(window.left(now))) if remaining == 0 else math.ceil(window.left(now))
+            if forced:
+                # A random 429 stands for a burst over the per-second limit, which clears within a second;
+                # a client told to wait for an hourly window (3600 s) would stall on a transient fault.
+                limit, remaining, reset = pairs[0][1], 0, 1
+            else:
+                # Report the window closest to running out (the one a client must respect first).
+                name, limit = min(pairs, key=lambda p: (p[1] - self._windows[p[0]].used, self._windows[p[0]].length))
+                window = self._windows[name]
+                remaining = max(0, limit - window.used)
+                reset = max(1, math.ceil(window.left(now))) if remaining == 0 else math.ceil(window.left(now))
         headers = {
             "x-sib-ratelimit-limit": str(limit),
             "x-sib-ratelimit-remaining": str(remaining),

@@ -3,17 +3,27 @@
 Owning the socket lets the sandbox fail the ways a real network does: close a connection before
 or after processing a request, answer slowly, answer 5xx or 429. Order per /v3 request: faults
 (delay, drop before, status) -> api-key -> rate limit -> handler -> drop after.
+
+Whatever a client sends, it gets an answer in Brevo's error shape (``{"code", "message"}``) and the
+server keeps serving: malformed request lines, headers and bodies are 400, a request that does not
+arrive within ``read_timeout`` seconds 408, a body over ``max_body_bytes`` 413, a method a path
+does not have 405; a sandbox bug is a logged 500, never a traceback to the client or a lost thread.
+Bodies are framed by ``Content-Length`` or ``Transfer-Encoding: chunked``; an idle keep-alive
+connection is closed after ``idle_timeout`` seconds.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+import io
 import json
 import logging
+import re
 import socket
 import threading
 import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,31 +33,234 @@ from . import errors
 from .api import Api, Request, Response
 from .faults import Faults
 from .imports import ProcessWorker
+from .jsonbody import parse_json
 from .limits import RateLimiter, check_api_key
 from .settings import Settings
 from .store import Store, render_contacts
+from .validation import db_int, digits
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024 * 1024
 LOG_BODY_MAX = 1024 * 1024
+MAX_REQUEST_LINE = 65536
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class _Dropped(Exception):
     """The connection was closed on purpose without an answer."""
 
 
+class _HttpError(Exception):
+    """A request the HTTP layer refuses before any handler sees it; ``discard``: body bytes to read
+    and throw away before closing, so the client gets to read the answer instead of a reset."""
+
+    CODES = {405: "method_not_allowed", 413: "out_of_range", 500: "internal_error"}
+
+    def __init__(self, status: int, message: str, discard: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = self.CODES.get(status, "bad_request")
+        self.message = message
+        self.discard = discard
+
+
+class _ConnectionReader(io.RawIOBase):
+    """The socket's input, with the sandbox's time limits: an idle connection waits at most
+    ``idle_timeout`` seconds for its next request; once a request's first bytes arrived, all of it
+    (line, headers, body) must arrive within ``read_timeout`` seconds, however slowly it trickles.
+    A late read raises ``TimeoutError``."""
+
+    def __init__(self, sock: socket.socket, idle_timeout: float, read_timeout: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self.idle_timeout = idle_timeout
+        self.read_timeout = read_timeout
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def next_request(self) -> None:
+        self.deadline = None
+
+    @property
+    def started(self) -> bool:
+        """Whether bytes of the current request arrived (a timeout then deserves a 408)."""
+        return self.deadline is not None
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is None:
+            self._sock.settimeout(self.idle_timeout)
+            size = self._sock.recv_into(buffer)
+            if size:
+                self.deadline = time.monotonic() + self.read_timeout
+            return size
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.0"  # answers to unparsable request lines still get a status line
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s " + format, self.address_string(), *args)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        self._handle()
+    def setup(self) -> None:
+        super().setup()
+        settings = self.server.sandbox.settings
+        self.rfile.close()  # the socket stays open: replaced by a reader with the time limits
+        self._reader = _ConnectionReader(self.connection, settings.idle_timeout, settings.read_timeout)
+        self.rfile = io.BufferedReader(self._reader, 64 * 1024)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+    # --- one request -------------------------------------------------------------------------------
+
+    def handle_one_request(self) -> None:
+        """The stdlib's loop step, for any method, with timeouts and no exception left unanswered."""
+        self._status: int | None = None
+        self._fault: str | None = None
+        self._logged = False
+        self._responded = False
+        self._entry: tuple[str, str, dict[str, list[str]], bytes, float] | None = None
+        self.command, self.requestline, self.request_version = "", "", self.default_request_version
+        self.close_connection = True
+        self._reader.next_request()
+        try:
+            for _ in range(4):  # RFC 9112 2.2: empty lines before a request line are ignored
+                self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
+                if self.raw_requestline not in (b"\r\n", b"\n"):
+                    break
+            if len(self.raw_requestline) > MAX_REQUEST_LINE:
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "Request line too long")
+                return
+            if not self.raw_requestline.strip():
+                return  # the client closed the connection (or sent only empty lines)
+            if self.parse_request():
+                self._handle()
+        except TimeoutError:
+            if self._reader.started and not self._responded:  # an idle keep-alive connection ends silently
+                self._last_answer(408, "The request did not arrive within read_timeout")
+        except ConnectionError:
+            pass
+        except Exception:  # a sandbox bug: answer like a server error, keep serving
+            log.exception("sandbox failed on %r", self.requestline)
+            if not self._responded:
+                self._last_answer(500, "Sandbox internal error")
+        else:
+            return
+        self.close_connection = True
+
+    def _last_answer(self, status: int, message: str) -> None:
+        """Answer before closing, if the client is still there to read it."""
+        try:
+            self._refuse(_HttpError(status, message))
+        except OSError:
+            pass
+
+    def parse_request(self) -> bool:
+        words = str(self.raw_requestline, "iso-8859-1").split()
+        if len(words) == 2:  # "GET /path": HTTP/0.9, which Brevo's front ends do not speak either
+            self.requestline = " ".join(words)
+            self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 requests are not supported: send HTTP/1.1")
+            return False
+        return super().parse_request()
+
+    def handle_expect_100(self) -> bool:
+        try:  # refuse a body before the client sends it
+            self._body_length()
+        except _HttpError as exc:
+            exc.discard = 0
+            self._refuse(exc)
+            return False
+        return super().handle_expect_100()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's answers to malformed requests (400, 414, 431, 505), in Brevo's error shape."""
+        self._refuse(_HttpError(int(code), message or HTTPStatus(code).phrase))
+
+    def _refuse(self, exc: _HttpError) -> None:
+        self.close_connection = True
+        self._status = exc.status
+        self._send(exc.status, {"code": exc.code, "message": exc.message}, {"Connection": "close"})
+        if exc.discard:
+            self._discard(exc.discard)
+
+    def _discard(self, length: int) -> None:
+        """Read and drop up to ``length`` body bytes (within the read deadline) before the close."""
+        try:
+            while length > 0:
+                chunk = self.rfile.read1(min(length, 1 << 16))
+                if not chunk:
+                    return
+                length -= len(chunk)
+        except (TimeoutError, ConnectionError):
+            return
+
+    # --- body framing ------------------------------------------------------------------------------
+
+    def _body_length(self) -> int | None:
+        """The announced body size; ``None`` for a chunked body. 400 for a malformed framing, 413 for
+        a size over ``max_body_bytes``."""
+        encodings = self.headers.get_all("Transfer-Encoding") or []
+        lengths = self.headers.get_all("Content-Length") or []
+        limit = self.server.sandbox.settings.max_body_bytes
+        if encodings:
+            if lengths:
+                raise _HttpError(400, "Send Content-Length or Transfer-Encoding, not both")
+            if [e.strip().lower() for e in ",".join(encodings).split(",")] != ["chunked"]:
+                raise _HttpError(400, f"Transfer-Encoding {', '.join(encodings)} is not supported: use chunked")
+            return None
+        if not lengths:
+            return 0
+        values = {v.strip() for v in lengths}
+        length = digits(values.pop()) if len(values) == 1 else None
+        if length is None:
+            raise _HttpError(400, f"Content-Length should be one non-negative integer (got {', '.join(lengths)})")
+        if length > limit:
+            raise _HttpError(413, f"Request entity too large: at most {limit} bytes", discard=length)
+        return length
+
+    def _read_body(self) -> bytes:
+        """The whole body (``TimeoutError`` when it does not arrive within ``read_timeout``)."""
+        length = self._body_length()
+        if length is None:
+            return self._read_chunked(self.server.sandbox.settings.max_body_bytes)
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            raise _HttpError(400, f"The body ended after {len(body)} of its {length} bytes (Content-Length)")
+        return body
+
+    def _read_chunked(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            size_text = line.split(b";", 1)[0].strip()
+            if not line.endswith(b"\n") or not _CHUNK_SIZE.fullmatch(size_text):
+                raise _HttpError(400, "Malformed chunked body: a chunk size line was expected")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            total += size
+            if total > limit:
+                raise _HttpError(413, f"Request entity too large: at most {limit} bytes")
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _HttpError(400, "Malformed chunked body: a chunk ended early")
+            parts.append(chunk)
+        for _ in range(100):  # trailer fields, ignored
+            line = self.rfile.readline(MAX_REQUEST_LINE + 1)
+            if line in (b"\r\n", b"\n"):
+                return b"".join(parts)
+            if not line.endswith(b"\n"):
+                break
+        raise _HttpError(400, "Malformed chunked body: the trailer section did not end")
+
+    # --- answers -----------------------------------------------------------------------------------
 
     def _drop(self) -> None:
         self._record()
@@ -78,6 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
         payload = Response(status, body).encode() if not isinstance(body, bytes) else body
         self._status = status
         self._record()
+        self._responded = True
+        self.connection.settimeout(self._reader.read_timeout)  # a client gets as long to take the answer
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -90,23 +305,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         started = time.monotonic()
-        self._status: int | None = None
-        self._fault: str | None = None
-        self._logged = False
-        self._entry: tuple[str, str, dict[str, list[str]], bytes, float] | None = None
-        parts = urlsplit(self.path)
-        path = parts.path
-        query = parse_qs(parts.query, keep_blank_values=True)
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        if length > MAX_BODY:
-            self.close_connection = True
-            self._send(413, {"code": "out_of_range", "message": "Request entity too large"})
+            parts = urlsplit(self.path)
+            path = parts.path
+            query = parse_qs(parts.query, keep_blank_values=True)
+        except ValueError:  # e.g. "http://[::1" as the request target
+            self._refuse(_HttpError(400, "Malformed request target"))
             return
-        body = self.rfile.read(length) if length else b""
         logged = path.startswith("/v3")
+        try:
+            body = self._read_body()
+        except (_HttpError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                exc = _HttpError(408, "The request body did not arrive within read_timeout")
+            if logged:
+                self._entry = (self.command, path, query, b"", started)
+            self._refuse(exc)
+            return
         if logged:
             self._entry = (self.command, path, query, body, started)
         try:
@@ -120,8 +335,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, {"code": "document_not_found", "message": "Invalid URL"})
         except _Dropped:
             pass
-        except (BrokenPipeError, ConnectionResetError):
+        except (ConnectionError, TimeoutError):  # the client left, or did not take the answer
             self.close_connection = True
+        except Exception:  # a sandbox bug: answer like a server error, keep serving
+            log.exception("sandbox failed on %s %s", self.command, path)
+            self.close_connection = True
+            if not self._responded:
+                self._send(500, {"code": "internal_error", "message": "Sandbox internal error"})
         finally:
             self._record()
 
@@ -131,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
         after = False
         for fault in faults:
             if fault.action == "delay" and fault.ms:
-                sandbox._stopping.wait(fault.ms / 1000)
+                sandbox._stopping.wait(min(fault.ms / 1000, threading.TIMEOUT_MAX))
         for fault in faults:
             if fault.action == "drop_before":
                 self._fault = "drop_before"
@@ -158,7 +378,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = sandbox.api.dispatch(req)
         except errors.ApiError as exc:
-            response = Response(exc.status, exc.body())
+            response = Response(exc.status, exc.body(), headers=exc.headers)
         except Exception:  # a sandbox bug: answer like a server error, keep serving
             log.exception("sandbox handler failed on %s %s", self.command, path)
             response = Response(500, {"code": "internal_error", "message": "Sandbox internal error"})
@@ -166,16 +386,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._status = response.status
             self._fault = "drop_after"
             self._drop()
-        self._send(response.status, response.body, headers, response.content_type)
+        self._send(response.status, response.body, {**headers, **response.headers}, response.content_type)
         return None
 
     def _export_file(self, path: str) -> None:
         name = path.rsplit("/", 1)[-1]
-        pid = name.removesuffix(".csv")
+        pid = digits(name.removesuffix(".csv"))
         text = None
-        if pid.isdigit():
+        if pid is not None and self.command in ("GET", "HEAD"):
             with self.server.sandbox.store.reading() as db:
-                row = db.execute("SELECT csv FROM exports WHERE process_id=?", (int(pid),)).fetchone()
+                row = db.execute("SELECT csv FROM exports WHERE process_id=?", (db_int(pid),)).fetchone()
                 text = row[0] if row else None
         if text is None:
             self._send(404, {"code": "document_not_found", "message": "Export not found"})
@@ -190,11 +410,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(exc.status, exc.body())
             return
         name = path.removeprefix("/_sandbox/").rstrip("/")
-        method = self.command
+        method = "GET" if self.command == "HEAD" else self.command
         try:
-            data = json.loads(body) if body.strip() else {}
-        except ValueError:
-            self._send(400, {"code": "invalid_parameter", "message": "Input must be a valid json object"})
+            data = parse_json(body) if body.strip() else {}
+        except errors.ApiError as exc:
+            self._send(exc.status, exc.body())
             return
         try:
             if name == "requests" and method == "GET":
@@ -213,14 +433,14 @@ class _Handler(BaseHTTPRequestHandler):
             elif name == "faults" and method == "GET":
                 self._send(200, {"faults": sandbox.faults.rules()})
             elif name == "faults" and method == "POST":
-                self._send(201, sandbox.add_fault(**data))
+                self._send(201, sandbox.add_fault(**_object(data)))
             elif name == "faults" and method == "DELETE":
                 sandbox.clear_faults()
                 self._send(204)
             elif name == "config" and method == "GET":
                 self._send(200, sandbox.settings.as_dict())
             elif name == "config" and method == "POST":
-                self._send(200, sandbox.configure(**data))
+                self._send(200, sandbox.configure(**_object(data)))
             elif name == "reset" and method == "POST":
                 sandbox.reset()
                 self._send(204)
@@ -228,14 +448,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, {"contacts": sandbox.contacts()})
             else:
                 self._send(404, {"code": "document_not_found", "message": f"No control endpoint {method} {path}"})
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             self._send(400, {"code": "invalid_parameter", "message": str(exc)})
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValueError("the body should be a JSON object")
+    return data
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # listen backlog (the kernel caps it at somaxconn): bursts of clients connect
     sandbox: BrevoSandbox
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log instead of the stdlib's traceback on stderr; the server keeps serving."""
+        log.exception("sandbox connection from %s failed", client_address)
 
 
 class BrevoSandbox:
@@ -336,8 +567,8 @@ class BrevoSandbox:
         parsed: Any = None
         if body and len(body) <= LOG_BODY_MAX:
             try:
-                parsed = json.loads(body)
-            except ValueError:
+                parsed = parse_json(body)
+            except errors.ApiError:
                 parsed = body.decode("utf-8", "replace")
         with self._log_lock:
             self._log_ids += 1

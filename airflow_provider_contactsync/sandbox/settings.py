@@ -6,9 +6,13 @@ CLI flags, the ``/_sandbox/config`` endpoint and ``BrevoSandbox.configure`` all 
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+_AT_MOST = {"read_timeout": 86_400, "idle_timeout": 86_400, "import_delay": 86_400, "slow_ms": 86_400_000}
+"""Durations are capped at a day: a wait of 1e30 seconds is a typo, and too long for the OS."""
 
 
 @dataclass
@@ -26,6 +30,12 @@ class Settings:
     process_running_status: str = "in_process"
     max_import_bytes: int = 10 * 1024 * 1024
     request_log_size: int = 10_000
+    read_timeout: float = 60.0
+    """Seconds a request (line, headers, body) may take to arrive once it started: then 408."""
+    idle_timeout: float = 75.0
+    """Seconds an idle keep-alive connection is kept open (nginx's default)."""
+    max_body_bytes: int = 64 * 1024 * 1024
+    """Largest request body accepted: a larger one is answered 413 without being read."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -41,10 +51,16 @@ class Settings:
             kind = type(getattr(self, name))
             try:
                 converted[name] = kind(value)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise ValueError(f"setting {name}: cannot use {value!r} ({exc})") from None
-            if kind in (int, float) and converted[name] < 0:
-                raise ValueError(f"setting {name}: must be >= 0")
+            if kind in (int, float) and not (math.isfinite(converted[name]) and converted[name] >= 0):
+                raise ValueError(f"setting {name}: must be a number >= 0")
+        for name in ("read_timeout", "idle_timeout"):
+            if name in converted and converted[name] == 0:
+                raise ValueError(f"setting {name}: must be more than 0")
+        for name, most in _AT_MOST.items():
+            if name in converted and converted[name] > most:
+                raise ValueError(f"setting {name}: at most {most} (a day)")
         for name in ("rate_429", "fault_5xx", "fault_drop"):
             if name in converted and converted[name] > 1:
                 raise ValueError(f"setting {name}: a fraction between 0 and 1")

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .validation import render_value
+from .validation import db_int, render_value
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -284,7 +284,7 @@ def render_contacts(db: sqlite3.Connection, rows: Sequence[sqlite3.Row]) -> list
 
 
 def list_exists(db: sqlite3.Connection, list_id: int) -> bool:
-    return db.execute("SELECT 1 FROM lists WHERE id=?", (list_id,)).fetchone() is not None
+    return db.execute("SELECT 1 FROM lists WHERE id=?", (db_int(list_id),)).fetchone() is not None
 
 
 def render_process(row: sqlite3.Row, base_url: str) -> dict[str, Any]:

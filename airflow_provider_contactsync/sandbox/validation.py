@@ -7,6 +7,7 @@ returns :data:`DROP` for those so callers can mimic that (and the request log st
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from typing import Any
 
@@ -20,6 +21,20 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
 PHONE_ATTRIBUTES = frozenset({"SMS", "WHATSAPP", "LANDLINE_NUMBER"})
 ATTRIBUTE_TYPES = ("text", "date", "float", "boolean", "id", "category", "multiple-choice", "user")
 ATTRIBUTE_CATEGORIES = ("normal", "transactional", "category", "calculated", "global")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Brevo's ids are int64, as are SQLite's integers: a larger Python int cannot even be looked up."""
+
+
+def digits(text: str) -> int | None:
+    """The integer that ``text`` spells in ASCII digits (``"42"``), else ``None`` (``"²"`` and ``"٤٢"``
+    are digits to ``str.isdigit`` but not ids)."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def db_int(value: int) -> int | None:
+    """``value`` as an SQLite parameter: ``None`` (which matches no row) when it is outside int64, so an
+    id that cannot exist is simply not found."""
+    return value if INT64_MIN <= value <= INT64_MAX else None
 
 
 def normalize_email(value: Any) -> str | None:
@@ -134,12 +149,16 @@ def coerce_value(attr: dict[str, Any], value: Any) -> Any:
     if kind == "float":
         if isinstance(value, bool):
             return DROP
-        if isinstance(value, (int, float)):
+        if isinstance(value, int):
             return value
+        if isinstance(value, float):
+            return value if math.isfinite(value) else DROP  # NaN and infinities are not JSON numbers
         if isinstance(value, str):
             try:
                 number = float(value.strip())
             except ValueError:
+                return DROP
+            if not math.isfinite(number):
                 return DROP
             return int(number) if number.is_integer() and "." not in value else number
         return DROP
@@ -152,9 +171,10 @@ def coerce_value(attr: dict[str, Any], value: Any) -> Any:
     if kind == "id":
         if isinstance(value, bool):
             return DROP
-        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-            return int(value)
-        return DROP
+        if isinstance(value, int):
+            return value
+        number = digits(value.strip()) if isinstance(value, str) else None
+        return DROP if number is None else number
     if kind == "category":
         for item in attr.get("enumeration") or []:
             if isinstance(value, bool):
