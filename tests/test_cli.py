@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from hostile_definitions import CASES, GOOD
 
 from airflow_provider_contactsync.cli import main
 
@@ -217,3 +218,38 @@ def test_validate_names_the_line_of_an_account_problem(
     err = capsys.readouterr().err
     assert f"error: {definition}:17: mapping.id: attribute EXT_ID does not exist in the Brevo account" in err
     assert f"error: {definition}:18: mapping.full_name: attribute FIRSTNAME does not exist" in err
+
+
+def test_validate_refuses_hostile_files_with_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11: YAML bombs, deep nesting, mistyped values and a query leaving its wrapper are each one
+    error line naming the file, the line, the key and the limit; no traceback, and the good file is ok."""
+    chosen = {
+        "laughs_seq": "values after alias expansion, the limit for a definition (CONTACTSYNC_MAX_YAML_VALUES)",
+        "deep_flow_10000": ":19: nested deeper than 64 levels, the limit for a definition",
+        "recursive_alias_map": ":19: extra.self: recursive alias",
+        "encoding_klingon": ":8: source.csv.encoding: unknown encoding 'klingon'",
+        "encoding_rot13": ":8: source.csv.encoding: 'rot13' is not a text encoding",
+        "lag_true": ":10: source.safety_lag_seconds: Input should be a valid integer, not the boolean true",
+        "update_existing_yes": ":19: destination.update_existing: Input should be a valid boolean, not the string",
+        "list_ids_true": ":18: destination.list_ids[0]: Input should be a valid integer, not the boolean true",
+        "query_escapes_wrapper_postgres": ":6: source.query: line 1: ')' closes a parenthesis the query did not open",
+    }
+    for case in CASES:
+        if case.name in chosen:
+            (tmp_path / f"{case.name}.yaml").write_text(case.text, encoding="utf-8")
+    good = tmp_path / "zz_good.yaml"
+    good.write_text(GOOD)
+    assert main(["validate", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert f"ok: {good} (contactsync__crm__customers)" in captured.out
+    errors = captured.err.splitlines()
+    for name, expected in chosen.items():
+        assert any(line.startswith(f"error: {tmp_path / name}.yaml") and expected in line for line in errors), name
+    assert "Traceback" not in captured.err and "RecursionError" not in captured.err
+    assert errors[-1] == f"1 valid, {len(chosen)} invalid"
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_validate_reads_an_endless_file_only_up_to_the_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "/dev/zero"]) == 1
+    assert "error: /dev/zero: the file is larger than the limit of 64 kB for a definition" in capsys.readouterr().err

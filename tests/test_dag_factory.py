@@ -218,6 +218,32 @@ def test_broken_files_are_one_import_error_of_the_check_file_and_good_dags_still
     assert "other DAGs are loaded" not in message
 
 
+def test_yaml_bombs_are_import_errors_of_the_check_file_and_the_good_dags_load(dag_folder: Path) -> None:
+    """Issue 11: a 342-byte billion-laughs file used to keep the DAG file past Airflow's timeout (and so
+    remove every contactsync DAG); deep nesting and recursive aliases crashed the parse with RecursionError."""
+    definitions = dag_folder / "definitions"
+    write(definitions, "a_customers.yaml", definition_text("customers"))
+    laughs = "\n".join(
+        [f"a0: &a0 [{', '.join(['lol'] * 9)}]"]
+        + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    )
+    write(definitions, "b_laughs.yaml", laughs + "\n")
+    write(definitions, "c_deep.yaml", definition_text("deep") + "extra: " + "[" * 10_000 + "]" * 10_000 + "\n")
+    write(definitions, "d_recursive.yaml", definition_text("recursive") + "extra: &r {again: *r}\n")
+
+    bag = dag_bag(dag_folder)
+
+    assert set(bag.dags) == {"contactsync__crm__customers"}
+    ((dag_file, message),) = bag.import_errors.items()
+    assert dag_file.endswith("contactsync_check.py")
+    assert "3 contactsync definition files could not be loaded" in message
+    assert f"{definitions / 'b_laughs.yaml'}:" in message and "values after alias expansion" in message
+    assert f"{definitions / 'c_deep.yaml'}:24: nested deeper than 64 levels" in message
+    assert f"{definitions / 'd_recursive.yaml'}:24: extra.again: recursive alias" in message
+    assert "RecursionError" not in message and "MemoryError" not in message
+    assert "DAGs not loaded" not in message  # files over the limits are not read for their DAG ids either
+
+
 def test_only_the_dag_file_still_loads_good_dags_and_logs_the_problems(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -22,7 +22,7 @@ from airflow_provider_contactsync.core.errors import (
     DefinitionErrors,
     FormulaError,
 )
-from airflow_provider_contactsync.core.spec.limits import ERRORS_SHOWN, FORMULA_LENGTH
+from airflow_provider_contactsync.core.spec.limits import DEFINITION_SIZE, ERRORS_SHOWN, FORMULA_LENGTH
 from airflow_provider_contactsync.core.spec.models import (
     ATTRIBUTE_PATTERN,
     FIELD_PATTERN,
@@ -183,8 +183,8 @@ def read_definition_text(path: Path) -> str:
     try:
         with path.open("rb") as stream:
             check_size(path.stat().st_size, file=str(path))
-            data = stream.read()
-        check_size(len(data), file=str(path))  # it may have grown since stat()
+            data = stream.read(DEFINITION_SIZE.value * 1024 + 1)  # it may have grown since, or be /dev/zero
+        check_size(len(data), file=str(path), truncated=True)
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DefinitionError(f"cannot read the file: not UTF-8 text ({exc})", file=str(path)) from None

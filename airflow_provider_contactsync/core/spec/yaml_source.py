@@ -79,17 +79,21 @@ def parse_yaml(text: str, *, file: str, lenient: bool = False) -> YamlDocument:
     return builder.document
 
 
-def check_size(size: int, *, file: str, text: str | None = None) -> None:
-    """Refuse a file over the size limit (``size`` in bytes, or characters of ``text``)."""
+def check_size(size: int, *, file: str, text: str | None = None, truncated: bool = False) -> None:
+    """Refuse a file over the size limit: ``size`` in bytes, or the characters of ``text``.
+
+    ``truncated``: ``size`` is what was read of a file read only up to just past the limit.
+    """
     limit = DEFINITION_SIZE.value * 1024
     if size <= limit // 4:
-        return  # even four bytes a character would fit
+        return  # even at four bytes a character it would fit
     if text is not None:
         size = len(text.encode("utf-8", "surrogatepass"))
     if size > limit:
+        what = "larger than" if truncated else f"{size / 1024:,.0f} kB, over"
         raise DefinitionError(
-            f"the file is {size / 1024:,.0f} kB, over the limit of {DEFINITION_SIZE.value:,} kB for a definition "
-            f"({DEFINITION_SIZE.env}): {DEFINITION_SIZE.raise_hint()}",
+            f"the file is {what} the limit of {DEFINITION_SIZE.value:,} kB for a definition ({DEFINITION_SIZE.env}): "
+            f"{DEFINITION_SIZE.raise_hint()}",
             file=file,
         )
 
@@ -151,6 +155,7 @@ class _Builder:
         self.aliases = 0
         self.seen: set[int] = set()  # nodes built once: meeting one again is an alias
         self.open: set[int] = set()  # collections being built: meeting one of these is a recursive alias
+        self.alias_line: int | None = None  # inside an alias: the line that uses it, for errors
 
     def build(self, node: yaml.Node, path: KeyPath, depth: int) -> Any:
         line = node.start_mark.line + 1
@@ -161,10 +166,13 @@ class _Builder:
         if type(node) is yaml.ScalarNode:
             return self.scalar(node, path, line)  # an alias to a scalar costs one value, like the scalar
         node_id = id(node)
+        outermost_alias = False
         if node_id in self.seen:
             if node_id in self.open:
                 self.fail("recursive alias: it stands for a value that contains it", path, line)
             self.aliases += 1
+            if self.alias_line is None:
+                self.alias_line, outermost_alias = self.path_line(path, line), True
         self.seen.add(node_id)
         if node.tag not in PLAIN_TAGS:
             self.refuse_tag(node.tag, path, line)
@@ -176,7 +184,20 @@ class _Builder:
         else:
             result = [self.build(item, path + (index,), depth + 1) for index, item in enumerate(node.value)]
         self.open.discard(node_id)
+        if outermost_alias:
+            self.alias_line = None
         return result
+
+    def path_line(self, path: KeyPath, line: int) -> int:
+        """The line where an alias at ``path`` is used (its node's own line is the anchor's).
+
+        A mapping value's line is its key's; the graph does not keep where an item of a list is an
+        alias, so that is the line of the list's key. It becomes the alias's line for later errors too.
+        """
+        lines = self.document.lines
+        if path and isinstance(path[-1], int):
+            lines[path] = lines.get(path[:-1], line)
+        return lines.get(path, line)
 
     def mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> dict[Any, Any]:
         lines = self.document.lines
@@ -227,6 +248,8 @@ class _Builder:
         self.fail(f"YAML tag {tag!r} is not allowed: definitions hold plain data only", path, line)
 
     def fail(self, message: str, path: KeyPath, line: int) -> Any:
+        """Raise, naming the key path and its line (for a value reached through an alias, the alias's line)."""
+        line = self.alias_line or line
         raise DefinitionError(message, file=self.file, key_path=dotted(path) or None, file_line=line)
 
 
