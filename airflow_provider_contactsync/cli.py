@@ -194,7 +194,7 @@ def _preview(args: argparse.Namespace) -> int:
             if outcome.ok:
                 ids = ids_of(to_import_item(outcome.contact or {}))
                 run_rows.append(RunRow(outcome.index, outcome.key, identity_of(ids, outcome.key, keyed=keyed), ids))
-            pending.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            pending.write(_json_line(record))
         verdicts = {v.seq: v for v in find_conflicts(run_rows)}
         pending.seek(0)
         buffer: list[str] = []
@@ -205,7 +205,7 @@ def _preview(args: argparse.Namespace) -> int:
                 record["status"] = "skipped" if verdict.superseded else "rejected"
                 field = None if verdict.kind == "KEY" else verdict.kind
                 record["errors"] = [{"field": field, "value": verdict.value, "reason": verdict.reason}]
-                line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+                line = _json_line(record)
             counts[record["status"]] += 1
             buffer.append(line)
             if len(buffer) >= PREVIEW_FLUSH_EVERY:
@@ -220,6 +220,16 @@ def _preview(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    """One preview record as a JSON line; text no encoding can write (a lone surrogate) is escaped."""
+    line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(record, default=str) + "\n"
+    return line
 
 
 def _demo(args: argparse.Namespace) -> int:

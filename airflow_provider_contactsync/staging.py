@@ -2,7 +2,11 @@
 
 Tasks may run on different workers, so rows never travel through XCom: each task writes its
 output as chunk files under ``<base>/<dag_id>/<run_id>/<stage>/`` and passes only their paths.
-Chunks are msgpack (compact, fast, and typed: dates, timestamps and decimals survive the trip).
+Chunks are msgpack (compact, fast, and typed: dates, timestamps, decimals and integers of any size
+survive the trip). A row a source produced whose values cannot be staged (a lone surrogate, an
+unsupported type, nesting too deep) becomes a :class:`RowError` naming the field, not a failed task.
+On local storage, chunk files are written 0600 in folders created 0700 (they hold personal data),
+like the error reports.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import msgspec
 from airflow_provider_contactsync.core.errors import Reject, RowError
 from airflow_provider_contactsync.core.identifiers import SIDECAR_SUFFIX, IdentityColumns
 
-_EXT_DATE, _EXT_DECIMAL, _EXT_NAIVE, _EXT_ROW_ERROR, _EXT_REJECT = 1, 2, 3, 4, 5
+_EXT_DATE, _EXT_DECIMAL, _EXT_NAIVE, _EXT_ROW_ERROR, _EXT_REJECT, _EXT_BIG_INT = 1, 2, 3, 4, 5, 6
+_INT_MIN, _UINT_MAX = -(1 << 63), (1 << 64) - 1
+_UNSTAGEABLE = (OverflowError, UnicodeEncodeError, RecursionError, TypeError, ValueError)
 
 
 def default_staging_base() -> str:
@@ -105,17 +111,51 @@ def _prepare(value: Any) -> Any:
     if isinstance(value, Decimal):
         return msgspec.msgpack.Ext(_EXT_DECIMAL, str(value).encode())
     if isinstance(value, RowError):
-        fields = [value.reason, value.field, _plain(value.value)]
+        fields = [_plain(value.reason), _plain(value.field), _plain(value.value)]
         return msgspec.msgpack.Ext(
             _EXT_ROW_ERROR, encode(fields if value.row is None else [*fields, _plain(value.row)])
         )
     if isinstance(value, Reject):
-        return msgspec.msgpack.Ext(_EXT_REJECT, encode([_plain(value.row), value.field, value.value, value.reason]))
+        return msgspec.msgpack.Ext(
+            _EXT_REJECT, encode([_plain(value.row), _plain(value.field), _plain(value.value), _plain(value.reason)])
+        )
     return value
 
 
 def _plain(value: Any) -> Any:
-    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+    """A value of a reject as msgpack always takes it: text with lone surrogates escaped, huge integers as text."""
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if isinstance(value, int):
+        return value if _INT_MIN <= value <= _UINT_MAX else _safe_text(_int_text(value))
+    return _safe_text(value if isinstance(value, str) else str(value))
+
+
+def _int_text(value: int) -> str:
+    try:
+        return str(value)
+    except ValueError:  # more digits than Python converts
+        return f"an integer of {value.bit_length():,} bits"
+
+
+def _safe_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _prepare_all(value: Any) -> Any:
+    """:func:`_prepare` for payloads msgpack refused: also wraps integers outside 64 bits (lossless)."""
+    kind = type(value)
+    if kind is int:
+        return value if _INT_MIN <= value <= _UINT_MAX else msgspec.msgpack.Ext(_EXT_BIG_INT, f"{value:x}".encode())
+    if kind is dict:
+        return {k: _prepare_all(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_prepare_all(v) for v in value]
+    return _prepare(value)
 
 
 def _ext_hook(code: int, data: memoryview) -> Any:
@@ -130,6 +170,8 @@ def _ext_hook(code: int, data: memoryview) -> Any:
         return RowError(reason, field=field, value=value, row=row[0] if row else None)
     if code == _EXT_REJECT:
         return Reject(*_DECODER.decode(data))
+    if code == _EXT_BIG_INT:
+        return int(bytes(data).decode(), 16)
     raise ValueError(f"unknown staged value code {code}")
 
 
@@ -139,7 +181,51 @@ _DECODER = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
 
 def encode(payload: Any) -> bytes:
     """Staged bytes of any payload of rows, row errors and rejects."""
-    return _ENCODER.encode(_prepare(payload))
+    try:
+        return _ENCODER.encode(_prepare(payload))
+    except OverflowError:  # an integer outside 64 bits: the careful path wraps it
+        return _ENCODER.encode(_prepare_all(payload))
+
+
+def encode_rows(rows: list[Any]) -> bytes:
+    """Staged bytes of a chunk of source rows; a row that cannot be staged becomes its RowError.
+
+    The common chunk costs what :func:`encode` costs; only a chunk that fails is looked at row by row.
+    """
+    try:
+        return encode(rows)
+    except _UNSTAGEABLE:
+        pass
+    return _ENCODER.encode([_stageable(row) for row in rows])
+
+
+def _stageable(row: Any) -> Any:
+    """``row`` ready for msgpack, or the RowError that rejects it, naming the field that cannot be staged."""
+    try:
+        prepared = _prepare_all(row)
+        _ENCODER.encode(prepared)
+        return prepared
+    except _UNSTAGEABLE as exc:
+        problem = exc
+    field: str | None = None
+    if isinstance(row, dict):
+        for key, value in row.items():
+            try:
+                _ENCODER.encode(_prepare_all(value))
+            except _UNSTAGEABLE as exc:
+                field, problem = _safe_text(str(key)), exc
+                break
+    return _prepare(RowError(_unstageable_reason(problem, field), field=field))
+
+
+def _unstageable_reason(problem: BaseException, field: str | None) -> str:
+    where = f"field {field}" if field is not None else "the row"
+    if isinstance(problem, UnicodeEncodeError):
+        bad = problem.object[problem.start : problem.end]
+        return f"{where}: a lone surrogate {ascii(bad)} (half of a UTF-16 pair, not a character) cannot be staged"
+    if isinstance(problem, RecursionError):
+        return f"{where}: the value is nested too deeply to be staged"
+    return f"{where}: the value cannot be staged ({type(problem).__name__}: {_safe_text(str(problem))[:200]})"
 
 
 def decode(data: bytes) -> Any:
@@ -178,7 +264,7 @@ class ChunkStore:
         if self.base.protocol == "file":
             local = [(ObjectStoragePath(src).path, ObjectStoragePath(dst).path, *rest) for src, dst, *rest in jobs]
             for _, dst, *_rest in local:
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                make_private_dirs(os.path.dirname(dst))
             return list(run(local))
         import tempfile
 
@@ -210,10 +296,18 @@ class ChunkStore:
             return None
 
     def write(self, stage: str, index: int, payload: Any) -> str:
-        """Write one chunk atomically enough for a retry: a re-run overwrites the same name."""
+        """Write one chunk atomically enough for a retry: a re-run overwrites the same name.
+
+        A list of rows is staged by :func:`encode_rows`: a row that cannot be staged is replaced by
+        its RowError (the chunk keeps its length). Local files are 0600 in 0700 folders.
+        """
         path = self.path(stage, f"chunk-{index:05d}.msgpack")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(encode(payload))
+        data = encode_rows(payload) if type(payload) is list else encode(payload)
+        if path.protocol == "file":
+            write_private(path.path, data)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
         return str(path)
 
     def read(self, url: str) -> Any:
@@ -277,10 +371,11 @@ class PrivateFile:
         import tempfile
 
         self.target = target
-        target.parent.mkdir(parents=True, exist_ok=True)
         if target.protocol == "file":
             self._local = target.path
+            make_private_dirs(os.path.dirname(self._local))
         else:
+            target.parent.mkdir(parents=True, exist_ok=True)
             handle, self._local = tempfile.mkstemp(prefix="contactsync-", suffix=".csv")
             os.close(handle)
         descriptor = os.open(self._local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -311,6 +406,38 @@ def append_private(url: str, text: str) -> None:
     existing = target.read_text(encoding="utf-8") if target.exists() else ""
     with target.open("w", encoding="utf-8", newline="") as stream:
         stream.write(existing + text)
+
+
+def make_private_dirs(folder: str) -> None:
+    """Create ``folder`` and its missing parents with mode 0700 (existing folders are left as they are)."""
+    missing = []
+    path = os.path.abspath(folder)
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o700)  # whatever the umask
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Write a local file readable by its owner only (0600), its missing folders created 0700."""
+    make_private_dirs(os.path.dirname(path))
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as stream:
+        os.fchmod(descriptor, 0o600)  # a file left by an earlier attempt keeps no wider mode
+        stream.write(data)
+
+
+def write_chunk_file(path: str, payload: Any) -> None:
+    """A chunk written by a worker process to local staging: :func:`encode`, then :func:`write_private`."""
+    write_private(path, encode(payload))
 
 
 def _safe(run_id: str) -> str:

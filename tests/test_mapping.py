@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import textwrap
+from decimal import Decimal
 
 import pytest
 
 from airflow_provider_contactsync.core.attributes import AttributeCatalog
-from airflow_provider_contactsync.core.errors import MappingError
+from airflow_provider_contactsync.core.errors import MappingError, RowError
 from airflow_provider_contactsync.core.mapping import ContactMapper, to_import_item
 from airflow_provider_contactsync.core.spec import parse_definition
 
@@ -137,10 +139,14 @@ def test_bad_values_reject_the_row_with_field_value_and_reason(
     assert reason in problems[0].reason
 
 
-def test_phone_limits_accepted(mapper: ContactMapper) -> None:
-    for phone in ("+123456", "+1234567890123456"):
+def test_phone_limits_follow_brevo(mapper: ContactMapper) -> None:
+    """6 to 15 digits, and a possible number of its country: what Brevo (the sandbox) accepts."""
+    for phone in ("+33612345678", "+6834002", "+491511234567890"):
         _, problems = mapper.map_row({"phone": phone})
         assert problems == [], phone
+    for phone in ("+123456", "+1234567890123456", "+999123456789", "+3361234"):
+        _, problems = mapper.map_row({"phone": phone})
+        assert [p.field for p in problems] == ["phone"], phone
 
 
 def test_every_bad_field_is_reported(mapper: ContactMapper) -> None:
@@ -208,3 +214,142 @@ def test_several_mapping_errors_are_reported_together() -> None:
     with pytest.raises(MappingError) as info:
         ContactMapper(definition({"email": "EMAIL", "score": "NOPE", "vip": "OPENS"}), ACCOUNT)
     assert "NOPE" in str(info.value) and "OPENS" in str(info.value)
+
+
+# -- preview and load agree: every value the checks pass is one Brevo (the sandbox) stores ----------
+
+EMAILS = [
+    "a@b.c",
+    "a@1.2",
+    "a@b.12",
+    "a@b.co",
+    "ada@example.com",
+    "Ada.Lovelace+tag@Example.COM",
+    "a@b",
+    "a@-b.com",
+    "a@b-.com",
+    "a@b..com",
+    ".a@b.com",
+    "a@xn--p1ai",
+    "a@b.xn--p1ai",
+    "a b@c.com",
+    "a@b.c0m",
+    "a@b.c-m",
+    "a@b.com.",
+    "a@@b.com",
+    "\u00e9@b.com",
+    "a@\u00e9.com",
+    "a@b.com\n",
+    "a@b.com\x00",
+    "x" * 64 + "@" + "d" * 63 + ".com",
+    "x@" + ".".join(["d" * 63] * 4) + ".com",
+]
+
+
+def test_emails_the_checks_pass_are_emails_brevo_takes() -> None:
+    from airflow_provider_contactsync.core.attributes import converter_for
+    from airflow_provider_contactsync.sandbox.validation import normalize_email
+
+    check = converter_for(ACCOUNT.get("EMAIL"), text_max_length=100)
+    passed = []
+    for email in EMAILS:
+        try:
+            sent = check(email)
+        except RowError:
+            continue
+        passed.append(email)
+        assert normalize_email(sent) is not None, email
+    assert "a@b.c" not in passed and "a@1.2" not in passed and "a@b.12" not in passed
+    assert {"ada@example.com", "Ada.Lovelace+tag@Example.COM", "a@b.co", "a@b.xn--p1ai"} <= set(passed)
+
+
+def test_phones_the_checks_pass_are_exactly_those_brevo_takes() -> None:
+    from airflow_provider_contactsync.core.attributes import converter_for
+    from airflow_provider_contactsync.sandbox.validation import normalize_phone
+
+    check = converter_for(ACCOUNT.get("SMS"), text_max_length=100)
+    rng = random.Random(7)
+    heads = ["1", "7", "20", "33", "39", "44", "49", "61", "86", "91", "352", "377", "683", "999", "0", "3"]
+    numbers = {
+        "+" + rng.choice(heads) + "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 16)))
+        for _ in range(3000)
+    }
+    agreed = 0
+    for number in sorted(numbers):
+        try:
+            check(number)
+            ours = True
+        except RowError:
+            ours = False
+        assert ours == (normalize_phone(number) is not None), number
+        agreed += ours
+    assert agreed > 200  # the corpus holds numbers of both kinds
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("float", float("nan")),
+        ("float", float("inf")),
+        ("float", 10**400),
+        ("float", "1e999"),
+        ("float", "9" * 5000),
+        ("float", Decimal("4.5")),
+        ("float", Decimal("NaN")),
+        ("float", 2**70),
+        ("float", "  -1.5e3 "),
+        ("date", "2024-02-30"),
+        ("date", "2024-W01-1"),
+        ("date", dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)),
+        ("date", "20240101"),
+        ("id", "42"),
+        ("id", " 7 "),
+        ("id", "\u0664\u0662"),
+        ("id", "4.2"),
+        ("id", 2**70),
+        ("id", True),
+        ("text", 2**70),
+        ("text", Decimal("1.50")),
+        ("text", Decimal("Infinity")),
+        ("text", "a\x00b"),
+        ("text", float("nan")),
+        ("boolean", "oui"),
+    ],
+)
+def test_values_the_checks_pass_are_values_brevo_stores(kind: str, value: object) -> None:
+    """A value passed by the checks is never one Brevo silently drops (what preview shows is what loads)."""
+    from airflow_provider_contactsync.core.attributes import Attribute, converter_for
+    from airflow_provider_contactsync.sandbox.validation import DROP, coerce_value
+
+    check = converter_for(Attribute("X", kind), text_max_length=10_000)
+    try:
+        sent = check(value)
+    except RowError as exc:
+        assert exc.reason  # refused with a reason, never a crash
+        return
+    assert coerce_value({"type": kind}, sent) is not DROP, (value, sent)
+
+
+def test_huge_and_special_numbers_are_rejected_with_a_reason(mapper: ContactMapper) -> None:
+    for value, reason in [
+        (10**400, "not a finite number (too large for a float)"),
+        (float("nan"), "not a finite number"),
+        ("1e999", "not a finite number"),
+    ]:
+        _, problems = mapper.map_row({"email": "ada@example.com", "score": value})
+        assert [(p.field, p.reason) for p in problems] == [("score", reason)]
+    contact, problems = mapper.map_row({"email": "ada@example.com", "score": Decimal("4.5"), "id": 2**60})
+    assert problems == [] and contact["SCORE"] == 4.5 and contact["EXT_ID"] == "1152921504606846976"
+    _, problems = mapper.map_row({"email": "ada@example.com", "first_name": "A\x00da"})
+    assert [p.reason for p in problems] == ["text contains a NUL character (\\x00)"]
+
+
+def test_whatsapp_and_landline_are_checked_as_phone_numbers() -> None:
+    account = AttributeCatalog.from_api(
+        [{"name": "WHATSAPP", "type": "text"}, {"name": "LANDLINE_NUMBER", "type": "text"}]
+    )
+    mapper = ContactMapper(
+        definition({"email": "EMAIL", "phone": "WHATSAPP", "first_name": "LANDLINE_NUMBER"}), account
+    )
+    contact, problems = mapper.map_row({"email": "a@example.com", "phone": "+33612345678", "first_name": "+3361234"})
+    assert [p.field for p in problems] == ["first_name"] and "not an E.164 phone number" in problems[0].reason

@@ -2,7 +2,9 @@
 
 Brevo ignores a value it cannot store (a bad date, a float that is text, an unknown category
 option) without telling anyone. contactsync checks every value against the attribute's type
-before sending, and rejects the row with the field, the value and the reason instead.
+before sending, and rejects the row with the field, the value and the reason instead. Every value
+these checks pass is one Brevo (as the sandbox models it, ``sandbox/validation.py``) stores, so
+``preview`` and a load agree; tests/test_mapping.py holds the two side by side.
 """
 
 from __future__ import annotations
@@ -12,18 +14,24 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from airflow_provider_contactsync.core.errors import RowError
 
 EMAIL_PATTERN = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])\Z"
 )
-"""The WHATWG (HTML) email syntax: what mailbox providers accept in practice, checkable in ~1 µs."""
+"""The WHATWG (HTML) email syntax with a top-level domain of 2 or more characters starting with a
+letter, as Brevo requires (``a@b.c`` and ``a@1.2`` are refused); checkable in ~1 µs."""
 
-E164_PATTERN = re.compile(r"^\+[1-9][0-9]{5,15}$")
-"""Brevo's rule for SMS: international format, 6 to 16 digits."""
+E164_PATTERN = re.compile(r"^\+[1-9][0-9]{5,14}\Z")
+"""Brevo's rule for phone numbers: international format, 6 to 15 digits, and a possible number of
+its country (:func:`possible_phone`)."""
+PHONE_ATTRIBUTES = frozenset({"SMS", "WHATSAPP", "LANDLINE_NUMBER"})
+"""Attributes Brevo checks as phone numbers."""
 
 NUMBER_PATTERN = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 TRUE_WORDS = frozenset({"true", "yes", "1", "y", "oui", "si", "ja"})
@@ -49,6 +57,8 @@ class Attribute:
             return "email"
         if self.name == "SMS":
             return "sms"
+        if self.name in PHONE_ATTRIBUTES:
+            return "phone"
         if self.name == "EXT_ID":
             return "ext_id"
         if self.enumeration and self.type != "multiple-choice":
@@ -114,6 +124,7 @@ def _enumeration(attribute: Mapping[str, Any]) -> tuple[tuple[int, str], ...]:
 FITS: dict[str, frozenset[str]] = {
     "email": frozenset({"string", "dyn", "null"}),
     "sms": frozenset({"string", "dyn", "null"}),
+    "phone": frozenset({"string", "int", "uint", "dyn", "null"}),
     "ext_id": frozenset({"string", "int", "uint", "dyn", "null"}),
     "text": frozenset({"string", "int", "uint", "double", "date", "timestamp", "dyn", "null"}),
     "id": frozenset({"string", "int", "uint", "dyn", "null"}),
@@ -130,10 +141,12 @@ def converter_for(attribute: Attribute, *, text_max_length: int) -> Converter:
     kind = attribute.kind
     if kind == "email":
         return _email
-    if kind == "sms":
+    if kind in ("sms", "phone"):
         return _sms
-    if kind in ("ext_id", "text", "id"):
+    if kind in ("ext_id", "text"):
         return _text(text_max_length)
+    if kind == "id":
+        return _id
     if kind == "float":
         return _float
     if kind == "date":
@@ -154,33 +167,110 @@ def _email(value: Any) -> str:
 
 
 def _sms(value: Any) -> str:
-    if not isinstance(value, str) or not E164_PATTERN.match(value):
-        raise RowError("not an E.164 phone number (+ and 6 to 16 digits); normalize it with normalizePhoneNumber()")
+    if not isinstance(value, str) or not E164_PATTERN.match(value) or not possible_phone(value[1:]):
+        raise RowError(
+            "not an E.164 phone number (+ and 6 to 15 digits, possible for its country); "
+            "normalize it with normalizePhoneNumber()"
+        )
     return value
+
+
+def possible_phone(digits: str) -> bool:
+    """Whether ``+<digits>`` is a possible number of its country (phonenumbers' length rules), as Brevo checks.
+
+    Parsing costs ~25 µs a number, so the answer is learnt once per (country code, length): for a
+    number in international form, phonenumbers only checks the national number's length, unless its
+    country's national prefix matches the start of it (then the number is parsed every time).
+    """
+    country = _phone_country(digits[:3])
+    if country is not None:
+        size, code, national_prefix = country
+        rest = digits[size:]
+        if national_prefix is None or not national_prefix.match(rest):
+            key = (code, len(rest))
+            known = _POSSIBLE_LENGTH.get(key)
+            if known is None:
+                known, plain = _parse_possible(digits, code, rest)
+                if plain:
+                    _POSSIBLE_LENGTH[key] = known
+            return known
+    return _parse_possible(digits, None, digits)[0]
+
+
+_POSSIBLE_LENGTH: dict[tuple[int, int], bool] = {}
+
+
+@lru_cache(maxsize=1024)
+def _phone_country(head: str) -> tuple[int, int, re.Pattern[str] | None] | None:
+    """(code length, country calling code, national prefix pattern) of a number's first 3 digits."""
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, region_code_for_country_code
+
+    if not head.isascii() or not head.isdigit() or head[0] == "0":
+        return None
+    for size in range(1, len(head) + 1):
+        code = int(head[:size])
+        if code in COUNTRY_CODE_TO_REGION_CODE:
+            metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region_code_for_country_code(code))
+            prefix = metadata.national_prefix_for_parsing if metadata is not None else None
+            return size, code, re.compile(prefix) if prefix else None
+    return None
+
+
+def _parse_possible(digits: str, code: int | None, rest: str) -> tuple[bool, bool]:
+    """(possible, parsed as ``code`` + ``rest``): the reference answer, and whether it may be learnt."""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException:
+        return False, False
+    plain = number.country_code == code and phonenumbers.national_significant_number(number) == rest
+    return phonenumbers.is_possible_number(number), plain
 
 
 def _text(limit: int) -> Converter:
     def convert(value: Any) -> str:
         if isinstance(value, str):
             text = value
-        elif isinstance(value, bool) or not isinstance(value, (int, float, dt.date)):
+        elif isinstance(value, bool) or not isinstance(value, (int, float, Decimal, dt.date)):
             raise RowError(f"a {type(value).__name__} value cannot be stored as text")
+        elif isinstance(value, dt.date):
+            text = value.isoformat()
         elif isinstance(value, float) and not math.isfinite(value):
             raise RowError("not a finite number")
+        elif isinstance(value, Decimal) and not value.is_finite():
+            raise RowError("not a finite number")
         else:
-            text = value.isoformat() if isinstance(value, dt.date) else str(value)
+            try:
+                text = str(value)
+            except ValueError:  # an integer of more digits than Python converts
+                raise RowError(f"text is over the limit of {limit} characters (a number that long)") from None
         if len(text) > limit:
             raise RowError(f"text is {len(text)} characters, over the limit of {limit}")
+        if "\x00" in text:
+            raise RowError("text contains a NUL character (\\x00)")
         return text
 
     return convert
 
 
+def _id(value: Any) -> int | str:
+    """An ``id`` attribute holds a whole number: Brevo drops anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return value.strip()
+    raise RowError("not a whole number (an id attribute holds digits only)")
+
+
 def _float(value: Any) -> float:
     if isinstance(value, bool):
         raise RowError("not a number (a boolean)")
-    if isinstance(value, (int, float)):
-        number = float(value)
+    if isinstance(value, (int, float, Decimal)):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the largest float
+            raise RowError("not a finite number (too large for a float)") from None
     elif isinstance(value, str) and NUMBER_PATTERN.match(value.strip()):
         number = float(value)
     else:

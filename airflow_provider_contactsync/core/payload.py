@@ -10,16 +10,18 @@ into deliberate omissions instead.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection
 from typing import Any
 
 from airflow_provider_contactsync.core.attributes import AttributeCatalog, Converter, converter_for
 from airflow_provider_contactsync.core.errors import MappingError, MappingErrors, RowError
+from airflow_provider_contactsync.core.rows import ReadLimits, parse_json
 from airflow_provider_contactsync.core.spec.models import ATTRIBUTE_PATTERN, IDENTIFIER_ATTRIBUTES, Payload
 
 _ATTRIBUTE = re.compile(ATTRIBUTE_PATTERN)
+MAX_KEY_PROBLEMS = 20
+"""Problems named per payload; a payload of a million unknown keys rejects its row with 20 and a count."""
 
 
 class PayloadExpander:
@@ -48,6 +50,7 @@ class PayloadExpander:
         self._erase_nulls = erase_nulls
         self._allowed = frozenset(payload.attributes) if payload.attributes is not None else None
         self._converters: dict[str, Converter | str] = {}
+        self._max_depth = ReadLimits.from_env().max_json_depth
         errors = [
             MappingError(reason, key_path="payload.attributes")
             for name in sorted(self._allowed or ())
@@ -58,9 +61,9 @@ class PayloadExpander:
 
     def expand(self, value: Any) -> tuple[dict[str, Any], list[RowError]]:
         """The attributes of one row's payload and the problems (the row is rejected when there are any)."""
-        document, problem = _as_object(value)
+        document, problem = _as_object(value, self._max_depth)
         if problem is not None:
-            return {}, [RowError(problem, field=self.field, value=value)]
+            return {}, [RowError(problem, field=self.field, value=_short(value))]
         attributes: dict[str, Any] = {}
         problems: list[RowError] = []
         for key, item in document.items():
@@ -69,6 +72,9 @@ class PayloadExpander:
                 continue
             convert = self._converter(name)
             where = f"{self.field}.{key}"
+            if len(problems) >= MAX_KEY_PROBLEMS:
+                problems.append(RowError(f"and more payload keys not checked (the first {MAX_KEY_PROBLEMS} are shown)"))
+                break
             if isinstance(convert, str):
                 problems.append(RowError(f"payload key {key!r}: {convert}", field=where, value=item))
             elif item is None:
@@ -103,17 +109,23 @@ class PayloadExpander:
         return result
 
 
-def _as_object(value: Any) -> tuple[dict[str, Any], str | None]:
+def _as_object(value: Any, max_depth: int) -> tuple[dict[str, Any], str | None]:
     """A payload as a dict: JSON text is parsed; anything but an object is a reason to reject the row."""
     if value is None:
         return {}, None
     if isinstance(value, (str, bytes)):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            return {}, f"payload is not valid JSON: {exc}"
+        value, problem = parse_json(value, max_depth=max_depth)
+        if problem is not None:
+            return {}, f"payload is {problem}" if problem.startswith("not ") else f"payload: {problem}"
         if value is None:
             return {}, None
     if not isinstance(value, dict):
         return {}, f"payload is a {type(value).__name__}, not a JSON object"
     return value, None
+
+
+def _short(value: Any, limit: int = 200) -> Any:
+    """The payload shown in a reject: long text cut (a 10 MB payload is not copied into the error report)."""
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        return value[:limit] + ("..." if isinstance(value, str) else b"...")
+    return value

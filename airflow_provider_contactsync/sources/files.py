@@ -14,13 +14,11 @@ whole file in memory); the extract task keeps the largest cursor, so order does 
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import fnmatch
 import gzip
 import hashlib
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -35,7 +33,14 @@ from typing import IO, Any, Protocol
 
 from airflow_provider_contactsync.core.cursor import UTC, normalize_value
 from airflow_provider_contactsync.core.errors import ConfigurationError, RowError
-from airflow_provider_contactsync.core.rows import Row, read_csv, read_jsonl
+from airflow_provider_contactsync.core.rows import (
+    UNDECODABLE,
+    Row,
+    csv_header,
+    first_json_keys,
+    read_csv,
+    read_jsonl,
+)
 from airflow_provider_contactsync.core.spec.models import FileSource
 from airflow_provider_contactsync.sources.base import (
     SKIP_AFTER_UNTIL,
@@ -291,7 +296,10 @@ class FilesSource(Source):
         encoding = self.spec.csv.encoding if self.spec.format == "csv" else "utf-8"
         # newline="" lets the csv module handle quoted newlines itself; undecodable bytes become
         # lone surrogates that core.rows turns into a reject of their row, not a failed file.
-        return io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape", newline="")
+        try:
+            return io.TextIOWrapper(binary, encoding=encoding, errors=UNDECODABLE, newline="")
+        except LookupError:
+            raise ConfigurationError(f"unknown encoding {encoding!r}", key_path="source.csv.encoding") from None
 
     def discover(self) -> list[str]:
         """The header of the oldest matching CSV file, or the keys of the first JSON object."""
@@ -327,20 +335,8 @@ class FilesSource(Source):
 
     def _columns(self, member: str, text: IO[str]) -> list[str]:
         if self.spec.format == "csv":
-            options = self.spec.csv
-            if not options.header:
-                return list(options.columns or ())
-            reader = csv.reader(text, delimiter=options.delimiter, quotechar=options.quotechar)
-            header = next(reader, [])
-            return [header[0].removeprefix("\ufeff"), *header[1:]] if header else []
-        for line in text:
-            if line.strip():
-                try:
-                    document = json.loads(line.removeprefix("\ufeff"))
-                except json.JSONDecodeError as exc:
-                    raise ConfigurationError(f"first line is not JSON: {exc.msg}", file=member) from None
-                return list(document) if isinstance(document, dict) else []
-        return []
+            return csv_header(text, self.spec.csv, name=member)
+        return first_json_keys(text, name=member)
 
     def test_connection(self) -> tuple[bool, str]:
         try:
