@@ -545,7 +545,7 @@ def test_strings(text, expected):
         ("s.substring(0, 9)", "index out of range"),
         ("s.indexOf('l', 9)", "index out of range"),
         ("[1].join()", "must be strings"),
-        ("s.matches('(')", "invalid regular expression"),
+        ("s.matches(s + '(')", 'invalid regular expression "Hello(": missing ): Hello('),
         ("n.contains('a')", "no such overload: contains(null, string)"),
     ],
 )

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import FormulaError, RowError
 from .checker import Checker
-from .codegen import CodeGen, build, field_prologue, field_var
+from .codegen import STEPS_INIT, CodeGen, build, field_prologue, field_var
 from .syntax import parse
 from .values import TYPE_NAMES
 
@@ -132,7 +132,14 @@ def compile_formula(text: str, fields: Iterable[str], *, field_types: Mapping[st
     gen = CodeGen()
     body = gen.expr(node)
     source = "\n".join(
-        ["def _formula(row):", "    _get = row.get", *field_prologue(checker.used), f"    return {body}", ""]
+        [
+            "def _formula(row):",
+            "    _get = row.get",
+            *field_prologue(checker.used),
+            *([f"    {STEPS_INIT}"] if gen.counts_steps else []),
+            f"    return {body}",
+            "",
+        ]
     )
     fn = build(source, gen.namespace, "_formula")
     return Formula(text, _public_type(node.type), frozenset(checker.used), fn, source)
@@ -192,12 +199,15 @@ def compile_transform(
     for index, (name, (node, checker)) in enumerate(checked.items()):
         used |= checker.used
         gen.strict_concat = name in strict
+        gen.counts_steps = False
         body = gen.expr(node)
+        steps = [f"        {STEPS_INIT}"] if gen.counts_steps else []
         single = "\n".join(
             [
                 "def _formula(row):",
                 "    _get = row.get",
                 *field_prologue(checker.used),
+                *(line[4:] for line in steps),
                 f"    return {body}",
                 "",
             ]
@@ -210,6 +220,7 @@ def compile_transform(
             "\n".join(
                 [
                     "    try:",
+                    *steps,
                     f"        out[{key}] = {body}",
                     f"    except Exception as _e{index}:",
                     f"        out[{key}] = None" if name in tolerated else f"        out.pop({key}, None)",

@@ -16,6 +16,9 @@ import phonenumbers
 
 from ..errors import FormulaError
 from .library import LIBRARY, FunctionDef
+from .limits import MAX_COMPREHENSION_NESTING
+from .regex import cached
+from .stdlib import pattern_error
 from .syntax import (
     MACROS,
     Binary,
@@ -102,6 +105,7 @@ class Checker:
         self.field_types = dict(field_types or {})
         self.scopes: list[str] = []
         self.used: set[str] = set()
+        self.comprehensions = 0  # comprehensions whose predicate or step is being checked
 
     def check(self, node: Node) -> str:
         try:
@@ -269,7 +273,15 @@ class Checker:
         target = self.visit(node.target)
         if target not in ("dyn", "list", "map"):
             raise _fail(node, f"{node.kind}() needs a list or a map, not {target}")
+        if self.comprehensions >= MAX_COMPREHENSION_NESTING:
+            raise _fail(
+                node,
+                f"comprehensions are nested too deeply: {node.kind}() inside {self.comprehensions} others,"
+                f" over the limit of {MAX_COMPREHENSION_NESTING} levels (each level can multiply the work per row"
+                " by the length of a list)",
+            )
         self.scopes.append(node.var)
+        self.comprehensions += 1
         try:
             if node.pred is not None:
                 pred = self.visit(node.pred)
@@ -279,6 +291,7 @@ class Checker:
                 self.visit(node.step)
         finally:
             self.scopes.pop()
+            self.comprehensions -= 1
         return "list" if node.kind in ("map", "filter") else "bool"
 
     def visit_Call(self, node: Call) -> str:
@@ -303,6 +316,8 @@ class Checker:
             raise _fail(node, f"no such overload: {node.name}({shown})")
         if fn.name == "normalizePhoneNumber" and len(args) == 2:
             self._check_regions(args[1])
+        if fn.name == "matches":
+            self._check_pattern(args[1])
         exact = all(t != "dyn" for t in types)
         node.safe = all(a.safe for a in args) and (fn.safe or (fn.total and exact))
         if fn.result is not None:
@@ -311,6 +326,13 @@ class Checker:
         if len(results) > 1:
             results.discard("null")
         return results.pop() if len(results) == 1 else "dyn"
+
+    def _check_pattern(self, node: Node) -> None:
+        """A literal pattern is compiled now: one RE2 refuses is a compile-time error."""
+        if isinstance(node, Literal) and type(node.value) is str:
+            regex = cached(node.value)
+            if type(regex) is str:
+                raise _fail(node, pattern_error(node.value, regex))
 
     def _check_regions(self, node: Node) -> None:
         ok, value = constant(node)

@@ -19,6 +19,9 @@ from . import runtime as rt
 from .checker import constant
 from .contactsync import phone_regions
 from .library import LIBRARY
+from .limits import MAX_NESTED_STEPS
+from .regex import cached
+from .stdlib import matches_regex
 from .syntax import (
     Binary,
     Call,
@@ -68,6 +71,9 @@ BASE_NAMESPACE: dict[str, Any] = {
     "_m_exists_one": rt.m_exists_one,
     "_m_map": rt.m_map,
     "_m_filter": rt.m_filter,
+    "_in_counted": rt.in_counted,
+    "_match_re": matches_regex,
+    "_NESTED_STEPS": MAX_NESTED_STEPS,
     "_str": str,
     "_FAST_ORDERED": frozenset(_FAST_ORDERED),
 }
@@ -92,6 +98,9 @@ class CodeGen:
 
     :ivar strict_concat: emit CEL's own ``+`` (null + string is an error) instead of contactsync's;
         set per formula, for those that feed identifiers.
+    :ivar counts_steps: the code emitted since it was last reset counts its work inside comprehensions
+        in ``_steps``, which the caller must set to ``[_NESTED_STEPS]`` before each evaluation
+        (:data:`STEPS_INIT`).
     """
 
     def __init__(self) -> None:
@@ -100,6 +109,7 @@ class CodeGen:
         self._consts: dict[tuple[type, Any], str] = {}
         self.scopes: list[str] = []
         self.strict_concat = False
+        self.counts_steps = False
 
     def temp(self) -> str:
         self._temps += 1
@@ -201,6 +211,9 @@ class CodeGen:
             ok, value = constant(right)
             if ok and isinstance(value, list):
                 b = self.const(tuple(value))
+            elif self.scopes:  # scanning a list from the row for each element of another
+                self.counts_steps = True
+                return f"_in_counted({a}, {b}, _steps)"
             return f"_in({a}, {b})"
         if op in _ORDER_FN:
             ta, tb = self.temp(), self.temp()
@@ -243,6 +256,10 @@ class CodeGen:
     def gen_Comprehension(self, node: Comprehension) -> str:
         assert node.target is not None
         target = self.expr(node.target)
+        steps = ""
+        if self.scopes:  # inside another comprehension's predicate or step: runs once per element
+            self.counts_steps = True
+            steps = ", steps=_steps"
         self.scopes.append(node.var)
         try:
             var = f"m_{node.var}"
@@ -251,8 +268,8 @@ class CodeGen:
         finally:
             self.scopes.pop()
         if node.kind == "map":
-            return f"_m_map({target}, {step}{', ' + pred if pred else ''})"
-        return f"_m_{node.kind}({target}, {pred})"
+            return f"_m_map({target}, {step}{', ' + pred if pred else ''}{steps})"
+        return f"_m_{node.kind}({target}, {pred}{steps})"
 
     def gen_Call(self, node: Call) -> str:
         fn = LIBRARY[node.name]
@@ -262,10 +279,20 @@ class CodeGen:
             if ok:
                 regions = self.const(phone_regions(value))
                 return f"_fn_normalizePhoneNumber({self.expr(args_nodes[0])}, {regions})"
+        if fn.name == "matches":
+            pattern = args_nodes[1]
+            if isinstance(pattern, Literal) and type(pattern.value) is str:
+                regex = cached(pattern.value)  # the checker refused it if it does not compile
+                assert not isinstance(regex, str), regex
+                return f"_match_re({self.expr(args_nodes[0])}, {self.const(regex)})"
         args = [self.expr(a) for a in args_nodes]
         if fn.inline is not None:
             return fn.inline.format(*args, t=self.temp())
         return f"_fn_{fn.name}({', '.join(args)})"
+
+
+#: The statement that starts a formula's count of :data:`~.limits.MAX_NESTED_STEPS`.
+STEPS_INIT = "_steps = [_NESTED_STEPS]"
 
 
 def build(source: str, namespace: dict[str, Any], name: str) -> Callable[..., Any]:

@@ -11,17 +11,15 @@ import datetime as dt
 import importlib
 import math
 import os
-import re
 from functools import lru_cache
 from typing import Any
 
 import phonenumbers
 
 from ..errors import RowError
-from .stdlib import UTC, to_string
+from .stdlib import UTC, int_of_text, is_int_text, to_string
 from .values import UInt, check_int, short, type_name
 
-_INT_TEXT = re.compile(r"[+-]?[0-9]+\Z")
 _TRUE = frozenset({"true", "yes", "1", "oui", "y", "t", "vrai"})
 _FALSE = frozenset({"false", "no", "0", "non", "n", "f", "faux"})
 #: Formats ``asDate()`` tries after ISO 8601; day-first, as in most of Europe.
@@ -147,8 +145,8 @@ def as_int(value: Any) -> int | None:
         text = value.strip()
         if text.isdigit() and text.isascii() and len(text) < 19:  # fast path: plain digits fit int64
             return int(text)
-        if _INT_TEXT.match(text):
-            return check_int(int(text))
+        if is_int_text(text):
+            return check_int(int_of_text(text))
         try:
             number = float(text.replace(",", ".")) if "_" not in text else math.nan
         except ValueError:

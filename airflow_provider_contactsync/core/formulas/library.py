@@ -323,7 +323,7 @@ _DEFS: list[FunctionDef] = [
         "matches",
         std.matches,
         _ov("bool", "string,string"),
-        "Regular expression search (RE2 syntax, via Python re; unanchored).",
+        "Regular expression search in RE2 syntax (linear time; no backreferences or lookaround); unanchored.",
         'zip.matches("^[0-9]{5}$")',
         "standard",
     ),

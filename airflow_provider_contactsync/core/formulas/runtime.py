@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import RowError
+from .limits import MAX_NESTED_STEPS
 from .values import INT_MIN, UInt, check_int, check_uint, no_overload, short, type_name
 
 _NUMERIC = (int, UInt, float)
@@ -257,6 +258,14 @@ def in_(item: Any, container: Any) -> bool:
     raise no_overload("in", item, container)
 
 
+def in_counted(item: Any, container: Any, steps: list[int]) -> bool:
+    """``in`` inside a comprehension: scanning a list spends steps (a map lookup by string does not)."""
+    tc = type(container)
+    if tc is list or tc is tuple or (tc is dict and type(item) is not str):
+        _count(steps, len(container))
+    return in_(item, container)
+
+
 def select(operand: Any, attr: str) -> Any:
     """``m.f``: only maps have fields in contactsync rows."""
     if type(operand) is dict:
@@ -348,16 +357,29 @@ def and_(left: Callable[[], Any], right: Callable[[], Any]) -> bool:
     return truth(b)
 
 
-def _range(target: Any) -> Any:
+def _count(steps: list[int], n: int) -> None:
+    """Spend ``n`` of a formula's steps on this row (see :data:`~.limits.MAX_NESTED_STEPS`)."""
+    steps[0] -= n
+    if steps[0] < 0:
+        raise RowError(
+            f"too much work for one row: comprehensions inside comprehensions visited over {MAX_NESTED_STEPS:,}"
+            " elements (the limit per formula and row)"
+        )
+
+
+def _range(target: Any, steps: list[int] | None = None) -> Any:
+    """What a comprehension iterates over; ``steps`` is given when it runs inside another one."""
     t = type(target)
     if t is list or t is tuple or t is dict:
+        if steps is not None:
+            _count(steps, len(target))
         return target
     raise RowError(f"no such overload: cannot iterate over {type_name(target)}")
 
 
-def m_all(target: Any, pred: Callable[[Any], Any]) -> bool:
+def m_all(target: Any, pred: Callable[[Any], Any], steps: list[int] | None = None) -> bool:
     error: RowError | None = None
-    for item in _range(target):
+    for item in _range(target, steps):
         try:
             if not truth(pred(item)):
                 return False
@@ -368,9 +390,9 @@ def m_all(target: Any, pred: Callable[[Any], Any]) -> bool:
     return True
 
 
-def m_exists(target: Any, pred: Callable[[Any], Any]) -> bool:
+def m_exists(target: Any, pred: Callable[[Any], Any], steps: list[int] | None = None) -> bool:
     error: RowError | None = None
-    for item in _range(target):
+    for item in _range(target, steps):
         try:
             if truth(pred(item)):
                 return True
@@ -381,19 +403,24 @@ def m_exists(target: Any, pred: Callable[[Any], Any]) -> bool:
     return False
 
 
-def m_exists_one(target: Any, pred: Callable[[Any], Any]) -> bool:
-    return sum(1 for item in _range(target) if truth(pred(item))) == 1
+def m_exists_one(target: Any, pred: Callable[[Any], Any], steps: list[int] | None = None) -> bool:
+    return sum(1 for item in _range(target, steps) if truth(pred(item))) == 1
 
 
-def m_map(target: Any, step: Callable[[Any], Any], pred: Callable[[Any], Any] | None = None) -> list:
-    items = _range(target)
+def m_map(
+    target: Any,
+    step: Callable[[Any], Any],
+    pred: Callable[[Any], Any] | None = None,
+    steps: list[int] | None = None,
+) -> list:
+    items = _range(target, steps)
     if pred is None:
         return [step(item) for item in items]
     return [step(item) for item in items if truth(pred(item))]
 
 
-def m_filter(target: Any, pred: Callable[[Any], Any]) -> list:
-    return [item for item in _range(target) if truth(pred(item))]
+def m_filter(target: Any, pred: Callable[[Any], Any], steps: list[int] | None = None) -> list:
+    return [item for item in _range(target, steps) if truth(pred(item))]
 
 
 def make_map(*pairs: Any) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
@@ -17,17 +16,29 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..errors import RowError
+from .limits import MAX_REGEX_CHARS
+from .regex import Regex, cached
 from .values import UINT_MAX, UInt, check_int, check_uint, no_overload, short, type_value
 
 UTC = dt.timezone.utc
-_INT_TEXT = re.compile(r"[+-]?[0-9]+\Z")
-_FLOAT_TEXT = re.compile(
-    r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\Z",
-    re.IGNORECASE,
-)
+_FLOAT_TEXT = Regex(r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity|nan))")
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def is_int_text(text: str) -> bool:
+    """``[+-]?[0-9]+``, the integer syntax of conversions from text."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return digits.isascii() and digits.isdigit()
+
+
+def int_of_text(text: str) -> int:
+    """An int from :func:`is_int_text` text; past int64 (even past Python's 4,300 digits) is an overflow."""
+    try:
+        return int(text)
+    except ValueError:
+        raise RowError("int overflow") from None
 
 
 # -- conversions -----------------------------------------------------------------------------------
@@ -44,8 +55,8 @@ def to_int(value: Any) -> int:
             raise RowError("int overflow")
         return check_int(int(value))
     if t is str:
-        if _INT_TEXT.match(value):
-            return check_int(int(value))
+        if is_int_text(value):
+            return check_int(int_of_text(value))
         raise RowError(f"int: cannot convert {short(value)} to int")
     if isinstance(value, dt.datetime):
         return check_int(int((value - _EPOCH).total_seconds() // 1))
@@ -63,8 +74,8 @@ def to_uint(value: Any) -> UInt:
             raise RowError("uint overflow")
         return check_uint(int(value))
     if t is str:
-        if _INT_TEXT.match(value) and not value.startswith("-"):
-            return check_uint(int(value))
+        if is_int_text(value) and not value.startswith("-"):
+            return check_uint(int_of_text(value))
         raise RowError(f"uint: cannot convert {short(value)} to uint")
     raise no_overload("uint", value)
 
@@ -76,7 +87,7 @@ def to_double(value: Any) -> float:
     if t is int or t is UInt:
         return float(value)
     if t is str:
-        if _FLOAT_TEXT.match(value):
+        if _FLOAT_TEXT.fullmatch(value) is not None:
             return float(value)
         raise RowError(f"double: cannot convert {short(value)} to double")
     raise no_overload("double", value)
@@ -168,14 +179,14 @@ def to_bytes(value: Any) -> bytes:
     raise no_overload("bytes", value)
 
 
-_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})\Z")
+_RFC3339 = Regex(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})", capture=True)
 
 
 def parse_timestamp(text: str) -> dt.datetime:
-    m = _RFC3339.match(text)
-    if not m:
+    groups = _RFC3339.fullmatch(text)
+    if groups is None:
         raise RowError(f"timestamp: cannot parse {short(text)} (expected RFC 3339, e.g. 2024-01-31T10:00:00Z)")
-    day, clock, frac, zone = m.groups()
+    day, clock, frac, zone = groups
     zone = "+00:00" if zone in ("Z", "z") else zone
     try:
         return dt.datetime.fromisoformat(f"{day}T{clock}.{(frac or '0')[:6]:0<6}{zone}")
@@ -197,7 +208,9 @@ def to_timestamp(value: Any) -> dt.datetime:
     raise no_overload("timestamp", value)
 
 
-_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
+#: Units in the order they are tried: two-letter units before the one-letter units they start with.
+_UNITS = ("ns", "us", "µs", "ms", "s", "m", "h")
+_DIGITS = frozenset("0123456789")
 _UNIT_MICROS = {
     "ns": Decimal("0.001"),
     "us": Decimal(1),
@@ -218,13 +231,21 @@ def parse_duration(text: str) -> dt.timedelta:
     if body == "0":
         return dt.timedelta(0)
     micros = Decimal(0)
-    pos = 0
-    while pos < len(body):
-        m = _DURATION_PART.match(body, pos)
-        if not m or m.group(1) in ("", "."):
+    pos, end = 0, len(body)
+    while pos < end:  # parts like "1.5h": digits, an optional dot and digits, a unit
+        start = pos
+        while pos < end and body[pos] in _DIGITS:
+            pos += 1
+        if pos < end and body[pos] == ".":
+            pos += 1
+            while pos < end and body[pos] in _DIGITS:
+                pos += 1
+        number = body[start:pos]
+        unit = next((u for u in _UNITS if body.startswith(u, pos)), None)
+        if unit is None or number in ("", "."):
             raise RowError(f"duration: cannot parse {short(text)} (e.g. 1h30m, 90s, 1.5h)")
-        micros += Decimal(m.group(1)) * _UNIT_MICROS[m.group(2)]
-        pos = m.end()
+        micros += Decimal(number) * _UNIT_MICROS[unit]
+        pos += len(unit)
     if not body:
         raise RowError(f"duration: cannot parse {short(text)}")
     try:
@@ -281,17 +302,28 @@ def ends_with(s: Any, suffix: Any) -> bool:
     return s.endswith(suffix)
 
 
-@lru_cache(maxsize=256)
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise RowError(f"matches: invalid regular expression {short(pattern)}: {exc}") from None
+def pattern_error(pattern: str, reason: str) -> str:
+    return f"matches: invalid regular expression {short(pattern)}: {reason}"
 
 
 def matches(s: Any, pattern: Any) -> bool:
+    """``matches`` with a pattern read from data: compiled through a bounded cache."""
     _strs("matches", s, pattern)
-    return compile_regex(pattern).search(s) is not None
+    if len(pattern) > MAX_REGEX_CHARS:
+        raise RowError(
+            f"matches: the regular expression is {len(pattern):,} characters, over the limit of {MAX_REGEX_CHARS:,}"
+        )
+    regex = cached(pattern)
+    if type(regex) is str:
+        raise RowError(pattern_error(pattern, regex))
+    return regex.search(s)
+
+
+def matches_regex(s: Any, regex: Regex) -> bool:
+    """``matches`` with a literal pattern, compiled with the formula."""
+    if type(s) is not str:
+        raise no_overload("matches", s, regex.pattern)
+    return regex.search(s)
 
 
 def _int_arg(name: str, value: Any) -> int:
@@ -381,15 +413,16 @@ def join(items: Any, sep: Any = "") -> str:
 
 # -- timestamps ------------------------------------------------------------------------------------
 
-_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})\Z")
+_OFFSET = Regex(r"([+-])(\d{2}):?(\d{2})", capture=True)
 
 
 @lru_cache(maxsize=128)
 def _zone(name: str) -> dt.tzinfo:
-    m = _OFFSET.match(name)
-    if m:
-        delta = dt.timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
-        return dt.timezone(-delta if m.group(1) == "-" else delta)
+    offset = _OFFSET.fullmatch(name)
+    if offset is not None:
+        sign, hours, minutes = offset
+        delta = dt.timedelta(hours=int(hours), minutes=int(minutes))
+        return dt.timezone(-delta if sign == "-" else delta)
     if name.upper() == "UTC":
         return UTC
     try:

@@ -16,6 +16,7 @@ from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..errors import FormulaError
+from .limits import MAX_DEPTH, MAX_FORMULA_CHARS
 from .values import INT_MAX, INT_MIN, UINT_MAX, UInt
 
 MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
@@ -125,12 +126,35 @@ _BINARY_RULES = {
 }
 
 
+# cel-python's string terminals let `.` match a backslash next to the escape alternatives, so an
+# unterminated string of backslashes (a == "\\\\\\...) makes Python's regex engine backtrack
+# exponentially: twenty characters took seconds, forty would take days. These are the CEL spec's
+# definitions (an escape is a backslash and one character, checked when the literal is decoded; raw
+# strings hold no quote), where each character has one reading, so lexing is linear.
+_STRING_TERMINALS = r"""STRING_LIT     : /[rR]"[^"\n\r]*"/ | /"(?:[^"\\\n\r]|\\.)*"/
+               | /[rR]'[^'\n\r]*'/ | /'(?:[^'\\\n\r]|\\.)*'/
+
+MLSTRING_LIT   : /[rR]\"\"\"(?:[^"]|"(?!""))*\"\"\"/ | /\"\"\"(?:[^"\\]|\\[\s\S]|"(?!""))*\"\"\"/
+               | /[rR]'''(?:[^']|'(?!''))*'''/ | /'''(?:[^'\\]|\\[\s\S]|'(?!''))*'''/
+
+"""
+
+
+def _grammar(original: str) -> str:
+    """cel-python's grammar with :data:`_STRING_TERMINALS` in place of its own."""
+    start, end = original.find("\nSTRING_LIT "), original.find("\nBYTES_LIT ")
+    if start < 0 or end < start or "\nMLSTRING_LIT " not in original[start:end]:
+        raise RuntimeError("cel-python's CEL grammar changed: update _STRING_TERMINALS in formulas/syntax.py")
+    return original[: start + 1] + _STRING_TERMINALS + original[end + 1 :]
+
+
 def _load_grammar() -> None:
     """Build cel-python's LALR parser once per process, from lark's on-disk cache when possible.
 
     Building the tables costs ~0.45 s, paid by every process that parses a DAG file; lark's
     cache (keyed by grammar and options, in the temp folder) brings it to ~0.01 s. The parser
-    is the same one cel-python builds, installed where cel-python looks for it.
+    is the one cel-python builds (with linear-time string terminals), installed where cel-python
+    looks for it.
     """
     if CELParser.CEL_PARSER is not None:
         return
@@ -140,7 +164,7 @@ def _load_grammar() -> None:
     import celpy.celparser
     import lark
 
-    grammar = (Path(celpy.celparser.__file__).parent / "cel.lark").read_text()
+    grammar = _grammar((Path(celpy.celparser.__file__).parent / "cel.lark").read_text())
     options = dict(
         parser="lalr",
         start="expr",
@@ -158,17 +182,16 @@ def _load_grammar() -> None:
 
 
 def parse(text: str) -> Node:
-    """Parse formula text; syntax errors become :class:`FormulaError` with line/column."""
+    """Parse formula text; syntax errors and formulas over the limits become :class:`FormulaError`."""
+    if len(text) > MAX_FORMULA_CHARS:
+        raise FormulaError(f"formula is too long: {len(text):,} characters, over the limit of {MAX_FORMULA_CHARS:,}")
     _load_grammar()
     parser = CELParser()
     try:
         tree = parser.parse(text)
     except Exception as exc:  # CELParseError wraps the lark exception
         raise _syntax_error(text, exc) from None
-    try:
-        return _Adapter().expr(tree)
-    except RecursionError:
-        raise FormulaError("formula is too deeply nested", line=1, column=1) from None
+    return _Adapter().node(tree)
 
 
 def _syntax_error(text: str, exc: BaseException) -> FormulaError:
@@ -215,128 +238,138 @@ def _pos(item: Tree | Token) -> tuple[int, int]:
     return getattr(meta, "line", 1) or 1, getattr(meta, "column", 1) or 1
 
 
+#: Rules that are one node of the formula only when they have several children; a rule with a single
+#: child (one per precedence level, and parentheses) is skipped without recursion.
+_PASS_THROUGH = frozenset(
+    {
+        "expr",
+        "conditionalor",
+        "conditionaland",
+        "relation",
+        "addition",
+        "multiplication",
+        "unary",
+        "member",
+        "primary",
+        "paren_expr",
+    }
+)
+
+
+def _too_deep(tree: Tree) -> FormulaError:
+    line, col = _pos(tree)
+    return FormulaError(
+        f"formula is too deeply nested: more than {MAX_DEPTH} levels of operators, calls, lists and ?: (the limit);"
+        ' a long chain of ?: or || can usually be a lookup, e.g. {"FR": "France", "BE": "Belgium"}[country]'
+        ' or country in ["FR", "BE"]',
+        line=line,
+        column=col,
+    )
+
+
 class _Adapter:
-    """Walks cel-python's lark tree and builds :class:`Node` objects."""
+    """Walks cel-python's lark tree and builds :class:`Node` objects.
 
-    def expr(self, tree: Tree) -> Node:
-        kids = tree.children
-        if len(kids) == 1:
-            return self.conditionalor(kids[0])
+    Recursion is two frames per node of the formula and stops at :data:`~.limits.MAX_DEPTH`, so
+    no formula reaches Python's recursion limit, here or in the checker and compiler after it.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def node(self, tree: Tree) -> Node:
+        """The formula node under ``tree`` (one nesting level)."""
+        while tree.data in _PASS_THROUGH and len(tree.children) == 1 and isinstance(tree.children[0], Tree):
+            tree = tree.children[0]
+        if self.depth >= MAX_DEPTH:
+            raise _too_deep(tree)
+        self.depth += 1
+        try:
+            handler = getattr(self, "rule_" + tree.data, None)
+            if handler is None:  # pragma: no cover - every rule of the grammar has a handler
+                line, col = _pos(tree)
+                raise FormulaError(f"unsupported syntax: {tree.data}", line=line, column=col)
+            return handler(tree)
+        finally:
+            self.depth -= 1
+
+    def rule_expr(self, tree: Tree) -> Node:
+        test, then, orelse = tree.children
+        return Cond(*_pos(tree), test=self.node(test), then=self.node(then), orelse=self.node(orelse))
+
+    def rule_conditionalor(self, tree: Tree) -> Node:
+        return self._binary(tree, "||", *tree.children)
+
+    def rule_conditionaland(self, tree: Tree) -> Node:
+        return self._binary(tree, "&&", *tree.children)
+
+    def rule_relation(self, tree: Tree) -> Node:
+        op_tree, right = tree.children
+        return self._binary(op_tree, _BINARY_RULES[op_tree.data], op_tree.children[0], right)
+
+    rule_addition = rule_relation
+    rule_multiplication = rule_relation
+
+    def _binary(self, tree: Tree, op: str, left: Tree, right: Tree) -> Node:
         line, col = _pos(tree)
-        return Cond(
-            line,
-            col,
-            test=self.conditionalor(kids[0]),
-            then=self.conditionalor(kids[1]),
-            orelse=self.expr(kids[2]),
-        )
+        return Binary(line, col, op=op, left=self.node(left), right=self.node(right))
 
-    def conditionalor(self, tree: Tree) -> Node:
-        kids = tree.children
-        if len(kids) == 1:
-            return self.conditionaland(kids[0])
-        return self._binary(tree, "||", self.conditionalor(kids[0]), self.conditionaland(kids[1]))
-
-    def conditionaland(self, tree: Tree) -> Node:
-        kids = tree.children
-        if len(kids) == 1:
-            return self.relation(kids[0])
-        return self._binary(tree, "&&", self.conditionaland(kids[0]), self.relation(kids[1]))
-
-    def relation(self, tree: Tree) -> Node:
-        kids = tree.children
-        if len(kids) == 1:
-            return self.addition(kids[0])
-        op_tree = kids[0]
-        return self._binary(
-            op_tree, _BINARY_RULES[op_tree.data], self.relation(op_tree.children[0]), self.addition(kids[1])
-        )
-
-    def addition(self, tree: Tree) -> Node:
-        kids = tree.children
-        if len(kids) == 1:
-            return self.multiplication(kids[0])
-        op_tree = kids[0]
-        return self._binary(
-            op_tree,
-            _BINARY_RULES[op_tree.data],
-            self.addition(op_tree.children[0]),
-            self.multiplication(kids[1]),
-        )
-
-    def multiplication(self, tree: Tree) -> Node:
-        kids = tree.children
-        if len(kids) == 1:
-            return self.unary(kids[0])
-        op_tree = kids[0]
-        return self._binary(
-            op_tree,
-            _BINARY_RULES[op_tree.data],
-            self.multiplication(op_tree.children[0]),
-            self.unary(kids[1]),
-        )
-
-    def _binary(self, tree: Tree, op: str, left: Node, right: Node) -> Node:
+    def rule_unary(self, tree: Tree) -> Node:
+        op_tree, operand = tree.children
         line, col = _pos(tree)
-        return Binary(line, col, op=op, left=left, right=right)
-
-    def unary(self, tree: Tree) -> Node:
-        kids = tree.children
-        if len(kids) == 1:
-            return self.member(kids[0])
-        line, col = _pos(tree)
-        op = "!" if kids[0].data == "unary_not" else "-"
+        op = "!" if op_tree.data == "unary_not" else "-"
         if op == "-":
-            tok = _literal_token(kids[1])
+            tok = _literal_token(operand)
             if tok is not None and tok.type in ("INT_LIT", "FLOAT_LIT") and not tok.startswith("-"):
                 # Fold so that "- 9223372036854775808" is the int64 minimum, not an overflow.
                 return _literal(Token(tok.type, "-" + tok, line=line, column=col))
-        return Unary(line, col, op=op, operand=self.unary(kids[1]))
+        return Unary(line, col, op=op, operand=self.node(operand))
 
-    def member(self, tree: Tree) -> Node:
-        inner = tree.children[0]
-        kind = inner.data
-        line, col = _pos(inner)
-        if kind == "primary":
-            return self.primary(inner)
-        kids = inner.children
-        if kind == "member_dot":
-            name_tok = kids[1]
-            return Select(*_pos(name_tok), operand=self.member(kids[0]), attr=str(name_tok))
-        if kind == "member_dot_arg":
-            name_tok = kids[1]
-            args = self.exprlist(kids[2]) if len(kids) > 2 else []
-            return self._call(name_tok, self.member(kids[0]), args)
-        if kind == "member_index":
-            return Index(line, col, operand=self.member(kids[0]), index=self.expr(kids[1]))
+    def rule_member_dot(self, tree: Tree) -> Node:
+        operand, name_tok = tree.children
+        return Select(*_pos(name_tok), operand=self.node(operand), attr=str(name_tok))
+
+    def rule_member_dot_arg(self, tree: Tree) -> Node:
+        kids = tree.children
+        target = self.node(kids[0])
+        return self._call(kids[1], target, self._exprlist(kids[2]) if len(kids) > 2 else [])
+
+    def rule_member_index(self, tree: Tree) -> Node:
+        operand, index = tree.children
+        return Index(*_pos(tree), operand=self.node(operand), index=self.node(index))
+
+    def rule_member_object(self, tree: Tree) -> Node:
+        line, col = _pos(tree)
         raise FormulaError("message construction (Type{field: value}) is not supported", line=line, column=col)
 
-    def primary(self, tree: Tree) -> Node:
-        inner = tree.children[0]
-        kind = inner.data
-        line, col = _pos(inner)
-        kids = inner.children
-        if kind == "literal":
-            return _literal(kids[0])
-        if kind in ("ident", "dot_ident"):
-            return Ident(*_pos(kids[0]), name=str(kids[0]))
-        if kind in ("ident_arg", "dot_ident_arg"):
-            args = self.exprlist(kids[1]) if len(kids) > 1 else []
-            return self._call(kids[0], None, args)
-        if kind == "paren_expr":
-            return self.expr(kids[0])
-        if kind == "list_lit":
-            return ListLit(line, col, items=self.exprlist(kids[0]) if kids else [])
-        if kind == "map_lit":
-            entries: list[tuple[Node, Node]] = []
-            if kids:
-                flat = [self.expr(k) for k in kids[0].children]
-                entries = list(zip(flat[0::2], flat[1::2], strict=True))
-            return MapLit(line, col, entries=entries)
-        raise FormulaError(f"unsupported syntax: {kind}", line=line, column=col)  # pragma: no cover
+    def rule_literal(self, tree: Tree) -> Node:
+        return _literal(tree.children[0])
 
-    def exprlist(self, tree: Tree) -> list[Node]:
-        return [self.expr(k) for k in tree.children]
+    def rule_ident(self, tree: Tree) -> Node:
+        tok = tree.children[0]
+        return Ident(*_pos(tok), name=str(tok))
+
+    rule_dot_ident = rule_ident
+
+    def rule_ident_arg(self, tree: Tree) -> Node:
+        kids = tree.children
+        return self._call(kids[0], None, self._exprlist(kids[1]) if len(kids) > 1 else [])
+
+    rule_dot_ident_arg = rule_ident_arg
+
+    def rule_list_lit(self, tree: Tree) -> Node:
+        kids = tree.children
+        return ListLit(*_pos(tree), items=self._exprlist(kids[0]) if kids else [])
+
+    def rule_map_lit(self, tree: Tree) -> Node:
+        entries: list[tuple[Node, Node]] = []
+        if tree.children:
+            flat = [self.node(k) for k in tree.children[0].children]
+            entries = list(zip(flat[0::2], flat[1::2], strict=True))
+        return MapLit(*_pos(tree), entries=entries)
+
+    def _exprlist(self, tree: Tree) -> list[Node]:
+        return [self.node(k) for k in tree.children]
 
     def _call(self, name_tok: Token, target: Node | None, args: list[Node]) -> Node:
         name = str(name_tok)
@@ -404,6 +437,10 @@ def _decode(body: str, as_bytes: bool) -> str | bytes:
     return raw if as_bytes else raw.decode("utf-8", "surrogatepass")
 
 
+def _cut(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _literal(tok: Token) -> Literal:
     line, col = _pos(tok)
     text = str(tok)
@@ -417,15 +454,18 @@ def _literal(tok: Token) -> Literal:
         digits = text.rstrip("uU")
         neg = digits.startswith("-")
         digits = digits.lstrip("-")
-        number = int(digits, 16) if digits[:2].lower() == "0x" else int(digits)
+        try:
+            number = int(digits, 16) if digits[:2].lower() == "0x" else int(digits)
+        except ValueError:  # over Python's 4,300 digits: out of range anyway
+            number = UINT_MAX + 1
         number = -number if neg else number
         if kind == "UINT_LIT":
             if not 0 <= number <= UINT_MAX:
-                raise FormulaError(f"uint literal out of range: {text}", line=line, column=col)
+                raise FormulaError(f"uint literal out of range: {_cut(text)}", line=line, column=col)
             value = UInt(number)
         else:
             if not INT_MIN <= number <= INT_MAX:
-                raise FormulaError(f"int literal out of range: {text}", line=line, column=col)
+                raise FormulaError(f"int literal out of range: {_cut(text)}", line=line, column=col)
             value = number
     elif kind == "FLOAT_LIT":
         value = float(text)
