@@ -253,3 +253,103 @@ def test_validate_refuses_hostile_files_with_clear_errors(tmp_path: Path, capsys
 def test_validate_reads_an_endless_file_only_up_to_the_limit(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "/dev/zero"]) == 1
     assert "error: /dev/zero: the file is larger than the limit of 64 kB for a definition" in capsys.readouterr().err
+
+
+# -- preview over hostile rows files: rejects name the file and the line, good rows still show (issue 11)
+
+
+def _preview(definition: Path, rows: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, list, str]:
+    code = main(["preview", str(definition), "--rows", str(rows), *extra])
+    captured = capsys.readouterr()
+    return code, [json.loads(line) for line in captured.out.splitlines()], captured.err
+
+
+def test_preview_rejects_undecodable_lines_and_shows_the_others(
+    tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_bytes(
+        b"id,email,phone,first,last,age\n1,a@example.com,,Ada,L,1\n"
+        + "2,b@example.com,,Ren\xe9e,L,2\n".encode("latin-1")
+        + b"3,c@example.com,,\xff\xfe,L,3\n4,d@example.com,,Dan,L,4\n"
+    )
+    code, records, err = _preview(definition, rows, capsys)
+    assert code == 0 and [r["status"] for r in records] == ["ok", "rejected", "rejected", "ok"]
+    assert records[1]["errors"][0]["reason"].startswith(f"{rows} line 3: bytes that are not valid utf-8: Ren\\xe9e")
+    assert records[2]["errors"][0]["reason"].startswith(f"{rows} line 4: bytes that are not valid utf-8: \\xff\\xfe")
+    assert "4 rows: 2 ok, 2 rejected" in err
+
+
+def test_preview_of_a_file_in_another_encoding_is_one_clear_error(
+    tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_bytes("id,email,phone,first,last,age\n1,a@example.com,,Ada,L,1\n".encode("utf-16"))
+    code, records, err = _preview(definition, rows, capsys)
+    assert code == 1 and records == []
+    assert err.startswith(f"error: {rows}: the header has bytes that are not valid utf-8: \\xff\\xfei\\x00d\\x00")
+    rows.write_bytes(bytes(range(256)) * 100)
+    code, _, err = _preview(definition, rows, capsys)
+    assert code == 1 and err.startswith(f"error: {rows}: the header")
+    code, _, err = _preview(definition, tmp_path / "missing.csv", capsys)
+    assert code == 1 and "missing.csv: cannot open the file" in err
+
+
+def test_preview_of_broken_quoting_and_a_10_mb_field_loses_no_good_row(
+    tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = tmp_path / "rows.csv"
+    good = "".join(f"{i},u{i}@example.com,,U,{i},1\n" for i in range(3, 8))
+    rows.write_text(
+        "id,email,phone,first,last,age\n"
+        + '1,u1@example.com,,"'
+        + ("x" * 99 + "\n") * 100_000
+        + '",L,1\n'
+        + '2,u2@example.com,,"Ann,L,2\n'
+        + good
+    )
+    code, records, err = _preview(definition, rows, capsys)
+    assert code == 0
+    assert [r["status"] for r in records] == ["rejected", "rejected"] + ["ok"] * 5
+    assert "a row of more than 1,048,576 characters (lines 2-100002)" in records[0]["errors"][0]["reason"]
+    assert "line 100003: unreadable CSV: unexpected end of data" in records[1]["errors"][0]["reason"]
+    assert "7 rows: 5 ok, 2 rejected" in err
+
+
+def test_preview_of_hostile_json_lines(tmp_path: Path, definition: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_bytes(
+        b'{"id": 1, "email": "a@example.com"}\n'
+        + b'{"id": 2, "first": '
+        + b"[" * 10_000
+        + b"]" * 10_000
+        + b"}\n"
+        + b'{"id": '
+        + b"9" * 5000
+        + b"}\n"
+        + b'{"id": 4, "email": "d@example.com", "first": "\\ud800"}\n'
+        + b'{"id": 5, "email": "\xe9@example.com"}\n'
+        + b'{"id": 1180591620717411303424, "email": "f@example.com"}\n'
+        + b'{"id": 7, "email": "a@b.c"}\n{"id": 8, "email": "a@1.2"}\n'
+    )
+    code, records, err = _preview(definition, rows, capsys)
+    assert code == 0
+    assert [r["status"] for r in records] == ["ok", "rejected", "rejected", "rejected", "rejected", "ok"] + [
+        "rejected"
+    ] * 2
+    reasons = [r["errors"][0]["reason"] for r in records if r["status"] == "rejected"]
+    assert reasons[0].endswith("line 2: JSON nested deeper than 64 levels (CONTACTSYNC_MAX_JSON_DEPTH raises it)")
+    assert reasons[1].endswith("line 3: not valid JSON: a number of more than 4,300 digits")
+    assert reasons[2].endswith("line 4: a lone surrogate escape in first (half of a UTF-16 pair, not a character)")
+    assert "line 5: bytes that are not valid utf-8" in reasons[3]
+    assert reasons[4:] == ["not a valid email address", "not a valid email address"]  # Brevo refuses them
+    assert records[5]["contact"]["EXT_ID"] == "1180591620717411303424"
+
+
+def test_preview_output_escapes_text_no_encoding_can_write() -> None:
+    from airflow_provider_contactsync.cli import _json_line
+
+    line = _json_line({"value": "\ud800", "name": "Renée"})
+    line.encode("utf-8")
+    assert json.loads(line) == {"value": "\ud800", "name": "Renée"}
+    assert _json_line({"name": "Renée"}) == '{"name": "Renée"}\n'

@@ -101,3 +101,48 @@ def test_a_payload_field_that_is_not_read_is_a_configuration_error() -> None:
         mapper("{field: extras}")
     with pytest.raises(ConfigurationError, match="EMAIL is an identifier"):
         mapper("{field: traits, attributes: [EMAIL]}")
+
+
+# -- hostile payloads: each rejects its row with a reason, never a crash (issue 11) --------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ('{"firstname": ' + "[" * 10_000 + "]" * 10_000 + "}", "payload: JSON nested deeper than 64 levels"),
+        ('{"a": ' * 65 + "1" + "}" * 65, "payload: JSON nested deeper than 64 levels"),
+        ('{"score": ' + "9" * 5000 + "}", "payload is not valid JSON: a number of more than 4,300 digits"),
+        ('{"firstname": "\\ud800"}', "payload: a lone surrogate escape in firstname"),
+        (b'{"firstname": "\xff"}', "payload is not valid JSON: bytes that do not decode"),
+        ("{\x00}", "payload is not valid JSON: Expecting property name"),
+    ],
+)
+def test_hostile_payload_text_rejects_the_row_with_its_reason(value: object, reason: str) -> None:
+    _, problems = mapper("{field: traits}").map_row({"email": "a@x.io", "traits": value})
+    assert [p.field for p in problems] == ["traits"] and problems[0].reason.startswith(reason)
+    assert len(str(problems[0].value)) <= 210  # a huge payload is not copied into the error report
+
+
+def test_huge_numbers_in_a_payload_are_checked_like_any_value() -> None:
+    contact, problems = mapper("{field: traits}").map_row(
+        {"email": "a@x.io", "traits": '{"score": 1e999, "firstname": 1180591620717411303424}'}
+    )
+    assert [(p.field, p.reason) for p in problems] == [("traits.score", "not a finite number")]
+    contact, problems = mapper("{field: traits}").map_row({"email": "a@x.io", "traits": {"score": 10**400}})
+    assert [p.reason for p in problems] == ["not a finite number (too large for a float)"]
+
+
+def test_a_payload_of_many_unknown_keys_names_twenty_and_stops() -> None:
+    traits = {f"k{i}": i for i in range(100_000)}
+    _, problems = mapper("{field: traits}").map_row({"email": "a@x.io", "traits": traits})
+    assert len(problems) == 21
+    assert problems[-1].reason == "and more payload keys not checked (the first 20 are shown)"
+
+
+def test_the_json_depth_limit_is_raised_by_its_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    deep = '{"firstname": "Ada", "x": ' + "[" * 80 + "]" * 80 + "}"
+    _, problems = mapper("{field: traits}").map_row({"email": "a@x.io", "traits": deep})
+    assert "deeper than 64 levels" in problems[0].reason
+    monkeypatch.setenv("CONTACTSYNC_MAX_JSON_DEPTH", "100")
+    _, problems = mapper("{field: traits}").map_row({"email": "a@x.io", "traits": deep})
+    assert [p.field for p in problems] == ["traits.x"]  # parsed: now only the unknown attribute X rejects it

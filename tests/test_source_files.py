@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import io
 import json
 import os
@@ -313,3 +314,103 @@ SQL_TYPES = ("postgres", "bigquery", "snowflake")
 def test_chunk_size_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="chunk_size"):
         next(source(tmp_path).read(ReadWindow(), chunk_size=0))
+
+
+# -- hostile files: what preview shows is what a run reads (issue 11) ---------------------------------
+
+
+def write_bytes(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def staged(src: FilesSource, tmp_path: Path) -> list[Any]:
+    """Every row of every file, through the chunk file the extract task writes."""
+    from airflow_provider_contactsync.staging import ChunkStore
+
+    store = ChunkStore(f"file://{tmp_path / 'staging'}", "contactsync__x__drop", "manual__1")
+    out: list[Any] = []
+    for info in src.files():
+        for index, chunk in enumerate(src.read_file(info, ReadWindow(), chunk_size=1000)):
+            out += store.read(store.write("extract", index, chunk))
+    return out
+
+
+def preview_rows(path: Path, src: FilesSource) -> list[Any]:
+    from airflow_provider_contactsync.core.rows import read_rows
+
+    spec = src.spec
+    return list(read_rows(path, format=spec.format, fields=spec.fields, csv_options=spec.csv))
+
+
+HOSTILE_CSV = (
+    b"id,email,updated_at\n1,a@x.io,\n"
+    + "2,Caf\xe9@x.io,\n".encode("latin-1")
+    + b'3,"c@x.io\n4,d@x.io,\n5,e@x.io,\n'  # an unterminated quote: rows 4 and 5 are read again
+    + b'6,"'
+    + b"x" * 2_000_000
+    + b'\n",\n'  # a field over the row size limit
+    + b"7,g@x.io,\n"
+)
+HOSTILE_JSONL = (
+    b'{"id": 1, "email": "a@x.io"}\n'
+    + b'{"id": 2, "x": '
+    + b"[" * 10_000
+    + b"]" * 10_000
+    + b"}\n"
+    + b'{"id": '
+    + b"9" * 5000
+    + b"}\n"
+    + b'{"id": 1180591620717411303424, "email": "big@x.io"}\n'
+    + b'{"id": 5, "email": "\\ud800"}\n'
+    + b'{"id": 6, "email": "\xff"}\n'
+    + b'{"id": 7, "email": "g@x.io"}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "fmt", "good", "bad"),
+    [
+        ("h.csv", HOSTILE_CSV, "csv", ["1", "4", "5", "7"], 3),
+        ("h.csv.gz", gzip.compress(HOSTILE_CSV), "csv", ["1", "4", "5", "7"], 3),
+        ("h.jsonl", HOSTILE_JSONL, "jsonl", [1, 1180591620717411303424, 7], 4),
+    ],
+)
+def test_hostile_rows_are_rejects_naming_file_and_line_and_the_rest_is_read(
+    tmp_path: Path, name: str, data: bytes, fmt: str, good: list[Any], bad: int
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = write_bytes(folder, name, data)
+    src = source(folder, pattern="h.*", format=fmt)
+    rows = staged(src, tmp_path)
+    assert ids(rows) == good
+    errors = [r for r in rows if isinstance(r, RowError)]
+    assert len(errors) == bad and all(e.reason.startswith(f"{name} line ") for e in errors)
+    if not name.endswith(".gz"):  # preview reads the same rows and rejects, naming the path it was given
+        again = preview_rows(path, src)
+        assert ids(again) == good
+        assert [r.reason.removeprefix(f"{folder}/") for r in again if isinstance(r, RowError)] == [
+            e.reason for e in errors
+        ]
+
+
+def test_a_value_a_source_produced_that_cannot_be_staged_rejects_its_row(tmp_path: Path) -> None:
+    from airflow_provider_contactsync.staging import ChunkStore
+
+    store = ChunkStore(f"file://{tmp_path}", "contactsync__x__db", "manual__1")
+    rows = [{"id": 1, "n": 2**70}, {"id": 2, "name": "\ud800"}, {"id": 3, "blob": object()}, {"id": 4}]
+    back = store.read(store.write("extract", 0, rows))
+    assert back[0] == {"id": 1, "n": 2**70} and back[3] == {"id": 4}
+    assert isinstance(back[1], RowError) and back[1].field == "name" and "lone surrogate" in back[1].reason
+    assert isinstance(back[2], RowError) and back[2].field == "blob" and "cannot be staged" in back[2].reason
+
+
+def test_discovery_of_hostile_files_names_the_problem(tmp_path: Path) -> None:
+    write_bytes(tmp_path, "wide.csv", b"id,email,updated_at" + b"," * 20_000 + b"\n")
+    write_bytes(tmp_path, "deep.jsonl", b"[" * 5000 + b"]" * 5000 + b"\n")
+    [(_, wide)] = source(tmp_path, pattern="wide.csv").describe_files()
+    assert wide == "the header has 20,003 columns, over the limit of 10,000 (CONTACTSYNC_MAX_COLUMNS raises it)"
+    with pytest.raises(ConfigurationError, match="deep.jsonl: the first line cannot be read: line 1: JSON nested"):
+        source(tmp_path, pattern="deep.jsonl", format="jsonl").discover()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import stat
 from decimal import Decimal
 from pathlib import Path
@@ -87,3 +88,63 @@ def test_a_read_time_reject_keeps_the_row_key_it_was_given() -> None:
     without = decode(encode([RowError("line 3: not valid JSON")]))[0]
     assert (with_key.row, with_key.field, with_key.value) == (42, "score", "NaN")
     assert without.row is None
+
+
+# -- hostile values and private files (issue 11) -----------------------------------------------------
+
+
+def test_integers_of_any_size_are_staged_losslessly() -> None:
+    rows = [{"id": 1180591620717411303424, "neg": -(2**63) - 1, "edge": 2**64 - 1, "deep": [{"n": 10**300}]}]
+    assert decode(encode(rows)) == rows
+    assert decode(encode({"rows": rows, "rejects": []}))["rows"] == rows
+
+
+def test_rows_that_cannot_be_staged_become_row_errors_in_place() -> None:
+    from airflow_provider_contactsync.staging import encode_rows
+
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    rows = [{"id": 1}, {"id": 2, "name": "\ud800x"}, {"id": 3, "deep": deep}, {"id": 4, "f": 1j}, {"id": 5}]
+    back = decode(encode_rows(rows))
+    assert len(back) == len(rows) and back[0] == {"id": 1} and back[4] == {"id": 5}
+    assert [(e.field, e.reason) for e in back[1:4]] == [
+        ("name", "field name: a lone surrogate '\\ud800' (half of a UTF-16 pair, not a character) cannot be staged"),
+        ("deep", "field deep: the value is nested too deeply to be staged"),
+        ("f", "field f: the value cannot be staged (TypeError: Encoding objects of type complex is unsupported)"),
+    ]
+
+
+def test_rejects_holding_text_no_encoding_can_write_are_staged_escaped() -> None:
+    back = decode(
+        encode([RowError("bad \ud800", field="f\udcff", value="\ud800", row=2**70), Reject(1, None, "\udc80", "r")])
+    )
+    assert (back[0].reason, back[0].field, back[0].value, back[0].row) == (
+        "bad \\ud800",
+        "f\\udcff",
+        "\\ud800",
+        "1180591620717411303424",
+    )
+    assert back[1] == Reject(1, None, "\\udc80", "r")
+
+
+def test_chunk_files_are_owner_only_in_owner_only_folders(tmp_path: Path) -> None:
+    from airflow_provider_contactsync.staging import write_chunk_file
+
+    old = os.umask(0o022)
+    try:
+        store = ChunkStore(f"file://{tmp_path}/staging", "contactsync__crm__customers", "manual__1")
+        url = Path(store.write("extract", 0, [{"email": "a@x.io"}]).removeprefix("file://"))
+        jobs = [(str(url), str(url.parent.parent / "transform" / "chunk-00000.msgpack"))]
+        store.run_jobs(jobs, lambda local: [write_chunk_file(dst, {"rows": []}) for _src, dst in local])
+    finally:
+        os.umask(old)
+    out = url.parent.parent / "transform" / "chunk-00000.msgpack"
+    assert stat.S_IMODE(url.stat().st_mode) == 0o600 and stat.S_IMODE(out.stat().st_mode) == 0o600
+    folder = url.parent
+    while folder != tmp_path:
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+        folder = folder.parent
+    url.chmod(0o644)  # a file left by an earlier attempt is narrowed when written again
+    store.write("extract", 0, [])
+    assert stat.S_IMODE(url.stat().st_mode) == 0o600
