@@ -188,8 +188,8 @@ def test_one_pass_over_a_huge_list_is_not_limited():
 
 
 STEPS_ERROR = (
-    f"too much work for one row: comprehensions inside comprehensions visited over {MAX_NESTED_STEPS:,} elements"
-    " (the limit per formula and row)"
+    f"too much work for one row: over {MAX_NESTED_STEPS:,} steps inside comprehensions (the limit per formula"
+    " and row; inner comprehensions and row fields read again for every element count)"
 )
 
 
@@ -226,6 +226,48 @@ def test_literal_lists_and_map_lookups_inside_comprehensions_are_not_counted():
     row = {"a": list(range(2000)), "m": {str(i): i for i in range(2000)}}
     assert compile_formula("a.all(x, x in [1, 2] || x >= 0)", ["a"]).evaluate(row) is True
     assert compile_formula("a.all(x, string(x) in m)", ["a", "m"]).evaluate(row) is True
+
+
+@pytest.mark.parametrize(
+    ("text", "counted"),
+    [
+        ("a.exists(x, t.contains(string(x)))", True),  # the text is scanned again for every element
+        ("a.exists(x, t.split(',').size() == -x)", True),
+        ("a.map(x, l + [x]).size() > 0", True),
+        ("a.exists(x, size(t) == x)", False),  # constant time: not counted
+        ("a.exists(x, size(l) == x)", False),
+        ("a.exists(x, m[string(x)] == 0)", False),
+        ("a.exists(x, has(m.k) && x < 0)", False),
+        ("a.exists(x, t.isNull() || t.ifNull('') == string(x))", False),
+        ("a.exists(x, string(x).contains('-'))", False),  # the element's own data: linear overall
+    ],
+)
+def test_row_fields_read_again_for_every_element_are_counted(text, counted):
+    row = {"a": list(range(2000)), "t": "z" * 64 * 600, "l": [0] * 600, "m": {str(i): i for i in range(600)}}
+    formula = compile_formula(text, row)
+    if counted:  # 2,000 elements x 600 steps
+        with pytest.raises(RowError) as info:
+            formula.evaluate(row)
+        assert info.value.reason == STEPS_ERROR
+    else:
+        formula.evaluate(row)
+        assert "_c(_steps" not in formula.source
+
+
+def test_a_split_of_a_big_field_for_every_element_stops_early():
+    result = run_isolated(
+        """
+        import json
+        from airflow_provider_contactsync.core.formulas import compile_formula
+        s = "y," * 500_000  # 1 MB: 500,000 splits of it would take an hour
+        formula = compile_formula('s.split(",").exists(a, s.split(",").exists(b, b == "z"))', ["s"])
+        try:
+            formula.evaluate({"s": s})
+        except Exception as exc:
+            print(json.dumps(str(exc)[:25]))
+        """
+    )
+    assert result == "too much work for one row"
 
 
 def test_an_absorbed_step_error_still_stops_the_work():
@@ -507,5 +549,5 @@ def test_hostile_inputs_fail_fast_with_a_clear_error():
         "catastrophic data pattern": ["value", False],
         "backreference, literal": ["formula error", 'matches: invalid regular expression "(a)'],
         "lookahead, from data": ["row error", 'matches: invalid regular expression "a(?'],
-        "quadratic over data lists": ["row error", "too much work for one row: comprehension"],
+        "quadratic over data lists": ["row error", "too much work for one row: over 1,000,00"],
     }

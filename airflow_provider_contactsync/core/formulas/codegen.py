@@ -71,6 +71,7 @@ BASE_NAMESPACE: dict[str, Any] = {
     "_m_exists_one": rt.m_exists_one,
     "_m_map": rt.m_map,
     "_m_filter": rt.m_filter,
+    "_c": rt.counted,
     "_in_counted": rt.in_counted,
     "_match_re": matches_regex,
     "_NESTED_STEPS": MAX_NESTED_STEPS,
@@ -78,6 +79,11 @@ BASE_NAMESPACE: dict[str, Any] = {
     "_FAST_ORDERED": frozenset(_FAST_ORDERED),
 }
 BASE_NAMESPACE.update({f"_fn_{name}": d.impl for name, d in LIBRARY.items()})
+
+#: Types whose values can be large (a field of another type is never counted when read).
+_SIZED = frozenset({"dyn", "string", "bytes", "list", "map"})
+#: Functions that take constant time whatever the size of their arguments.
+_CONSTANT_TIME = frozenset({"size", "isNull", "ifNull", "type", "dyn"})
 
 _ARITH_FN = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
 _ORDER_FN = {"<": "_lt", "<=": "_le", ">": "_gt", ">=": "_ge"}
@@ -100,7 +106,9 @@ class CodeGen:
         set per formula, for those that feed identifiers.
     :ivar counts_steps: the code emitted since it was last reset counts its work inside comprehensions
         in ``_steps``, which the caller must set to ``[_NESTED_STEPS]`` before each evaluation
-        (:data:`STEPS_INIT`).
+        (:data:`STEPS_INIT`). Inside a comprehension's predicate or step, what is repeated for every
+        element counts: the elements of an inner comprehension, and each read of a row field (it is
+        scanned again), except where it is used in constant time (``size()``, ``m.f``, ``m[k]``...).
     """
 
     def __init__(self) -> None:
@@ -110,6 +118,7 @@ class CodeGen:
         self.scopes: list[str] = []
         self.strict_concat = False
         self.counts_steps = False
+        self._uncounted: Node | None = None  # a field read in constant time by its parent
 
     def temp(self) -> str:
         self._temps += 1
@@ -140,7 +149,22 @@ class CodeGen:
             return f"m_{node.name}"
         if node.type == "type" and node.name in TYPE_VALUES:
             return self.const(TYPE_VALUES[node.name])
-        return field_var(node.name)
+        return self._field(node, node.name)
+
+    def _field(self, node: Node, name: str) -> str:
+        """A row field's variable; inside a comprehension, counted by its size (see ``counts_steps``)."""
+        if self.scopes and self._uncounted is not node and node.type in _SIZED:
+            self.counts_steps = True
+            return f"_c(_steps, {field_var(name)})"
+        return field_var(name)
+
+    def _plain(self, node: Node) -> str:
+        """Code for ``node`` where its parent uses it in constant time: a field read there is not counted."""
+        saved, self._uncounted = self._uncounted, node
+        try:
+            return self.expr(node)
+        finally:
+            self._uncounted = saved
 
     def _qualified(self, node: Node) -> str:
         if isinstance(node, Ident):
@@ -151,18 +175,18 @@ class CodeGen:
     def gen_Select(self, node: Select) -> str:
         assert node.operand is not None
         if node.field is not None:
-            return field_var(node.field)
+            return self._field(node, node.field)
         if node.type == "type":
             return self.const(TYPE_VALUES[self._qualified(node)])
-        return f"_select({self.expr(node.operand)}, {node.attr!r})"
+        return f"_select({self._plain(node.operand)}, {node.attr!r})"
 
     def gen_Index(self, node: Index) -> str:
         assert node.operand is not None and node.index is not None
-        return f"_index({self.expr(node.operand)}, {self.expr(node.index)})"
+        return f"_index({self._plain(node.operand)}, {self.expr(node.index)})"
 
     def gen_Has(self, node: Has) -> str:
         assert node.operand is not None
-        return f"_has({self.expr(node.operand)}, {node.attr!r})"
+        return f"_has({self._plain(node.operand)}, {node.attr!r})"
 
     def gen_ListLit(self, node: ListLit) -> str:
         return "[" + ", ".join(self.expr(item) for item in node.items) + "]"
@@ -195,26 +219,22 @@ class CodeGen:
         left, right = node.left, node.right
         if op in ("||", "&&"):
             return self._logic(op, left, right)
+        if op in ("==", "!="):
+            for lit, other in ((right, left), (left, right)):
+                if isinstance(lit, Literal) and lit.value is None:
+                    return f"({self._plain(other)} {'is' if op == '==' else 'is not'} None)"
+        if op == "in":
+            return self._in(left, right)
         a, b = self.expr(left), self.expr(right)
         if op in ("==", "!="):
             py = "==" if op == "==" else "!="
             for lit, other in ((right, a), (left, b)):
                 if isinstance(lit, Literal) and type(lit.value) is str:
                     return f"({other} {py} {self.expr(lit)})"  # exact for any type vs a string
-                if isinstance(lit, Literal) and lit.value is None:
-                    return f"({other} {'is' if op == '==' else 'is not'} None)"
             ta, tb = self.temp(), self.temp()
             generic = "_eq" if op == "==" else "_ne"
             guard = f"type({ta} := {a}) is type({tb} := {b}) is _str"
             return f"({ta} {py} {tb} if {guard} else {generic}({ta}, {tb}))"
-        if op == "in":
-            ok, value = constant(right)
-            if ok and isinstance(value, list):
-                b = self.const(tuple(value))
-            elif self.scopes:  # scanning a list from the row for each element of another
-                self.counts_steps = True
-                return f"_in_counted({a}, {b}, _steps)"
-            return f"_in({a}, {b})"
         if op in _ORDER_FN:
             ta, tb = self.temp(), self.temp()
             return (
@@ -232,6 +252,15 @@ class CodeGen:
             ta, tb = self.temp(), self.temp()
             return f"({ta} + {tb} if type({ta} := {a}) is type({tb} := {b}) is _str else {fn}({ta}, {tb}))"
         return f"{fn}({a}, {b})"
+
+    def _in(self, item: Node, container: Node) -> str:
+        ok, value = constant(container)
+        if ok and isinstance(value, list):
+            return f"_in({self.expr(item)}, {self.const(tuple(value))})"
+        if self.scopes:  # a list is scanned for each element; a map lookup by string is not
+            self.counts_steps = True
+            return f"_in_counted({self.expr(item)}, {self._plain(container)}, _steps)"
+        return f"_in({self.expr(item)}, {self.expr(container)})"
 
     def _logic(self, op: str, left: Node, right: Node) -> str:
         safe_left = left.safe and left.type == "bool"
@@ -255,7 +284,7 @@ class CodeGen:
 
     def gen_Comprehension(self, node: Comprehension) -> str:
         assert node.target is not None
-        target = self.expr(node.target)
+        target = self._plain(node.target)  # counted by its length when this runs inside another
         steps = ""
         if self.scopes:  # inside another comprehension's predicate or step: runs once per element
             self.counts_steps = True
@@ -279,6 +308,9 @@ class CodeGen:
             if ok:
                 regions = self.const(phone_regions(value))
                 return f"_fn_normalizePhoneNumber({self.expr(args_nodes[0])}, {regions})"
+        if fn.name in _CONSTANT_TIME:
+            args = [self._plain(a) for a in args_nodes]
+            return fn.inline.format(*args, t=self.temp()) if fn.inline else f"_fn_{fn.name}({', '.join(args)})"
         if fn.name == "matches":
             pattern = args_nodes[1]
             if isinstance(pattern, Literal) and type(pattern.value) is str:

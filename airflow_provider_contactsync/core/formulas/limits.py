@@ -20,8 +20,9 @@ MAX_DEPTH = 64
 #: level can multiply the work per row by the length of a list.
 MAX_COMPREHENSION_NESTING = 3
 
-#: Work per formula and row beyond one pass over a list: elements visited by comprehensions that
-#: run inside another comprehension, plus elements scanned by ``in`` there. About a second.
+#: Work per formula and row that a comprehension repeats for every element: elements visited by
+#: comprehensions inside it, and row fields read again there (a list element or map entry is a
+#: step, so are 64 characters of text). One pass over a list is free. About a second of work.
 MAX_NESTED_STEPS = 1_000_000
 
 #: Memory for one regular expression's compiled program (RE2's ``max_mem``; RE2 also keeps its

@@ -259,7 +259,7 @@ def in_(item: Any, container: Any) -> bool:
 
 
 def in_counted(item: Any, container: Any, steps: list[int]) -> bool:
-    """``in`` inside a comprehension: scanning a list spends steps (a map lookup by string does not)."""
+    """``in`` inside a comprehension: scanning a list costs its length (a map lookup by string is free)."""
     tc = type(container)
     if tc is list or tc is tuple or (tc is dict and type(item) is not str):
         _count(steps, len(container))
@@ -362,9 +362,19 @@ def _count(steps: list[int], n: int) -> None:
     steps[0] -= n
     if steps[0] < 0:
         raise RowError(
-            f"too much work for one row: comprehensions inside comprehensions visited over {MAX_NESTED_STEPS:,}"
-            " elements (the limit per formula and row)"
+            f"too much work for one row: over {MAX_NESTED_STEPS:,} steps inside comprehensions (the limit per"
+            " formula and row; inner comprehensions and row fields read again for every element count)"
         )
+
+
+def counted(steps: list[int], value: Any) -> Any:
+    """A row field read inside a comprehension: it is scanned again for each element, so it costs its size."""
+    t = type(value)
+    if t is str or t is bytes:
+        _count(steps, len(value) >> 6)
+    elif t is list or t is tuple or t is dict:
+        _count(steps, len(value))
+    return value
 
 
 def _range(target: Any, steps: list[int] | None = None) -> Any:
