@@ -148,6 +148,19 @@ def test_absurd_nesting_within_the_size_limit_is_a_formula_error(text):
     assert "too deeply nested" in compile_error(text).message
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (r'a + "\ud800"', r"invalid escape \ud800: not a Unicode character"),
+        (r'"\U00110000"', r"invalid escape \U00110000: not a Unicode character"),
+        (r'b"\udfff"', r"invalid escape \udfff: not a Unicode character"),
+        ('a + "\ud800"', r"a string cannot hold a lone surrogate (\ud800-\udfff is not a character)"),
+    ],
+)
+def test_a_string_literal_that_is_not_unicode_is_a_formula_error(text, message):
+    assert compile_error(text).message == message
+
+
 def test_a_huge_int_literal_is_out_of_range_not_a_crash():
     error = compile_error("a == " + "9" * 5000)
     assert error.message == "int literal out of range: 9999999999999999999999999999999999999..."

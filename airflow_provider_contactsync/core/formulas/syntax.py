@@ -422,7 +422,7 @@ def _decode(body: str, as_bytes: bool) -> str | bytes:
     parts: list[bytes] = []
     pos = 0
     for m in _ESCAPE.finditer(body):
-        parts.append(body[pos : m.start()].encode())
+        parts.append(body[pos : m.start()].encode("utf-8", "surrogatepass"))
         simple, hx, u4, u8, octal = m.groups()
         if simple:
             parts.append(_SIMPLE[simple].encode())
@@ -430,9 +430,12 @@ def _decode(body: str, as_bytes: bool) -> str | bytes:
             code = int(hx, 16) if hx else int(octal, 8)
             parts.append(bytes([code]) if as_bytes else chr(code).encode())
         else:
-            parts.append(chr(int(u4 or u8, 16)).encode("utf-8", "surrogatepass"))
+            code = int(u4 or u8, 16)
+            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+                raise ValueError(f"invalid escape {m.group()}: not a Unicode character")
+            parts.append(chr(code).encode())
         pos = m.end()
-    parts.append(body[pos:].encode())
+    parts.append(body[pos:].encode("utf-8", "surrogatepass"))
     raw = b"".join(parts)
     return raw if as_bytes else raw.decode("utf-8", "surrogatepass")
 
@@ -478,8 +481,17 @@ def _literal(tok: Token) -> Literal:
         quote = 3 if body[:3] in ('"""', "'''") else 1
         body = body[quote:-quote]
         as_bytes = "b" in prefix
-        if "r" in prefix:
-            value = body.encode() if as_bytes else body
-        else:
-            value = _decode(body, as_bytes)
+        try:
+            if "r" in prefix:
+                value = body.encode("utf-8", "surrogatepass") if as_bytes else body
+            else:
+                value = _decode(body, as_bytes)
+            if isinstance(value, str):
+                value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FormulaError(
+                "a string cannot hold a lone surrogate (\\ud800-\\udfff is not a character)", line=line, column=col
+            ) from None
+        except ValueError as exc:
+            raise FormulaError(str(exc), line=line, column=col) from None
     return Literal(line, col, value=value)
