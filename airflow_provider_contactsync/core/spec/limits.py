@@ -9,7 +9,8 @@ over one is taken for a mistake, and its error names the limit.
 
 The two limits that bound the amount of data can be raised with an environment variable, set
 wherever definitions are read (dag-processor, workers, the ``contactsync`` command); the others
-protect the parser itself and are fixed. Rendered into docs/definition-reference.md.
+protect the parser itself and are fixed. Formulas have limits of their own (length, nesting, work per
+row: ``core/formulas/limits.py``). Rendered into docs/definition-reference.md.
 """
 
 from __future__ import annotations
@@ -97,15 +98,6 @@ QUERY_DEPTH = Limit(
     instead="create a view holding the query and read it with table:",
 )
 
-FORMULA_LENGTH = Limit(
-    name="formula length",
-    default=4_000,
-    unit="characters",
-    what="Length of one ``transform`` formula.",
-    why="Formulas are compiled on every read of the definition; a formula is one line of logic.",
-    instead="split it into several formulas (a formula may define a new field that another reads)",
-)
-
 ERRORS_SHOWN = Limit(
     name="errors shown",
     default=50,
@@ -116,4 +108,4 @@ ERRORS_SHOWN = Limit(
     instead="fix the first ones: most problems of a file share a cause",
 )
 
-LIMITS = (DEFINITION_SIZE, YAML_VALUES, YAML_DEPTH, QUERY_LENGTH, QUERY_DEPTH, FORMULA_LENGTH, ERRORS_SHOWN)
+LIMITS = (DEFINITION_SIZE, YAML_VALUES, YAML_DEPTH, QUERY_LENGTH, QUERY_DEPTH, ERRORS_SHOWN)

@@ -22,7 +22,7 @@ from airflow_provider_contactsync.core.errors import (
     DefinitionErrors,
     FormulaError,
 )
-from airflow_provider_contactsync.core.spec.limits import DEFINITION_SIZE, ERRORS_SHOWN, FORMULA_LENGTH
+from airflow_provider_contactsync.core.spec.limits import DEFINITION_SIZE, ERRORS_SHOWN
 from airflow_provider_contactsync.core.spec.models import (
     ATTRIBUTE_PATTERN,
     FIELD_PATTERN,
@@ -255,15 +255,11 @@ def _usable_fields(data: dict[str, Any]) -> list[str] | None:
 
 
 def _usable_transform(data: dict[str, Any]) -> dict[str, str] | None:
-    """The formulas of raw data written as text, within the length limit (None when ``transform`` is not a mapping)."""
+    """The formulas of raw data written as text (None when ``transform`` is not a mapping)."""
     transform = data.get("transform", {})
     if not isinstance(transform, dict):
         return None
-    return {
-        k.strip(): v
-        for k, v in transform.items()
-        if isinstance(k, str) and isinstance(v, str) and len(v) <= FORMULA_LENGTH.value
-    }
+    return {k.strip(): v for k, v in transform.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _valid_or(model: type[BaseModel], value: Any, default: Any) -> Any:

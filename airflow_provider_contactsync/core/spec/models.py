@@ -15,8 +15,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from airflow_provider_contactsync.core.spec.limits import FORMULA_LENGTH
-
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
 """Integration and source names: they become part of the DAG id ``contactsync__<integration>__<source>``."""
 
@@ -487,17 +485,6 @@ class SourceDefinition(StrictModel):
         if type(version) is not int:
             raise ValueError(f"version must be the number 1, not {version!r}")
         return version
-
-    @field_validator("transform")
-    @classmethod
-    def _formulas_are_short(cls, transform: dict[str, str]) -> dict[str, str]:
-        for name, text in transform.items():
-            if len(text) > FORMULA_LENGTH.value:
-                raise ValueError(
-                    f"transform.{name}: the formula is {len(text):,} characters, over the limit of "
-                    f"{FORMULA_LENGTH.value:,}: {FORMULA_LENGTH.raise_hint()}"
-                )
-        return transform
 
     @field_validator("schedule")
     @classmethod

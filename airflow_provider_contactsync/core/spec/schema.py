@@ -55,7 +55,7 @@ def render_limits() -> list[str]:
         "A file over a limit is refused with an error naming the limit; the other definitions' DAGs load.",
         "The limits marked with an environment variable can be raised by setting it wherever definitions",
         "are read (dag-processor, workers, the `contactsync` command); the others protect the parsers and",
-        "are fixed.",
+        "are fixed. Formulas have limits of their own (length, nesting, work per row): see docs/formulas.md#limits.",
         "",
         "| limit | value | what | why | when you reach it |",
         "|---|---|---|---|---|",

@@ -109,8 +109,11 @@ def _compose(text: str, file: str) -> yaml.Node | None:
     if _FastLoader is not yaml.SafeLoader:
         try:
             return yaml.compose(text, Loader=_FastLoader)
-        except yaml.YAMLError:
-            pass
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            if "maximum nesting depth" in str(getattr(exc, "problem", "")) and mark is not None:
+                # over libyaml's 1,000 levels, so over ours: no need for the slow parser to say so
+                raise DefinitionError(_depth_message(), file=file, file_line=mark.line + 1) from None
     try:
         depth = 0
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
