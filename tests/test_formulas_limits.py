@@ -432,6 +432,15 @@ def test_library_parsers_are_linear_on_hostile_text():
     ]
 
 
+def test_replace_cannot_build_a_huge_text():
+    formula = compile_formula("s.replace('', t)", ["s", "t"])
+    assert formula.evaluate({"s": "ab", "t": "-"}) == "-a-b-"
+    with pytest.raises(RowError) as info:
+        formula.evaluate({"s": "x" * 100_000, "t": "y" * 100_000})  # 10 GB
+    assert info.value.reason == "replace: the result would be 10,000,200,000 characters, over the limit of 10,000,000"
+    assert compile_formula("s.replace('x', t, 2)", ["s", "t"]).evaluate({"s": "x" * 10**6, "t": "yy"})[:5] == "yyyyx"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

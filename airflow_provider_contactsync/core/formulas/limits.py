@@ -25,6 +25,10 @@ MAX_COMPREHENSION_NESTING = 3
 #: step, so are 64 characters of text). One pass over a list is free. About a second of work.
 MAX_NESTED_STEPS = 1_000_000
 
+#: Longest text ``replace()`` may build: the one function whose result can be much larger than its
+#: arguments (``s.replace("", t)`` is ``size(s) * size(t)``).
+MAX_REPLACE_CHARS = 10_000_000
+
 #: Memory for one regular expression's compiled program (RE2's ``max_mem``; RE2 also keeps its
 #: matching cache within it, falling back to a slower linear-time matcher when that is full).
 REGEX_MAX_MEM = 1 << 20

@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..errors import RowError
-from .limits import MAX_REGEX_CHARS
+from .limits import MAX_REGEX_CHARS, MAX_REPLACE_CHARS
 from .regex import Regex, cached
 from .values import UINT_MAX, UInt, check_int, check_uint, no_overload, short, type_value
 
@@ -375,6 +375,11 @@ def upper_ascii(s: Any) -> str:
 def replace(s: Any, old: Any, new: Any, n: Any = -1) -> str:
     _strs("replace", s, old, new)
     n = _int_arg("replace", n)
+    if len(new) > len(old):
+        count = s.count(old) if n < 0 else min(n, s.count(old))
+        size = len(s) + count * (len(new) - len(old))
+        if size > MAX_REPLACE_CHARS:
+            raise RowError(f"replace: the result would be {size:,} characters, over the limit of {MAX_REPLACE_CHARS:,}")
     return s.replace(old, new, n if n >= 0 else -1)
 
 
