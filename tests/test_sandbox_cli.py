@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +34,8 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
             "0",
             "--other-per-hour",
             "1000",
+            "--read-timeout",
+            "7.5",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -52,8 +55,17 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         assert response.status_code == 200 and response.json()["count"] == 1
         assert response.headers["x-sib-ratelimit-limit"] == "10"
         assert httpx.get(url + "/processes", headers={"api-key": "cli-key"}).headers["x-sib-ratelimit-limit"] == "1000"
+        config = httpx.get(url.removesuffix("/v3") + "/_sandbox/config", headers={"api-key": "cli-key"}).json()
+        assert config["read_timeout"] == 7.5
+        # hostile requests: answered, and nothing on the user's terminal (checked below)
+        deep = httpx.post(url + "/contacts", content=b"[" * 10_000 + b"]" * 10_000, headers={"api-key": "cli-key"})
+        assert deep.status_code == 400 and deep.json()["code"] == "invalid_parameter"
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"POST /v3/contacts HTTP/1.1\r\nContent-Length: -1\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped" in out
+    assert "Traceback" not in err and "Exception" not in err, err

@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-drop", type=float, help="fraction of connections dropped (before or after)")
     parser.add_argument("--slow-ms", type=int, help="delay every answer by this many milliseconds")
     parser.add_argument("--import-delay", type=float, help="seconds an import/export takes (default 2)")
+    parser.add_argument(
+        "--read-timeout", type=float, help="seconds a request may take to arrive once started, then 408 (default 60)"
+    )
+    parser.add_argument("--idle-timeout", type=float, help="seconds an idle keep-alive connection stays open (75)")
+    parser.add_argument("--max-body-bytes", type=int, help="largest request body, larger is 413 (default 64 MiB)")
     return parser
 
 
@@ -45,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fault_drop",
             "slow_ms",
             "import_delay",
+            "read_timeout",
+            "idle_timeout",
+            "max_body_bytes",
         )
         if getattr(args, name) is not None
     }

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 LOG_BODY_MAX = 1024 * 1024
 MAX_REQUEST_LINE = 65536
+LINGER_SECONDS = 5.0
+LINGER_BYTES = 1024 * 1024
+"""A refused request's unread input is drained for at most this long / this much (nginx: 5 s)."""
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
@@ -51,8 +54,8 @@ class _Dropped(Exception):
 
 
 class _HttpError(Exception):
-    """A request the HTTP layer refuses before any handler sees it; ``discard``: body bytes to read
-    and throw away before closing, so the client gets to read the answer instead of a reset."""
+    """A request the HTTP layer refuses before any handler sees it; ``discard``: the announced body
+    size, read and thrown away before closing so that the client gets to read the answer."""
 
     CODES = {405: "method_not_allowed", 413: "out_of_range", 500: "internal_error"}
 
@@ -183,21 +186,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._refuse(_HttpError(int(code), message or HTTPStatus(code).phrase))
 
     def _refuse(self, exc: _HttpError) -> None:
+        """Answer ``exc`` and close the connection politely (see :meth:`_linger`)."""
         self.close_connection = True
         self._status = exc.status
         self._send(exc.status, {"code": exc.code, "message": exc.message}, {"Connection": "close"})
-        if exc.discard:
-            self._discard(exc.discard)
+        self._linger(max(exc.discard, LINGER_BYTES))
 
-    def _discard(self, length: int) -> None:
-        """Read and drop up to ``length`` body bytes (within the read deadline) before the close."""
+    def _linger(self, most: int) -> None:
+        """Stop sending (the client sees the answer end), then read and drop what the client is still
+        sending: closing a socket with unread input resets the connection, and the client would lose the
+        answer. Bounded by ``most`` bytes and ``min(read_timeout, LINGER_SECONDS)`` seconds."""
         try:
-            while length > 0:
-                chunk = self.rfile.read1(min(length, 1 << 16))
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + min(self._reader.read_timeout, LINGER_SECONDS)
+            while most > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.connection.settimeout(left)
+                chunk = self.connection.recv(min(most, 1 << 16))
                 if not chunk:
                     return
-                length -= len(chunk)
-        except (TimeoutError, ConnectionError):
+                most -= len(chunk)
+        except OSError:  # the client is gone, or kept sending too long: close now
             return
 
     # --- body framing ------------------------------------------------------------------------------
