@@ -259,9 +259,9 @@ _PASS_THROUGH = frozenset(
 def _too_deep(tree: Tree) -> FormulaError:
     line, col = _pos(tree)
     return FormulaError(
-        f"formula is too deeply nested: more than {MAX_DEPTH} levels of operators, calls, lists and ?: (the limit);"
-        ' a long chain of ?: or || can usually be a lookup, e.g. {"FR": "France", "BE": "Belgium"}[country]'
-        ' or country in ["FR", "BE"]',
+        f"formula is too deeply nested: more than {MAX_DEPTH} levels of operators, calls, lists and ?:"
+        " (the limit per formula); a long chain of ?: or || can usually be a lookup,"
+        ' e.g. {"FR": "France", "BE": "Belgium"}[country] or country in ["FR", "BE"]',
         line=line,
         column=col,
     )
