@@ -380,7 +380,8 @@ class PrivateFile:
             os.close(handle)
         descriptor = os.open(self._local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(descriptor, 0o600)
-        self.stream = os.fdopen(descriptor, "w", encoding="utf-8", newline="")
+        # backslashreplace: a value no encoding can write (a lone surrogate) is shown escaped, never a crash
+        self.stream = os.fdopen(descriptor, "w", encoding="utf-8", errors="backslashreplace", newline="")
 
     def close(self) -> str:
         """Finish the file; return its URL."""
@@ -400,11 +401,11 @@ def append_private(url: str, text: str) -> None:
 
     target = ObjectStoragePath(url)
     if target.protocol == "file":
-        with open(target.path, "a", encoding="utf-8", newline="") as stream:
+        with open(target.path, "a", encoding="utf-8", errors="backslashreplace", newline="") as stream:
             stream.write(text)
         return
     existing = target.read_text(encoding="utf-8") if target.exists() else ""
-    with target.open("w", encoding="utf-8", newline="") as stream:
+    with target.open("w", encoding="utf-8", errors="backslashreplace", newline="") as stream:
         stream.write(existing + text)
 
 

@@ -491,3 +491,76 @@ def test_filesystem_for_picks_the_file_system_of_the_source(monkeypatch: pytest.
         assert isinstance(fs, FtpFileSystem) and (fs.conn_id, fs.tls) == (conn_id, tls)
     with pytest.raises(ConfigurationError, match="not defined"):
         filesystem_for(spec("ftp", "no_such_connection"))
+
+
+# --- hostile servers: names and listings that do not decode, facts that are not numbers (issue 11) -----
+
+
+def test_sftp_a_file_name_that_is_not_utf_8_is_a_clear_error_naming_the_folder(
+    sftp: SftpServer, sftp_fs: SftpFileSystem
+) -> None:
+    sftp.put("good.csv", b"a\n1\n")
+    sftp.put("caf\udce9.csv", b"a\n1\n")  # the bytes caf\xe9.csv on disk: Latin-1, not UTF-8
+    with pytest.raises(ConfigurationError, match=r"is not valid UTF-8 \(.*caf\\xe9\.csv.*\): SFTP cannot list"):
+        sftp_fs.list_files(sftp.remote_root, "*.csv")
+
+
+class _FakeData:
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def __enter__(self) -> _FakeData:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def makefile(self, mode: str) -> io.BytesIO:
+        return io.BytesIO(self.payload)
+
+    def close(self) -> None:
+        pass
+
+
+class _FakeFtp:
+    encoding = "utf-8"
+
+    def __init__(self, listing: bytes) -> None:
+        self.listing = listing
+
+    def transfercmd(self, command: str) -> _FakeData:
+        return _FakeData(self.listing)
+
+    def voidresp(self) -> str:
+        return "226"
+
+
+def test_ftp_listing_lines_that_do_not_decode_keep_their_bytes() -> None:
+    from airflow_provider_contactsync.sources.remote_files import _listing, _mlsd_entry
+
+    conn = _FakeFtp(
+        b"type=file;size=3;modify=20240101000000; caf\xe9.csv\r\n"
+        b"type=file;size=x;modify=soon; odd.csv\r\n"
+        b"type=file;size=4;modify=20240101000000; ok.csv\r\n"
+    )
+    lines = _listing(conn, "MLSD /")  # type: ignore[arg-type]
+    entries = [_mlsd_entry(line) for line in lines]
+    assert [e.name for e in entries if e] == ["caf\udce9.csv", "odd.csv", "ok.csv"]
+    assert entries[1] is not None and entries[1].kind == ""  # facts that are not numbers: SIZE and MDTM ask
+    assert entries[2] is not None and (entries[2].kind, entries[2].size) == ("file", 4)
+
+
+def test_ftp_a_file_name_the_session_cannot_send_fails_that_file_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fs = FtpFileSystem("nowhere")
+    quits: list[Any] = []
+    monkeypatch.setattr(fs, "_new_hook", lambda: "hook")
+    monkeypatch.setattr(fs, "_connect", lambda hook: _FakeFtp(b""))
+    monkeypatch.setattr("airflow_provider_contactsync.sources.remote_files._quit", quits.append)
+    with pytest.raises(ConfigurationError) as info:
+        fs.open("/in/caf\udce9.csv")
+    assert str(info.value) == (
+        "/in/caf\\xe9.csv: the file name is not valid utf-8, so FTP cannot ask for it: rename the file"
+    )
+    assert quits == ["hook"]  # the connection opened for it is closed

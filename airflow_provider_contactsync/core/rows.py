@@ -224,7 +224,7 @@ class _Lines:
 
 def _spool(limit: int) -> Any:
     """Lines to read again: in memory up to ``limit`` characters, then in a temporary file."""
-    return tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by whoever reads it to its end
+    return tempfile.SpooledTemporaryFile(  # noqa: SIM115 - read to its end, then dropped (and so closed)
         max_size=limit, mode="w+", encoding="utf-8", errors="surrogatepass", newline=""
     )
 
@@ -259,15 +259,13 @@ class _RowEnd:
                 self._carry, text = self.quotechar * (2 - run % 2), body
         return self._scan(text)
 
-    def finish(self) -> bool:
-        """The text ended: True when the row ended cleanly with it."""
+    def finish(self) -> None:
+        """The text ended, and the row with it: broken if that is inside quotes."""
         if self._carry:
             carry, self._carry = self._carry, ""
-            if self._scan(carry):
-                return True
-        if self.state in (self.QUOTED,):
+            self._scan(carry)
+        if self.state == self.QUOTED:
             self.broken = True
-        return True
 
     def _scan(self, text: str) -> bool:
         d, q, n, pos = self.delimiter, self.quotechar, len(text), 0

@@ -127,7 +127,16 @@ class SftpFileSystem:
         real_base: list[str] = []  # resolved once, on the first symlink
 
         def entries(path: str) -> Iterator[_Entry]:
-            for item in sftp.listdir_attr(path):
+            try:
+                items = sftp.listdir_attr(path)
+            except UnicodeDecodeError as exc:  # paramiko decodes every name of a listing as UTF-8
+                bad = exc.object[max(exc.start - 20, 0) : exc.end + 20]
+                raise ConfigurationError(
+                    f"a file name in {path!r} on SFTP connection {self.conn_id!r} is not valid UTF-8 "
+                    f"(...{bad!r}...): SFTP cannot list the folder until it is renamed",
+                    key_path="source.path",
+                ) from None
+            for item in items:
                 mode = item.st_mode or 0
                 kind = "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else ""
                 kind = "link" if stat.S_ISLNK(mode) else kind
@@ -296,12 +305,25 @@ class FtpFileSystem:
         def probe(path: str) -> _Entry | None:
             """What NLST does not say: SIZE answers for files only, CWD for folders only."""
             name = posixpath.basename(path)
+            if not _encodable(path, conn.encoding):  # ftplib could not send SIZE for it
+                raise ConfigurationError(
+                    f"FTP connection {self.conn_id!r}: the file name is not valid {conn.encoding}, so FTP "
+                    "cannot ask for it: rename the file",
+                    file=_shown_name(path, conn.encoding),
+                )
             try:
                 size = conn.size(path)
                 modified = conn.sendcmd(f"MDTM {path}")
             except ftplib.error_perm:  # a folder, or a file gone since the listing
                 return _Entry(name, "dir") if _ftp_is_folder(conn, path) else None
-            return _Entry(name, "file", int(size or 0), _ftp_time(modified[4:]))
+            try:
+                return _Entry(name, "file", int(size or 0), _ftp_time(modified[4:]))
+            except ValueError:
+                raise ConfigurationError(
+                    f"FTP connection {self.conn_id!r}: the server's size {size!r} or time {modified!r} of "
+                    f"{ascii(path)} is not one",
+                    key_path="source.path",
+                ) from None
 
         try:
             return _walk(base, pattern, recursive=recursive, exclude=exclude, entries=entries, resolve=probe)
@@ -314,6 +336,11 @@ class FtpFileSystem:
         hook = self._new_hook()
         try:
             conn = self._connect(hook)
+            if not _encodable(path, conn.encoding):
+                raise ConfigurationError(
+                    f"the file name is not valid {conn.encoding}, so FTP cannot ask for it: rename the file",
+                    file=_shown_name(path, conn.encoding),
+                )
             data = conn.transfercmd(f"RETR {path}")
         except ftplib.error_perm as exc:
             _quit(hook)
@@ -635,7 +662,8 @@ def _listing(conn: ftplib.FTP, command: str) -> list[str]:
         while line := stream.readline(_MAX_LINE + 1):
             if len(line) > _MAX_LINE:
                 raise ftplib.error_proto(f"{command}: a line longer than {_MAX_LINE} bytes")
-            lines.append(line.rstrip(b"\r\n").decode(conn.encoding))
+            # a name that is not valid in the session's encoding keeps its bytes (as lone surrogates)
+            lines.append(line.rstrip(b"\r\n").decode(conn.encoding, "surrogateescape"))
         _shut(data)
     conn.voidresp()
     return lines
@@ -673,8 +701,24 @@ def _mlsd_entry(line: str) -> _Entry | None:
     if kind != "file":
         return None
     if "size" in facts and "modify" in facts:
-        return _Entry(name, "file", int(facts["size"]), _ftp_time(facts["modify"]))
+        try:
+            return _Entry(name, "file", int(facts["size"]), _ftp_time(facts["modify"]))
+        except ValueError:
+            pass  # facts that are not a size and a time: ask SIZE and MDTM, as when they are missing
     return _Entry(name, "")  # the server left the facts out: SIZE and MDTM tell
+
+
+def _encodable(path: str, encoding: str) -> bool:
+    try:
+        path.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown_name(path: str, encoding: str) -> str:
+    """A name read with ``surrogateescape`` shown with its bytes as ``\\xNN``."""
+    return path.encode(encoding, "surrogateescape").decode(encoding, "backslashreplace")
 
 
 def _ftp_time(value: str) -> float:
