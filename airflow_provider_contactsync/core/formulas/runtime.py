@@ -261,7 +261,12 @@ def in_(item: Any, container: Any) -> bool:
 def in_counted(item: Any, container: Any, steps: list[int]) -> bool:
     """``in`` inside a comprehension: scanning a list costs its length (a map lookup by string is free)."""
     tc = type(container)
-    if tc is list or tc is tuple or (tc is dict and type(item) is not str):
+    if tc is list or tc is tuple:
+        _count(steps, len(container))
+        if type(item) is str:
+            return any(type(x) is str and x == item for x in container)
+        return any(eq(item, x) for x in container)
+    if tc is dict and type(item) is not str:
         _count(steps, len(container))
     return in_(item, container)
 
