@@ -102,3 +102,11 @@ def test_map_writes_each_chunks_identity_hashes_next_to_it(tmp_path: Path) -> No
         expected = IdentityColumns()
         expected.add_chunk(decode(chunk_path.read_bytes()), keyed=True)  # what the load would compute itself
         assert written.columns == expected.columns and len(written) == len(decode(chunk_path.read_bytes()))
+
+
+def test_worker_chunks_and_their_identity_hashes_are_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    run(tmp_path, 2)
+    written = [p for p in (tmp_path / "w2").iterdir() if p.name.startswith(("t-", "c-"))]
+    assert written and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in written)

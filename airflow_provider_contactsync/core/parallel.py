@@ -62,11 +62,9 @@ def _read(path: str) -> Any:
 
 
 def _write(path: str, payload: Any) -> None:
-    from airflow_provider_contactsync.staging import encode
+    from airflow_provider_contactsync.staging import write_chunk_file
 
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as stream:
-        stream.write(encode(payload))
+    write_chunk_file(path, payload)  # owner-only, like every staged file: rows are personal data
 
 
 # -- transform -------------------------------------------------------------------------------
@@ -176,8 +174,9 @@ def _map_file(source: str, target: str) -> tuple[int, int, list[Any]]:
     _write(target, items)
     identities = IdentityColumns()
     identities.add_chunk(items, keyed=_state["keyed"])
-    with open(target + SIDECAR_SUFFIX, "wb") as stream:
-        stream.write(identities.to_bytes())
+    from airflow_provider_contactsync.staging import write_private
+
+    write_private(target + SIDECAR_SUFFIX, identities.to_bytes())
     return len(items), rejected, chunk["rejects"] + rejects
 
 

@@ -370,7 +370,7 @@ class _ErrorReport:
         extra = (file or "",) if self._with_file else ()
         for reject in rejects:
             self._writer.writerow(
-                (reject.row, "rejected", reject.field or "", reject.value or "", reject.reason, *extra)
+                _report_cells(reject.row, "rejected", reject.field, reject.value, reject.reason, *extra)
             )
             reasons[_reason_family(reject.reason)] += 1
             self.count += 1
@@ -634,9 +634,20 @@ def append_to_report(url: str, problems: list[Any], files: dict[str, str] | None
     for problem in problems:
         extra = ((files or {}).get(problem.chunk_url or "", ""),) if files is not None else ()
         writer.writerow(
-            (problem.row, problem.outcome, problem.field or "", problem.value or "", problem.reason, *extra)
+            _report_cells(problem.row, problem.outcome, problem.field, problem.value, problem.reason, *extra)
         )
     append_private(url, out.getvalue())
+
+
+def _report_cells(*cells: Any) -> tuple[str, ...]:
+    """Report cells as text UTF-8 can hold: data can bring lone surrogates and NUL bytes, shown escaped."""
+    out = []
+    for cell in cells:
+        text = "" if cell is None else str(cell)
+        if not text.isascii():
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        out.append(text.replace("\x00", "\\x00"))
+    return tuple(out)
 
 
 def format_summary(summary: dict[str, Any], skipped: dict[str, int] | None = None) -> str:
