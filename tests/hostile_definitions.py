@@ -151,6 +151,18 @@ CASES: list[Case] = [
         "yaml",
     ),
     Case(
+        "text_bomb_nested_aliases",
+        GOOD
+        + f"extra:\n  s: &s '{'a.' * 16_000}'\n  l1: &l1 [{', '.join(['*s'] * 138)}]\n"
+        + f"  l2: [{', '.join(['*l1'] * 138)}]\n",
+        ("crm.yaml:20", "extra.l1[7]", "kB of text after alias expansion"),
+        "yaml",
+    ),
+    Case("raw_nul", GOOD.replace("name: customers", "name: cust\x00omers"), ("crm.yaml", "line 3", "U+0000"), "yaml"),
+    Case(
+        "raw_escape", GOOD.replace("name: customers", "name: cust\x1bomers"), ("crm.yaml", "line 3", "U+001B"), "yaml"
+    ),
+    Case(
         "many_unknown_keys",
         GOOD + "".join(f"unknown_{i}: 1\n" for i in range(3000)),
         ("unknown key",),
@@ -311,6 +323,24 @@ CASES: list[Case] = [
         "identifier",
     ),
     Case("path_nul", _replace("path: .", 'path: "in\\0box"', GOOD_FILE), ("source.path", "NUL"), "identifier"),
+    Case(
+        "field_long",
+        _replace("first_name, updated_at]", f"first_name, updated_at, {'f' * 10_000}]"),
+        ("source.fields[4]", "1024"),
+        "identifier",
+    ),
+    Case(
+        "table_long",
+        _replace("table: public.customers", f"table: public.{'t' * 10_000}"),
+        ("crm.yaml:6", "source.table", "3072"),
+        "identifier",
+    ),
+    Case(
+        "collection_dollar",
+        _replace("collection: users", "collection: us$ers", GOOD_MONGO),
+        ("crm.yaml:6", "source.collection", "'$'"),
+        "identifier",
+    ),
     Case(
         "collection_nul",
         _replace("collection: users", 'collection: "us\\0ers"', GOOD_MONGO),

@@ -423,3 +423,14 @@ def test_what_the_plain_check_accepts_the_parser_finds_harmless(source_type: str
         except ValueError as exc:
             assert "not valid" in str(exc) or "nests too deeply" in str(exc), (query, str(exc))
     assert accepted > 50
+
+
+def test_a_file_that_is_not_utf8_names_the_line_of_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "crm.yaml"
+    path.write_bytes(GOOD.replace("customers", "clients", 1).encode("utf-8").replace(b"clients", b"cli\xe9nts"))
+    with pytest.raises(DefinitionError) as info:
+        load_definition(path)
+    assert str(info.value) == (
+        f"{path}: line 3, column 12: cannot read the file: not UTF-8 text (byte 0xe9: invalid continuation byte); "
+        "definitions are UTF-8"
+    )

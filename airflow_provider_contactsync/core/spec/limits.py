@@ -51,12 +51,17 @@ DEFINITION_SIZE = Limit(
     name="definition size",
     default=64,
     unit="kB",
-    what="Size of one definition file.",
+    what="Size of one definition file; its text after alias expansion may be 4 times that.",
     why="A definition is one to five kB; reading, validating and checking a file costs time in "
     "proportion to its size, in the dag-processor's one DAG file for every definition.",
     instead="move large data (long value lists, big pipelines or queries) into the source, e.g. a view",
     env="CONTACTSYNC_MAX_DEFINITION_KB",
 )
+
+EXPANDED_TEXT_FACTOR = 4
+"""Text after alias expansion: at most this many times the size limit (256 kB by default). An alias to
+a long string counts one value but all its characters: 138 aliases to a list of 138 aliases to a 32 kB
+string are 19,000 values holding 600 MB of text, which every check of every string would read."""
 
 YAML_VALUES = Limit(
     name="YAML values",

@@ -187,7 +187,15 @@ def read_definition_text(path: Path) -> str:
         check_size(len(data), file=str(path), truncated=True)
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DefinitionError(f"cannot read the file: not UTF-8 text ({exc})", file=str(path)) from None
+        line = exc.object[: exc.start].count(b"\n") + 1
+        column = exc.start - (exc.object.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DefinitionError(
+            f"cannot read the file: not UTF-8 text (byte {exc.object[exc.start]:#04x}: {exc.reason}); "
+            "definitions are UTF-8",
+            file=str(path),
+            line=line,
+            column=column,
+        ) from None
     except OSError as exc:
         raise DefinitionError(f"cannot read the file: {exc}", file=str(path)) from None
 

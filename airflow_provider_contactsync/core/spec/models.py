@@ -60,6 +60,12 @@ MAX_POKE_INTERVAL_SECONDS = 24 * 3600
 MAX_LIST_ID = 2**31 - 1
 """Brevo list ids are 32-bit integers."""
 
+MAX_NAME_LENGTH = 1024
+"""Longest field, table or attribute name: databases allow 63 (PostgreSQL) to 1,024 (BigQuery datasets)."""
+
+FieldName = Annotated[str, Field(pattern=FIELD_PATTERN, max_length=MAX_NAME_LENGTH)]
+AttributeName = Annotated[str, Field(pattern=ATTRIBUTE_PATTERN, max_length=MAX_NAME_LENGTH)]
+
 MAX_TEXT_LENGTH = 100_000
 """Upper bound of ``destination.text_max_length``: Brevo text attributes hold far less."""
 
@@ -169,7 +175,7 @@ class CsvOptions(StrictModel):
 
 class _SourceBase(StrictModel):
     name: str = Field(pattern=NAME_PATTERN, max_length=100, description="Source name, unique in its integration.")
-    fields: list[Annotated[str, Field(pattern=FIELD_PATTERN)]] = Field(
+    fields: list[FieldName] = Field(
         min_length=1, description="Fields to read from the source; formulas and mapping see only these."
     )
     updated_field: str | None = Field(
@@ -221,6 +227,7 @@ class SqlSource(_SourceBase):
     table: str | None = Field(
         None,
         pattern=TABLE_PATTERN,
+        max_length=3 * MAX_NAME_LENGTH,
         description="Table to read, e.g. public.customers (PostgreSQL), crm.customers or "
         "my-project.crm.customers (BigQuery), CRM.PUBLIC.CUSTOMERS (Snowflake).",
     )
@@ -261,11 +268,18 @@ class MongoSource(_SourceBase):
         max_length=64,
         description="Database; defaults to the connection's schema.",
     )
-    collection: str = Field(min_length=1, max_length=255, description="Collection to read.")
+    collection: str = Field(min_length=1, max_length=255, description="Collection to read (no '$', not system.*).")
     filter: dict | None = Field(None, description="Find filter applied before the incremental predicate.")
     pipeline: list[dict] | None = Field(
         None, description="Aggregation pipeline, instead of a filter; it may only read ($out and $merge are refused)."
     )
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, collection: str) -> str:
+        if "$" in collection or collection.startswith("system."):
+            raise ValueError(f"{collection!r} is not a collection name MongoDB allows to read: no '$', not system.*")
+        return collection
 
     @field_validator("pipeline")
     @classmethod
@@ -395,10 +409,11 @@ class Payload(StrictModel):
 
     field: str = Field(
         pattern=FIELD_PATTERN,
+        max_length=MAX_NAME_LENGTH,
         description="Source field (or transform output) holding a JSON object: JSON text, a JSON/VARIANT/OBJECT "
         "column, a document or a struct. Each key names an attribute (upper-cased: loyalty_tier -> LOYALTY_TIER).",
     )
-    attributes: list[Annotated[str, Field(pattern=ATTRIBUTE_PATTERN)]] | None = Field(
+    attributes: list[AttributeName] | None = Field(
         None,
         description="Expand only these attributes (other keys are ignored); by default every key is expanded and a "
         "key that is not a writable attribute of the account rejects the row with the reason.",
@@ -465,12 +480,12 @@ class SourceDefinition(StrictModel):
         max_length=200,
         description="manual | hourly | daily | a five-field cron expression, e.g. '*/15 * * * *'.",
     )
-    transform: dict[Annotated[str, Field(pattern=FIELD_PATTERN)], str] = Field(
+    transform: dict[FieldName, str] = Field(
         default_factory=dict,
         description="CEL formula per field; a formula may define a new field. See docs/formulas.md.",
     )
-    mapping: dict[Annotated[str, Field(pattern=FIELD_PATTERN)], Annotated[str, Field(pattern=ATTRIBUTE_PATTERN)]] = (
-        Field(min_length=1, description="Field -> Brevo contact attribute (EMAIL, SMS, EXT_ID, FIRSTNAME, ...).")
+    mapping: dict[FieldName, AttributeName] = Field(
+        min_length=1, description="Field -> Brevo contact attribute (EMAIL, SMS, EXT_ID, FIRSTNAME, ...)."
     )
     payload: Payload | None = Field(
         None,

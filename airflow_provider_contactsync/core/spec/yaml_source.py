@@ -29,7 +29,12 @@ import yaml
 from yaml.events import MappingEndEvent, MappingStartEvent, SequenceEndEvent, SequenceStartEvent
 
 from airflow_provider_contactsync.core.errors import DefinitionError
-from airflow_provider_contactsync.core.spec.limits import DEFINITION_SIZE, YAML_DEPTH, YAML_VALUES
+from airflow_provider_contactsync.core.spec.limits import (
+    DEFINITION_SIZE,
+    EXPANDED_TEXT_FACTOR,
+    YAML_DEPTH,
+    YAML_VALUES,
+)
 
 KeyPath = tuple[str | int, ...]
 
@@ -124,6 +129,16 @@ def _compose(text: str, file: str) -> yaml.Node | None:
             elif isinstance(event, (SequenceEndEvent, MappingEndEvent)):
                 depth -= 1
         return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow in a file (raw NUL, ESC)
+        line, column = _position(text, exc.position)
+        char = exc.character
+        what = f"U+{char:04X}" if isinstance(char, int) else repr(char)
+        raise DefinitionError(
+            f"not valid YAML: the character {what} cannot be written in a YAML file",
+            file=file,
+            line=line,
+            column=column,
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -133,6 +148,12 @@ def _compose(text: str, file: str) -> yaml.Node | None:
             line=mark.line + 1 if mark else None,
             column=mark.column + 1 if mark else None,
         ) from None
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of a character index."""
+    line_start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - line_start + 1
 
 
 def _depth_message() -> str:
@@ -154,6 +175,8 @@ class _Builder:
         self.constructor = yaml.constructor.SafeConstructor()
         self.values = 0
         self.max_values = YAML_VALUES.value
+        self.chars = 0  # characters of the strings built, aliases counted where they are used
+        self.max_chars = EXPANDED_TEXT_FACTOR * DEFINITION_SIZE.value * 1024
         self.max_depth = YAML_DEPTH.value
         self.aliases = 0
         self.seen: set[int] = set()  # nodes built once: meeting one again is an alias
@@ -222,6 +245,14 @@ class _Builder:
 
     def scalar(self, node: yaml.ScalarNode, path: KeyPath, line: int) -> Any:
         tag = node.tag
+        self.chars += len(node.value)
+        if self.chars > self.max_chars:
+            self.fail(
+                f"more than {self.max_chars // 1024:,} kB of text after alias expansion ({EXPANDED_TEXT_FACTOR} times "
+                f"the size limit, {DEFINITION_SIZE.env}): {DEFINITION_SIZE.raise_hint()}",
+                path,
+                line,
+            )
         if tag == _STR_TAG:
             value = node.value  # what SafeConstructor returns for str, without its dispatch
             if _CONTROL.search(value):
