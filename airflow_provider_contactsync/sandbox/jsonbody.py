@@ -23,7 +23,9 @@ MAX_DEPTH = 64
 INVALID = "Input must be a valid json object"
 
 _NOT_SKELETON = bytes(range(256)).translate(None, b'"[]{}')
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE = re.compile(r"\\u([dD][89a-fA-F][0-9a-fA-F]{2})")
+_SURROGATE_PAIR = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_AMBIGUOUS = re.compile(r"\\\\u[dD][89a-fA-F]")  # "\\\\ud800": literal text, or "\\\\" and an escape?
 _ESCAPES = re.compile(r"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
@@ -77,6 +79,16 @@ def _depth_over(body: bytes, limit: int) -> bool | None:
 
 def _lone_surrogate(text: str) -> str | None:
     """The first ``\\uD800``-``\\uDFFF`` escape of ``text`` that is not half of a pair, if any."""
+    if _AMBIGUOUS.search(text):
+        return _scan_escapes(text)
+    # Every "\\uD..." is an escape here (none follows another backslash): mask the pairs, look for a rest
+    # (masked, not removed: removing could join a "\\" before a pair with the letters after it).
+    match = _SURROGATE_ESCAPE.search(_SURROGATE_PAIR.sub("#", text))
+    return match.group(1) if match else None
+
+
+def _scan_escapes(text: str) -> str | None:
+    """:func:`_lone_surrogate` one escape at a time, telling escapes from escaped backslashes."""
     pending: str | None = None  # a high surrogate waiting for its low half
     pending_end = -1
     for match in _ESCAPES.finditer(text):

@@ -108,6 +108,9 @@ class _ConnectionReader(io.RawIOBase):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     default_request_version = "HTTP/1.0"  # answers to unparsable request lines still get a status line
+    # Headers and body are two writes: without TCP_NODELAY, Nagle holds the body until the client's
+    # delayed ACK of the headers, 40 ms on every keep-alive request.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
