@@ -531,6 +531,16 @@ def test_idle_keep_alive_connection_is_closed_without_an_answer(
     assert still_serving(sandbox)
 
 
+def test_read_timeout_set_at_run_time_applies_to_open_connections(brevo_sandbox: BrevoSandbox) -> None:
+    with Connection(brevo_sandbox) as conn:
+        conn.send(request(brevo_sandbox, "POST", "/_sandbox/config", b'{"read_timeout": 0.3}'))
+        assert conn.answer().json()["read_timeout"] == 0.3
+        conn.send(request(brevo_sandbox, "POST", "/v3/contacts", b"{", "Content-Length: 10"))  # 1 of 10 bytes
+        assert_brevo_error(conn.answer(), 408, "bad_request")
+        assert conn.closed_by_server()
+    assert still_serving(brevo_sandbox)
+
+
 def test_timeouts_are_settings(brevo_sandbox: BrevoSandbox) -> None:
     with httpx.Client(base_url=brevo_sandbox.base_url + "/_sandbox", headers={"api-key": brevo_sandbox.api_key}) as c:
         assert c.get("/config").json()["read_timeout"] == 60.0

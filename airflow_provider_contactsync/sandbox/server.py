@@ -134,6 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._entry: tuple[str, str, dict[str, list[str]], bytes, float] | None = None
         self.command, self.requestline, self.request_version = "", "", self.default_request_version
         self.close_connection = True
+        settings = self.server.sandbox.settings  # /_sandbox/config changes apply from the next request
+        self._reader.idle_timeout, self._reader.read_timeout = settings.idle_timeout, settings.read_timeout
         self._reader.next_request()
         try:
             for _ in range(4):  # RFC 9112 2.2: empty lines before a request line are ignored
