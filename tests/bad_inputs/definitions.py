@@ -359,6 +359,16 @@ def value_cases() -> Iterator[tuple[str, str, str]]:
         replace("key: id", "key: id\n  ready: {stable_seconds: -1}", FILE),
         "source.ready.stable_seconds",
     )
+    for what, marker in {
+        "format_width": "{name}{name:>9999999999}",  # a 10 GB name
+        "attribute": "{name}{name.__class__.__init__.__globals__}",
+        "positional": "{name}{0}",
+    }.items():
+        yield (
+            f"done_marker_{what}",
+            replace("key: id", f"key: id\n  ready: {{done_marker: '{marker}'}}", FILE),
+            "source.ready.done_marker",
+        )
     yield "version_2", "version: 2\n" + PG, "version"
     yield (
         "fields_empty",

@@ -675,6 +675,16 @@ def formula_rows() -> RowsFile:
     return CsvFile().valid(2).bad_cells().valid(2).file()
 
 
+def hostile_file_name(name: str) -> Callable[[], RowsFile]:
+    """A bad row in a file with a hostile name."""
+
+    def make() -> RowsFile:
+        made = latin1_line()
+        return RowsFile(name, made.data, made.rows)
+
+    return make
+
+
 def refused_emails() -> RowsFile:
     csv = CsvFile().valid(2).bad_cells(email="a@b.c", value="a@b.c").valid(1)
     return csv.bad_cells(email="a@1.2", value="a@1.2").valid(2).file()
@@ -682,12 +692,12 @@ def refused_emails() -> RowsFile:
 
 DAG_RUN_FILES: dict[str, tuple[Callable[[], RowsFile], str | None]] = {
     "latin1_line_in_utf8": (latin1_line, None),
-    "cp1252_file": (cp1252_file, None),
-    "invalid_utf8_surrogate_cesu": (invalid_utf8(b"\xed\xa0\x80"), None),
     "binary_garbage_middle": (lambda: binary_garbage(quotes=False), None),
     "nul_in_name": (nul_in_name, None),
     "field_10mb_quoted_newlines": (field_10mb_quoted_newlines, None),
     "unterminated_quote_middle": (unterminated_quote_middle, None),
+    "file_name_quote_newline_bidi": (hostile_file_name('x"; DROP\n\u202e.csv'), None),
+    "file_name_not_utf8": (hostile_file_name("caf\udce9.csv"), None),  # byte 0xE9: the surrogate escape
     "million_column_header": (million_column_header, None),
     "utf16_file": (utf16_file, None),
     "refused_emails": (refused_emails, None),
