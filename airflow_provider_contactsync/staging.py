@@ -158,6 +158,18 @@ def _prepare_all(value: Any) -> Any:
     return _prepare(value)
 
 
+def wrap_big_ints(value: Any) -> Any:
+    """``value`` with its integers outside 64 bits wrapped so msgpack takes them; :func:`decode` unwraps them."""
+    kind = type(value)
+    if kind is int:
+        return value if _INT_MIN <= value <= _UINT_MAX else msgspec.msgpack.Ext(_EXT_BIG_INT, f"{value:x}".encode())
+    if kind is dict:
+        return {k: wrap_big_ints(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [wrap_big_ints(v) for v in value]
+    return value
+
+
 def _ext_hook(code: int, data: memoryview) -> Any:
     if code == _EXT_NAIVE:
         return dt.datetime.fromisoformat(bytes(data).decode())

@@ -184,3 +184,17 @@ def test_the_ledger_is_readable_by_its_owner_only(tmp_path: Path) -> None:
         assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files if f.exists())
     assert stat.S_IMODE((tmp_path / "dag" / "state").stat().st_mode) == 0o700
     assert stat.S_IMODE((tmp_path / "dag" / "state" / "sent-contacts.sqlite").stat().st_mode) == 0o600
+
+
+def test_keys_and_items_beyond_64_bits_are_kept_in_pending_batches_and_the_retry_queue(tmp_path: Path) -> None:
+    """A 22-digit id (JSON's ``{"id": 1180591620717411303424}``) is data, not a reason to fail the load."""
+    big = 2**70
+    ledger = ContactLedger(str(tmp_path / "l.sqlite"))
+    batch = ledger.add_pending(
+        [1], [pending(big, f"K:{big}", ContactIds("a@x.io", str(big)))], run_id=None, chunk_url=None, submitted_at=None
+    )
+    assert [c.row_key for c in ledger.pending(batch)] == [big]
+    item = {"email": "a@x.io", "attributes": {"EXT_ID": big, "SCORE": -(2**80)}}
+    ledger.queue_retry(f"K:{big}", big, item, "taken", "2026-11-27T12:00:00+00:00")
+    (entry,) = ledger.retries()
+    assert (entry.row_key, entry.item) == (big, item)

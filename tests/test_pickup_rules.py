@@ -64,6 +64,22 @@ def test_done_marker_by_stem_and_markers_are_never_files() -> None:
     assert selection.waiting == {WAIT_MARKER: 1}
 
 
+@pytest.mark.parametrize(
+    ("marker", "says"),
+    [
+        ("{name:>999999999}.done", "{name:>999999999}"),  # formatting it would take gigabytes
+        ("{name.__class__}.done", "{name.__class__}"),  # formatting it would reach attributes
+        ("{name!r}.done", "{name!r}"),
+        ("{0}{name}.done", "{0}"),
+    ],
+)
+def test_a_done_marker_is_parsed_never_formatted_to_be_checked(marker: str, says: str) -> None:
+    with pytest.raises(ValueError, match=r"only \{name\} and \{stem\} can be used") as caught:
+        FileReadiness(done_marker=marker)
+    assert f"found {says}" in str(caught.value)
+    assert FileReadiness(done_marker="{{x}}{name}.done").done_marker == "{{x}}{name}.done"
+
+
 @pytest.mark.parametrize("pattern", ["../x/*.csv", "/etc/*", "a/../../b.csv"])
 def test_patterns_cannot_leave_the_folder(pattern: str) -> None:
     with pytest.raises(ValueError, match="must stay inside the folder"):
@@ -131,3 +147,23 @@ def test_archive_folder_under_a_relative_path_is_not_listed(tmp_path: Path, monk
     )
 
     assert [Path(f.path).as_posix() for f in FilesSource(spec).files()] == ["in/a.csv"]
+
+
+def test_a_name_whose_bytes_are_not_utf8_is_recorded_in_a_form_json_takes_and_reverses() -> None:
+    """``caf\\xe9.csv`` lists as ``caf\\udce9.csv``: no JSON store takes it, so state keys use its portable form."""
+    import json
+
+    from airflow_provider_contactsync.sources.file_names import display_name, native_path, portable_path
+
+    name = b"/in/caf\xe9.csv".decode("utf-8", "surrogateescape")
+    file = FileInfo(name, 3, 100.0)
+
+    selection, seen = select_files([file], [], FileReadiness(), {}, {}, 1000.0, checksum=never)
+    (key,) = seen
+    json.dumps(seen).encode("utf-8")  # what the state store does with it
+    assert selection.ready == [file] and native_path(key) == name and key != name
+    imported = {key: {"size": 3, "mtime": 100.0}}
+    again, _ = select_files([file], [], FileReadiness(), imported, {}, 2000.0, checksum=never)
+    assert (again.ready, again.unchanged) == ([], 1)
+    assert display_name(file.name) == "caf\\xe9.csv"
+    assert portable_path("/in/café.csv") == native_path("/in/café.csv") == "/in/café.csv"

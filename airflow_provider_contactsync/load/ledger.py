@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from airflow_provider_contactsync.load.identity import ContactIds
+from airflow_provider_contactsync.staging import decode, wrap_big_ints
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS delivered_email ON delivered(email);
@@ -66,7 +67,18 @@ def contact_digest(item: dict[str, Any]) -> str:
 
 _CANONICAL_JSON = msgspec.json.Encoder(order="sorted", enc_hook=str)
 _ITEM_ENCODER = msgspec.msgpack.Encoder(enc_hook=str)
-_ITEM_DECODER = msgspec.msgpack.Decoder()
+
+
+def _pack(value: Any) -> bytes:
+    """msgpack bytes of rows and payloads; an integer outside 64 bits (a 22-digit id) is kept, not refused."""
+    try:
+        return _ITEM_ENCODER.encode(value)
+    except OverflowError:
+        return _ITEM_ENCODER.encode(wrap_big_ints(value))
+
+
+def _unpack(data: bytes) -> Any:
+    return decode(data)  # staging's decoder: plain msgpack, and the wrapped big integers
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +275,7 @@ class ContactLedger:
                     chunk_url,
                     submitted_at,
                     len(rows),
-                    _ITEM_ENCODER.encode([rows, steals]),
+                    _pack([rows, steals]),
                 ),
             )
         return int(cursor.lastrowid or 0)
@@ -310,7 +322,7 @@ class ContactLedger:
         found = self._db.execute("SELECT contacts FROM batches WHERE batch = ?", (batch,)).fetchone()
         if found is None:
             return [], []
-        rows, steals = _ITEM_DECODER.decode(found[0])
+        rows, steals = _unpack(found[0])
         return rows, steals
 
     def settle(self, batch: int, *, refused: Iterable[int] = ()) -> int:
@@ -398,7 +410,7 @@ class ContactLedger:
     def retries(self) -> list[RetryEntry]:
         """Contacts to send again, oldest refusal first."""
         return [
-            RetryEntry(identity, _ITEM_DECODER.decode(key)[0], _ITEM_DECODER.decode(item), reason, first, attempts)
+            RetryEntry(identity, _unpack(key)[0], _unpack(item), reason, first, attempts)
             for identity, key, item, reason, first, attempts in self._db.execute(
                 "SELECT identity, row_key, item, reason, first_refused_at, attempts FROM retry"
                 " ORDER BY first_refused_at, identity"
@@ -415,7 +427,7 @@ class ContactLedger:
                 "INSERT INTO retry (identity, row_key, item, reason, first_refused_at, attempts)"
                 " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT(identity) DO UPDATE SET row_key = excluded.row_key,"
                 " item = excluded.item, reason = excluded.reason, attempts = retry.attempts + 1",
-                (identity, _ITEM_ENCODER.encode([row_key]), _ITEM_ENCODER.encode(item), reason, now),
+                (identity, _pack([row_key]), _pack(item), reason, now),
             )
 
     def drop_retry(self, identities: Iterable[str]) -> None:

@@ -17,6 +17,7 @@ from airflow_provider_contactsync.core.cursor import Cursor
 from airflow_provider_contactsync.core.errors import ConfigurationError, Reject
 from airflow_provider_contactsync.operators.contactsync import latest_cursor
 from airflow_provider_contactsync.sources.base import ReadWindow
+from airflow_provider_contactsync.sources.file_names import display_name, native_path, portable_path
 from airflow_provider_contactsync.sources.files import FileInfo, FilesSource
 from airflow_provider_contactsync.sources.pickup import IMPORTED_KEY, SEEN_KEY, Selection, select_files
 from airflow_provider_contactsync.staging import ChunkStore
@@ -90,8 +91,10 @@ def extract_files(
                 if spec.updated_field and spec.key:
                     file_latest = latest_cursor(chunk, spec.updated_field, spec.key, file_latest)
         except ConfigurationError as exc:
-            failed.append(_file_doc(info) | {"error": exc.message})
-            operator.log.error("File %s is not imported this run (it will be tried again): %s", info.path, exc)
+            failed.append(_file_doc(info) | {"error": display_name(exc.message)})
+            operator.log.error(
+                "File %s is not imported this run (it will be tried again): %s", display_name(info.path), exc
+            )
             continue
         for url, count in staged:
             urls.append(url)
@@ -125,7 +128,8 @@ def extract_files(
 
 
 def _file_doc(info: FileInfo) -> dict[str, Any]:
-    return {"path": info.path, "name": info.name, "size": info.size, "mtime": info.mtime}
+    """What XCom carries of a file: its path reversible (:func:`portable_path`), its name readable."""
+    return {"path": portable_path(info.path), "name": display_name(info.name), "size": info.size, "mtime": info.mtime}
 
 
 def file_rejects(extracted: dict[str, Any]) -> list[Reject]:
@@ -156,17 +160,17 @@ def settle_files(operator: Any, context: Any, source: FilesSource, extracted: di
     for doc in extracted["files"]:
         try:
             if action == "archive":
-                target = source.filesystem.move(doc["path"], source.archive_folder or "")
-                done.append(f"{doc['name']} archived to {target}")
+                target = source.filesystem.move(native_path(doc["path"]), source.archive_folder or "")
+                done.append(f"{doc['name']} archived to {display_name(target)}")
             elif action == "delete":
-                source.filesystem.delete(doc["path"])
+                source.filesystem.delete(native_path(doc["path"]))
                 done.append(f"{doc['name']} deleted")
             else:
                 continue
             gone.add(doc["path"])
         except OSError as exc:  # loaded and recorded: the file stays where it is, not re-imported
-            operator.log.warning("Could not %s %s after its import: %s", action, doc["path"], exc)
-            done.append(f"{doc['name']}: {action} failed ({exc})")
+            operator.log.warning("Could not %s %s after its import: %s", action, doc["name"], exc)
+            done.append(f"{doc['name']}: {action} failed ({display_name(str(exc))})")
     if gone:  # a file uploaded later under the same name is a new file
         state.set(IMPORTED_KEY, {path: value for path, value in imported.items() if path not in gone})
     return done

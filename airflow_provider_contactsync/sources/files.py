@@ -52,6 +52,7 @@ from airflow_provider_contactsync.sources.base import (
     check_chunk_size,
     chunked,
 )
+from airflow_provider_contactsync.sources.file_names import display_name
 
 
 @dataclass(frozen=True)
@@ -389,13 +390,14 @@ def _members(binary: IO[bytes], info: FileInfo, compression: str) -> Iterator[tu
     is first spooled to a temporary file (memory up to 16 MB, then disk).
     """
     kind = _compression_of(info, compression)
+    label = display_name(info.name)
     if kind == "none":
-        yield info.name, binary
+        yield label, binary
         return
     try:
         if kind == "gzip":
             with gzip.GzipFile(fileobj=binary, mode="rb") as unzipped:
-                yield info.name, io.BufferedReader(unzipped, 1 << 20)  # type: ignore[arg-type]
+                yield label, io.BufferedReader(unzipped, 1 << 20)  # type: ignore[arg-type]
             return
         seekable = binary if _can_seek(binary) else None
         with tempfile.SpooledTemporaryFile(max_size=16 << 20) as spool:
@@ -406,7 +408,7 @@ def _members(binary: IO[bytes], info: FileInfo, compression: str) -> Iterator[tu
                 for entry in archive.infolist():
                     if not entry.is_dir():
                         with archive.open(entry) as member:
-                            yield f"{info.name}!{entry.filename}", member  # type: ignore[misc]
+                            yield f"{label}!{display_name(entry.filename)}", member  # type: ignore[misc]
     except _BROKEN_ARCHIVE as exc:
         raise ConfigurationError(f"cannot read the {kind} archive: {exc}", file=info.path) from None
 

@@ -4,6 +4,7 @@ Two small JSON documents in the source's state store (next to the cursor) rememb
 
 - ``files_imported``: ``{path: {"size", "mtime", "sha256"}}``, written by the load task only after
   the contacts are in Brevo, so a run that fails anywhere leaves its files to be tried again.
+  Paths are keys as :func:`~.file_names.portable_path` writes them.
 - ``files_seen``: ``{path: {"size", "mtime", "since"}}``, what each check (sensor poke or run) saw,
   so ``ready.stable_seconds`` can tell a file still growing from a finished one without sleeping.
 
@@ -20,6 +21,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from airflow_provider_contactsync.core.spec.models import FileReadiness
+from airflow_provider_contactsync.sources.file_names import portable_path
 from airflow_provider_contactsync.sources.files import FileInfo
 
 IMPORTED_KEY = "files_imported"
@@ -87,7 +89,8 @@ def select_files(
     for info in sorted(files, key=lambda f: (f.mtime, f.path)):
         if glob is not None and (info.path in marker_paths or fnmatch.fnmatchcase(info.name, glob)):
             continue
-        previous = imported.get(info.path)
+        key = portable_path(info.path)
+        previous = imported.get(key)
         if previous is not None and (previous["size"], previous["mtime"]) == (info.size, info.mtime):
             selection.unchanged += 1
             continue
@@ -95,11 +98,11 @@ def select_files(
             digest = checksum(info)
             if digest == previous["sha256"]:
                 selection.unchanged += 1
-                selection.touched[info.path] = {"size": info.size, "mtime": info.mtime, "sha256": digest}
+                selection.touched[key] = {"size": info.size, "mtime": info.mtime, "sha256": digest}
                 continue
-        before = seen.get(info.path)
+        before = seen.get(key)
         same = before is not None and (before["size"], before["mtime"]) == (info.size, info.mtime)
-        new_seen[info.path] = {"size": info.size, "mtime": info.mtime, "since": before["since"] if same else now}
+        new_seen[key] = {"size": info.size, "mtime": info.mtime, "since": before["since"] if same else now}
         if readiness.done_marker is not None:
             marker = str(PurePosixPath(info.path).with_name(marker_name(readiness, info.name)))
             if marker not in marker_paths:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
+import string
 from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
 
@@ -326,14 +327,21 @@ class FileReadiness(StrictModel):
     def _marker_template(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if "{name}" not in value and "{stem}" not in value:
-            raise ValueError("done_marker must contain {name} or {stem}")
         if "/" in value or "\\" in value:
             raise ValueError("done_marker is a file name next to the file, not a path")
         try:
-            value.format(name="x", stem="x")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"done_marker: only {{name}} and {{stem}} can be used ({exc})") from None
+            fields = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(value)]
+        except ValueError as exc:
+            raise ValueError(f"done_marker: {exc} (write '{{{{' and '}}}}' for literal braces)") from None
+        for field, spec, conversion in fields:
+            # Parsed, not formatted: '{name:>999999999}' or '{name.__class__}' would run at parse time.
+            if field is not None and (field not in ("name", "stem") or spec or conversion):
+                raise ValueError(
+                    f"done_marker: only {{name}} and {{stem}} can be used, without format or attribute "
+                    f"(found {{{field}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}})"
+                )
+        if not any(field is not None for field, _, _ in fields):  # '{{name}}' is a literal, not the name
+            raise ValueError("done_marker must contain {name} or {stem}")
         return value
 
 
