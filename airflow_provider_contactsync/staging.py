@@ -148,14 +148,7 @@ def _safe_text(text: str) -> str:
 
 def _prepare_all(value: Any) -> Any:
     """:func:`_prepare` for payloads msgpack refused: also wraps integers outside 64 bits (lossless)."""
-    kind = type(value)
-    if kind is int:
-        return value if _INT_MIN <= value <= _UINT_MAX else msgspec.msgpack.Ext(_EXT_BIG_INT, f"{value:x}".encode())
-    if kind is dict:
-        return {k: _prepare_all(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return [_prepare_all(v) for v in value]
-    return _prepare(value)
+    return _prepare(wrap_big_ints(value))
 
 
 def wrap_big_ints(value: Any) -> Any:
