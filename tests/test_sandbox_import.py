@@ -154,6 +154,7 @@ def reference_run_import(db: sqlite3.Connection, payload: dict[str, Any]) -> dic
             changes.setdefault(target, [])
 
     stamp = now_ms()
+    blacklisted_before = {r[0] for r in db.execute("SELECT id FROM contacts WHERE email_blacklisted=1")}
     # Later rows for a contact created by this import fold into its insert.
     for cid, draft in new_rows.items():
         for extra in changes.pop(cid, []):
@@ -209,6 +210,22 @@ def reference_run_import(db: sqlite3.Connection, payload: dict[str, Any]) -> dic
         " modified_at=? WHERE id=?",
         updates,
     )
+    # Brevo's unsubscription history: the contacts this import blacklisted for emails.
+    unsubscribed = [cid for cid, d in new_rows.items() if d.email_blacklisted is True]
+    unsubscribed += [u[-1] for u in updates if u[3] and u[-1] not in blacklisted_before]
+    db.executemany(
+        "INSERT INTO unsubscriptions(contact_id, campaign_id, event_time, ip) VALUES (?, NULL, ?, '127.0.0.1')",
+        [(cid, stamp) for cid in unsubscribed],
+    )
+    # A contact only added to a list (not updated) is modified when it was not in the list yet.
+    for cid in [cid for cid, drafts in changes.items() if not drafts]:
+        joined = [
+            lid
+            for lid in list_ids
+            if not db.execute("SELECT 1 FROM list_members WHERE list_id=? AND contact_id=?", (lid, cid)).fetchone()
+        ]
+        if joined:
+            db.execute("UPDATE contacts SET modified_at=? WHERE id=?", (stamp, cid))
     members = [cid for cid in new_rows] + list(changes)
     db.executemany(
         "INSERT OR IGNORE INTO list_members VALUES (?,?)", [(lid, cid) for lid in list_ids for cid in members]
@@ -334,6 +351,12 @@ def state(db: sqlite3.Connection, since: int) -> dict[str, Any]:
             )
         ],
         "members": db.execute("SELECT * FROM list_members ORDER BY 1, 2").fetchall(),
+        "unsubscriptions": [
+            (*row[:3], row[3] >= since)
+            for row in db.execute(
+                "SELECT contact_id, campaign_id, ip, event_time FROM unsubscriptions ORDER BY contact_id, id"
+            )
+        ],
         "lists": db.execute("SELECT id, name, folder_id FROM lists ORDER BY id").fetchall(),
         "sequence": db.execute("SELECT * FROM sqlite_sequence").fetchall(),
     }

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from . import contacts, errors
+from . import contacts, doi, errors
 from .imports import ProcessWorker
 from .jsonbody import parse_json
 from .settings import Settings
@@ -28,6 +28,8 @@ from .store import (
     now_ms,
     render_contacts,
     render_process,
+    render_unsubscriptions,
+    touch_members,
 )
 from .validation import ATTRIBUTE_CATEGORIES, ATTRIBUTE_TYPES, INT64_MAX, db_int, digits, normalize_email
 
@@ -159,6 +161,7 @@ class Api:
             ("PUT", f"/contacts/attributes/{p}/{p}", self.update_attribute, ("category", "name")),
             ("DELETE", f"/contacts/attributes/{p}/{p}", self.delete_attribute, ("category", "name")),
             ("POST", "/contacts/batch", self.update_batch, ()),
+            ("POST", "/contacts/doubleOptinConfirmation", self.create_doi_contact, ()),
             ("POST", "/contacts/import", self.import_contacts, ()),
             ("POST", "/contacts/export", self.export_contacts, ()),
             ("GET", "/contacts/folders", self.get_folders, ()),
@@ -302,7 +305,7 @@ class Api:
         with self.store.reading() as db:
             row = contacts.lookup(db, req.params["identifier"], kind)
             contact = render_contacts(db, [row])[0]
-        contact["statistics"] = {}
+            contact["statistics"] = {"unsubscriptions": render_unsubscriptions(db, row["id"])}
         return Response(200, contact)
 
     def update_contact(self, req: Request) -> Response:
@@ -319,14 +322,23 @@ class Api:
         with self.store.transaction() as db:
             row = contacts.lookup(db, req.params["identifier"], kind)
             db.execute("DELETE FROM list_members WHERE contact_id=?", (row["id"],))
+            db.execute("DELETE FROM unsubscriptions WHERE contact_id=?", (row["id"],))
             db.execute("DELETE FROM contacts WHERE id=?", (row["id"],))
         return Response(204)
 
     def update_batch(self, req: Request) -> Response:
         body = req.json()
         with self.store.transaction() as db:
-            contacts.update_batch(db, body)
+            contacts.update_batch(db, body, self.settings.max_batch_contacts)
         return Response(204)
+
+    def create_doi_contact(self, req: Request) -> Response:
+        """201 when the confirmation goes to a new contact, 204 when the contact exists; nothing
+        changes until the confirmation is clicked (see :mod:`.doi`)."""
+        request = doi.parse_request(req.json(), self.settings.doi_template_ids)
+        with self.store.transaction() as db:
+            exists = doi.submit(db, request)
+        return Response(204 if exists else 201)
 
     # --- attributes --------------------------------------------------------------------------------
 
@@ -629,10 +641,9 @@ class Api:
     def delete_folder(self, req: Request) -> Response:
         with self.store.transaction() as db:
             row = self._folder_row(db, req)
-            db.execute(
-                "DELETE FROM list_members WHERE list_id IN (SELECT id FROM lists WHERE folder_id=?)",
-                (row["id"],),
-            )
+            where = "list_id IN (SELECT id FROM lists WHERE folder_id=?)"
+            touch_members(db, where, (row["id"],), now_ms())
+            db.execute(f"DELETE FROM list_members WHERE {where}", (row["id"],))
             db.execute("DELETE FROM lists WHERE folder_id=?", (row["id"],))
             db.execute("DELETE FROM folders WHERE id=?", (row["id"],))
         return Response(204)
@@ -731,6 +742,7 @@ class Api:
     def delete_list(self, req: Request) -> Response:
         with self.store.transaction() as db:
             row = self._list_row(db, req)
+            touch_members(db, "list_id=?", (row["id"],), now_ms())
             db.execute("DELETE FROM list_members WHERE list_id=?", (row["id"],))
             db.execute("DELETE FROM lists WHERE id=?", (row["id"],))
         return Response(204)

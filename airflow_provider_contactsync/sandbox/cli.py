@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--idle-timeout", type=float, help="seconds an idle keep-alive connection stays open (75)")
     parser.add_argument("--max-body-bytes", type=int, help="largest request body, larger is 413 (default 64 MiB)")
+    parser.add_argument(
+        "--max-batch-contacts", type=int, help="most contacts in one POST /contacts/batch, more is 400 (default 1000)"
+    )
+    parser.add_argument(
+        "--doi-template-ids", help="comma-separated ids of the account's double opt-in templates (default 1-10)"
+    )
     return parser
 
 
@@ -53,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "read_timeout",
             "idle_timeout",
             "max_body_bytes",
+            "max_batch_contacts",
+            "doi_template_ids",
         )
         if getattr(args, name) is not None
     }

@@ -2,7 +2,9 @@
 
 Identifiers (email, ext_id, SMS) are unique across contacts; a write that would give one of them to
 a second contact is a ``duplicate_parameter`` error, never a merge (Brevo's rule since 2020).
-Attribute values that do not fit their type are dropped, as Brevo does.
+Attribute values that do not fit their type are dropped, as Brevo does. Every write sets
+``modified_at``; one that turns ``emailBlacklisted`` on records an ``adminUnsubscription`` event
+(kept when the contact is subscribed again), as ``GET /contacts/{identifier}`` shows them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
-from .store import list_exists, load_attributes, now_ms
+from .store import add_unsubscriptions, list_exists, load_attributes, now_ms
 from .validation import DROP, PHONE_ATTRIBUTES, coerce_value, db_int, digits, normalize_email, normalize_phone
 
 UNSET: Any = object()
@@ -234,6 +236,8 @@ def insert(db: sqlite3.Connection, draft: Draft) -> int:
     )
     contact_id = int(cur.lastrowid or 0)
     db.executemany("INSERT OR IGNORE INTO list_members VALUES (?,?)", [(i, contact_id) for i in draft.list_ids])
+    if draft.email_blacklisted is True:
+        add_unsubscriptions(db, [contact_id], stamp)
     return contact_id
 
 
@@ -256,6 +260,9 @@ def update(db: sqlite3.Connection, row: sqlite3.Row, draft: Draft) -> None:
     sms = pick(draft.sms, row["sms"])
     if not (email or ext_id or sms):
         raise errors.invalid("A contact needs at least one identifier (email, ext_id or SMS)")
+    was_blacklisted = bool(row["email_blacklisted"])
+    email_blacklisted = bool(pick(draft.email_blacklisted, was_blacklisted))
+    stamp = now_ms()
     db.execute(
         "UPDATE contacts SET email=?, ext_id=?, sms=?, email_blacklisted=?, sms_blacklisted=?, attributes=?,"
         " modified_at=? WHERE id=?",
@@ -263,13 +270,15 @@ def update(db: sqlite3.Connection, row: sqlite3.Row, draft: Draft) -> None:
             email,
             ext_id,
             sms,
-            int(pick(draft.email_blacklisted, bool(row["email_blacklisted"]))),
+            int(email_blacklisted),
             int(pick(draft.sms_blacklisted, bool(row["sms_blacklisted"]))),
             json.dumps(values),
-            now_ms(),
+            stamp,
             row["id"],
         ),
     )
+    if email_blacklisted and not was_blacklisted:
+        add_unsubscriptions(db, [row["id"]], stamp)
     db.executemany("INSERT OR IGNORE INTO list_members VALUES (?,?)", [(i, row["id"]) for i in draft.list_ids])
     db.executemany(
         "DELETE FROM list_members WHERE list_id=? AND contact_id=?",
@@ -301,8 +310,13 @@ def create_contact(db: sqlite3.Connection, body: dict[str, Any]) -> int | None:
     return None
 
 
-def update_batch(db: sqlite3.Connection, body: dict[str, Any]) -> None:
-    """POST /contacts/batch: all or nothing (the caller's transaction rolls back on any error)."""
+def update_batch(db: sqlite3.Connection, body: dict[str, Any], max_contacts: int) -> None:
+    """POST /contacts/batch: all or nothing (the caller's transaction rolls back on any error).
+
+    Each item names its contact by ``id``, else ``email``, else ``sms`` (the spec asks for one of
+    them; ``ext_id`` in an item sets the contact's ext id, it does not find the contact). Unknown
+    contacts are one 404 naming their 0-based indexes; the rest of an item is a PUT body.
+    """
     items = body.get("contacts")
     if items is None:
         raise errors.missing("contacts is missing")
@@ -310,6 +324,8 @@ def update_batch(db: sqlite3.Connection, body: dict[str, Any]) -> None:
         raise errors.invalid("contacts should be an array of objects")
     if not items:
         raise errors.invalid("contacts should not be empty")
+    if len(items) > max_contacts:
+        raise errors.out_of_range(f"contacts: at most {max_contacts} contacts per batch (got {len(items)})")
     attrs = load_attributes(db)
     rows: list[sqlite3.Row | None] = []
     unknown: list[int] = []
@@ -319,7 +335,9 @@ def update_batch(db: sqlite3.Connection, body: dict[str, Any]) -> None:
                 raise errors.invalid(f"contacts[{index}].id should be an integer")
             row = find(db, "id", item["id"])
         elif item.get("email") is not None:
-            row = find(db, "email", normalize_email(item["email"]) or str(item["email"]).lower())
+            if not isinstance(item["email"], str):
+                raise errors.invalid(f"contacts[{index}].email should be a string")
+            row = find(db, "email", normalize_email(item["email"]) or item["email"].strip().lower())
         elif item.get("sms") is not None:
             row = find(db, "sms", normalize_phone(item["sms"]))
         else:
@@ -329,7 +347,14 @@ def update_batch(db: sqlite3.Connection, body: dict[str, Any]) -> None:
             unknown.append(index)
     if unknown:
         raise errors.not_found(f"No contact found for indexes {','.join(map(str, unknown))}")
-    for item, row in zip(items, rows, strict=False):
+    for item, row in zip(items, rows, strict=True):
         assert row is not None
         draft = parse_body({k: v for k, v in item.items() if k not in ("email", "id", "sms")}, attrs, for_update=True)
-        update(db, row, draft)
+        update(db, db.execute("SELECT * FROM contacts WHERE id=?", (row["id"],)).fetchone(), draft)
+
+
+def unsubscribe_by_link(db: sqlite3.Connection, row: sqlite3.Row, campaign_id: int, event_time: int, ip: str) -> None:
+    """What a click on a campaign's unsubscribe link does: the contact is blacklisted for emails and
+    a ``userUnsubscription`` event is recorded (even when it was blacklisted already)."""
+    db.execute("UPDATE contacts SET email_blacklisted=1, modified_at=? WHERE id=?", (now_ms(), row["id"]))
+    add_unsubscriptions(db, [row["id"]], event_time, campaign_id=campaign_id, ip=ip)

@@ -4,6 +4,8 @@ A process goes ``queued`` -> ``in_process`` -> ``completed`` (``import_delay`` s
 the first two, so sensors see every state). An import is one transaction with ``executemany``: a
 100k-contact import takes seconds. Duplicate identifiers are counted in ``info.import`` and the row
 skipped; unknown attributes and values that do not fit an attribute are dropped, as Brevo does.
+``emailBlacklist`` records an ``adminUnsubscription`` for each contact it blacklists, and a contact
+the import only adds to a list (``updateExistingContacts: false``) gets a new ``modified_at``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from .contacts import ERASE, UNSET
 from .settings import Settings
-from .store import Store, load_attributes, now_ms
+from .store import Store, add_unsubscriptions, load_attributes, now_ms
 from .validation import DROP, PHONE_ATTRIBUTES, coerce_value, normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
@@ -101,12 +103,24 @@ class _Import:
         stamp = now_ms()
         self._insert(stamp)
         self._update(stamp)
+        self._touch_joining(list_ids, stamp)
         for list_id in list_ids:
             self.db.execute(
                 "INSERT OR IGNORE INTO list_members SELECT ?, value FROM json_each(?)",
                 (list_id, json.dumps([*self.new_rows, *self.changes])),
             )
         return self.counts
+
+    def _touch_joining(self, list_ids: list[int], stamp: int) -> None:
+        """``modified_at`` of the contacts the import does not update but adds to a list they are not in."""
+        only_lists = [cid for cid, found in self.changes.items() if not found]
+        if only_lists and list_ids:
+            self.db.execute(
+                "UPDATE contacts SET modified_at=? WHERE id IN (SELECT value FROM json_each(?)) AND EXISTS"
+                " (SELECT 1 FROM json_each(?) l WHERE NOT EXISTS"
+                " (SELECT 1 FROM list_members m WHERE m.list_id = l.value AND m.contact_id = contacts.id))",
+                (stamp, json.dumps(only_lists), json.dumps(list_ids)),
+            )
 
     def _list_ids(self) -> list[int]:
         list_ids: list[int] = list(self.payload.get("listIds") or [])
@@ -186,11 +200,13 @@ class _Import:
             " created_at, modified_at) VALUES (?,?,?,?,?,?,?,?,?)",
             inserts,
         )
+        if email_blacklist:
+            add_unsubscriptions(self.db, list(self.new_rows), stamp)
 
     def _update(self, stamp: int) -> None:
         changes = self.changes
         email_blacklist, sms_blacklist = self.email_blacklist, self.sms_blacklist
-        same_ids, new_ids = [], []
+        same_ids, new_ids, unsubscribed = [], [], []
         for existing in self.db.execute(
             "SELECT c.id, c.email, c.ext_id, c.sms, c.email_blacklisted, c.sms_blacklisted, c.attributes"
             " FROM json_each(?) j JOIN contacts c ON c.id = j.value",
@@ -205,6 +221,8 @@ class _Import:
                     values.pop(name, None)
                 else:
                     values[name] = value
+            if email_blacklist and not old_email_bl:
+                unsubscribed.append(cid)
             email = old_email if email is UNSET else email
             ext_id = old_ext_id if ext_id is UNSET else None if ext_id is ERASE else ext_id
             sms = old_sms if sms is UNSET else None if sms is ERASE else sms
@@ -229,6 +247,7 @@ class _Import:
             " attributes=?, modified_at=? WHERE id=?",
             new_ids,
         )
+        add_unsubscriptions(self.db, unsubscribed, stamp)
 
 
 _Write = tuple[tuple[tuple[str, str], ...], Any, Any, Any, dict[str, Any]]

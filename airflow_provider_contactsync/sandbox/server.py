@@ -27,16 +27,16 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import errors
-from .api import Api, Request, Response
+from . import contacts, doi, errors
+from .api import Api, Request, Response, parse_since
 from .faults import Faults
 from .imports import ProcessWorker
 from .jsonbody import parse_json
 from .limits import RateLimiter, check_api_key
 from .settings import Settings
-from .store import Store, render_contacts
+from .store import ADMIN_IP, Store, now_ms, render_contacts, render_unsubscriptions
 from .validation import db_int, digits
 
 log = logging.getLogger(__name__)
@@ -462,10 +462,35 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(204)
             elif name == "contacts" and method == "GET":
                 self._send(200, {"contacts": sandbox.contacts()})
+            elif (match := _UNSUBSCRIBE.fullmatch(name)) and method == "POST":
+                data = _object(data)
+                unknown = sorted(set(data) - {"campaignId", "at", "identifierType", "ip"})
+                if unknown:
+                    raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+                self._send(
+                    200,
+                    sandbox.unsubscribe(
+                        unquote(match[1]),
+                        campaign_id=1 if data.get("campaignId") is None else data["campaignId"],
+                        at=data.get("at"),
+                        identifier_type=data.get("identifierType") or (query.get("identifierType") or [None])[-1],
+                        ip=data.get("ip") or ADMIN_IP,
+                    ),
+                )
+            elif name == "doi" and method == "GET":
+                self._send(200, {"pending": sandbox.pending_doi(email=(query.get("email") or [None])[-1])})
+            elif (match := _DOI_CONFIRM.fullmatch(name)) and method == "POST":
+                self._send(200, sandbox.confirm_doi(unquote(match[1])))
             else:
                 self._send(404, {"code": "document_not_found", "message": f"No control endpoint {method} {path}"})
+        except errors.ApiError as exc:
+            self._send(exc.status, exc.body())
         except (ValueError, TypeError, OverflowError) as exc:
             self._send(400, {"code": "invalid_parameter", "message": str(exc)})
+
+
+_UNSUBSCRIBE = re.compile(r"contacts/([^/]+)/unsubscribe")
+_DOI_CONFIRM = re.compile(r"doi/([^/]+)/confirm")
 
 
 def _object(data: Any) -> dict[str, Any]:
@@ -646,6 +671,61 @@ class BrevoSandbox:
         with self.store.reading() as db:
             rows = db.execute("SELECT * FROM contacts ORDER BY id").fetchall()
             return render_contacts(db, rows)
+
+    def unsubscribe(
+        self,
+        identifier: str | int,
+        campaign_id: int = 1,
+        at: str | dt.datetime | None = None,
+        identifier_type: str | None = None,
+        ip: str = ADMIN_IP,
+    ) -> dict[str, Any]:
+        """Simulate the contact clicking the unsubscribe link of campaign ``campaign_id`` at ``at``
+        (an ISO date-time or an aware datetime; default now): ``emailBlacklisted`` becomes true,
+        ``modifiedAt`` is now, and a ``userUnsubscription`` event is recorded. Returns the contact in
+        Brevo's shape with ``statistics.unsubscriptions``; raises :class:`~.errors.ApiError` (404 for
+        an unknown contact, 400 for a bad argument).
+
+        :param identifier: email, contact id, phone, or ext id with ``identifier_type="ext_id"``.
+        :param identifier_type: as the API's ``identifierType`` (email_id, contact_id, ext_id, phone_id, ...).
+        """
+        if not isinstance(campaign_id, int) or isinstance(campaign_id, bool) or not 0 < campaign_id < 2**63:
+            raise errors.invalid("campaignId should be a positive integer")
+        if identifier_type is not None and not isinstance(identifier_type, str):
+            raise errors.invalid("identifierType should be a string")
+        if not isinstance(ip, str) or not ip:
+            raise errors.invalid("ip should be a non-empty string")
+        if at is None:
+            event_time = now_ms()
+        elif isinstance(at, dt.datetime):
+            if at.tzinfo is None:
+                raise errors.invalid("at should be an aware datetime")
+            event_time = int(at.timestamp() * 1000)
+        elif isinstance(at, str):
+            event_time = parse_since("at", at)
+        else:
+            raise errors.invalid("at should be a date-time (YYYY-MM-DDTHH:mm:ss.SSSZ)")
+        with self.store.transaction() as db:
+            row = contacts.lookup(db, str(identifier), identifier_type)
+            contacts.unsubscribe_by_link(db, row, campaign_id, event_time, ip)
+            row = db.execute("SELECT * FROM contacts WHERE id=?", (row["id"],)).fetchone()
+            contact = render_contacts(db, [row])[0]
+            contact["statistics"] = {"unsubscriptions": render_unsubscriptions(db, row["id"])}
+        return contact
+
+    def pending_doi(self, email: str | None = None) -> list[dict[str, Any]]:
+        """Double opt-in confirmations not clicked yet, oldest first (``email``'s only when given): each
+        ``{token, email, templateId, includeListIds, excludeListIds, attributes, redirectionUrl,
+        requested_at}``."""
+        with self.store.reading() as db:
+            return doi.pending(db, email)
+
+    def confirm_doi(self, token: str) -> dict[str, Any]:
+        """Simulate the click on a double opt-in link: the contact is created or updated, joins the
+        request's ``includeListIds`` and leaves its ``excludeListIds``. Returns ``{redirectionUrl,
+        contactId, created}``; raises :class:`~.errors.ApiError` (404 for a token that is not pending)."""
+        with self.store.transaction() as db:
+            return doi.confirm(db, token)
 
     def create_attribute(
         self,

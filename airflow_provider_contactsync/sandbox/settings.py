@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 _AT_MOST = {"read_timeout": 86_400, "idle_timeout": 86_400, "import_delay": 86_400, "slow_ms": 86_400_000}
@@ -36,6 +36,12 @@ class Settings:
     """Seconds an idle keep-alive connection is kept open (nginx's default)."""
     max_body_bytes: int = 64 * 1024 * 1024
     """Largest request body accepted: a larger one is answered 413 without being read."""
+    max_batch_contacts: int = 1000
+    """Most contacts in one ``POST /contacts/batch`` (Brevo documents no maximum): more is 400
+    ``out_of_range``."""
+    doi_template_ids: list[int] = field(default_factory=lambda: list(range(1, 11)))
+    """The account's double opt-in templates: another ``templateId`` in ``POST
+    /contacts/doubleOptinConfirmation`` is 400."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -49,6 +55,9 @@ class Settings:
         converted: dict[str, Any] = {}
         for name, value in changes.items():
             kind = type(getattr(self, name))
+            if kind is list:
+                converted[name] = _id_list(name, value)
+                continue
             try:
                 converted[name] = kind(value)
             except (TypeError, ValueError, OverflowError) as exc:
@@ -71,6 +80,21 @@ class Settings:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+
+def _id_list(name: str, value: Any) -> list[int]:
+    """Ids from a list of integers or a comma-separated string (``"1,2,3"``, as the CLI passes them)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"setting {name}: a list of ids, not {value!r}")
+    out = []
+    for item in items:
+        if isinstance(item, str) and item.strip().isascii() and item.strip().isdigit():
+            item = int(item.strip())
+        if not isinstance(item, int) or isinstance(item, bool) or not 0 < item < 2**63:
+            raise ValueError(f"setting {name}: {item!r} is not an id (a positive integer)")
+        out.append(item)
+    return out
 
 
 FAST_SETTINGS: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""SQLite state of the sandbox account: attributes, folders, lists, contacts, processes, exports.
+"""SQLite state of the sandbox account: attributes, folders, lists, contacts, unsubscription events,
+pending double opt-in confirmations, processes, exports.
 
 One writer connection guarded by a lock (every write is one transaction, so a dropped connection
 or a failed batch never leaves half a change) and one reader connection: WAL mode lets readers
@@ -40,7 +41,18 @@ CREATE TABLE IF NOT EXISTS processes(
   id INTEGER PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, info TEXT, export_path TEXT,
   error TEXT, created_at INTEGER NOT NULL, completed_at INTEGER, payload TEXT);
 CREATE TABLE IF NOT EXISTS exports(process_id INTEGER PRIMARY KEY, csv TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS unsubscriptions(
+  id INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL, campaign_id INTEGER, event_time INTEGER NOT NULL,
+  ip TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS unsubscriptions_contact ON unsubscriptions(contact_id);
+CREATE TABLE IF NOT EXISTS doi_requests(
+  token TEXT PRIMARY KEY, email TEXT NOT NULL, template_id INTEGER NOT NULL, include_list_ids TEXT NOT NULL,
+  exclude_list_ids TEXT NOT NULL, attributes TEXT NOT NULL, redirection_url TEXT NOT NULL,
+  requested_at INTEGER NOT NULL);
 """
+
+ADMIN_IP = "127.0.0.1"
+"""The IP of unsubscriptions made through the API (``adminUnsubscription``)."""
 
 DEFAULT_ATTRIBUTES: list[dict[str, Any]] = [
     {"name": "FIRSTNAME", "category": "normal", "type": "text"},
@@ -192,6 +204,8 @@ class Store:
                 "list_members",
                 "processes",
                 "exports",
+                "unsubscriptions",
+                "doi_requests",
             ):
                 db.execute(f"DELETE FROM {table}")
             self._seed_defaults(db)
@@ -281,6 +295,47 @@ def render_contacts(db: sqlite3.Connection, rows: Sequence[sqlite3.Row]) -> list
         )
         out.append(contact)
     return out
+
+
+def add_unsubscriptions(
+    db: sqlite3.Connection,
+    contact_ids: Sequence[int],
+    stamp: int,
+    campaign_id: int | None = None,
+    ip: str = ADMIN_IP,
+) -> None:
+    """Record that ``contact_ids`` were unsubscribed from emails at ``stamp``: by a campaign's
+    unsubscribe link when ``campaign_id`` is given (``userUnsubscription``), else through the API
+    (``adminUnsubscription``)."""
+    db.executemany(
+        "INSERT INTO unsubscriptions(contact_id, campaign_id, event_time, ip) VALUES (?,?,?,?)",
+        [(cid, campaign_id, stamp, ip) for cid in contact_ids],
+    )
+
+
+def render_unsubscriptions(db: sqlite3.Connection, contact_id: int) -> dict[str, list[dict[str, Any]]]:
+    """``statistics.unsubscriptions`` of a contact, oldest event first (both arrays always present)."""
+    out: dict[str, list[dict[str, Any]]] = {"adminUnsubscription": [], "userUnsubscription": []}
+    for row in db.execute(
+        "SELECT campaign_id, event_time, ip FROM unsubscriptions WHERE contact_id=? ORDER BY event_time, id",
+        (contact_id,),
+    ):
+        if row["campaign_id"] is None:
+            out["adminUnsubscription"].append({"eventTime": iso(row["event_time"]), "ip": row["ip"]})
+        else:
+            out["userUnsubscription"].append(
+                {"campaignId": row["campaign_id"], "eventTime": iso(row["event_time"]), "ip": row["ip"]}
+            )
+    return out
+
+
+def touch_members(db: sqlite3.Connection, where: str, params: Sequence[Any], stamp: int) -> None:
+    """Set ``modified_at`` of the contacts in the list memberships matching ``where`` (their
+    membership is about to change)."""
+    db.execute(
+        f"UPDATE contacts SET modified_at=? WHERE id IN (SELECT contact_id FROM list_members WHERE {where})",
+        (stamp, *params),
+    )
 
 
 def list_exists(db: sqlite3.Connection, list_id: int) -> bool:
