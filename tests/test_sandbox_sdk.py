@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from brevo import Brevo
+from brevo.contacts import RemoveContactFromListRequestBodyExtIds, UpdateBatchContactsRequestContactsItem
 from brevo.core.api_error import ApiError as SdkApiError
 from polling import wait_for
 
@@ -147,3 +148,93 @@ def test_batch_is_all_or_nothing(brevo_sandbox: BrevoSandbox, client: Brevo) -> 
     )
     firstnames = [c["attributes"].get("FIRSTNAME") for c in brevo_sandbox.contacts()]
     assert firstnames == ["X", "Y", None]
+
+
+def test_contact_info_with_unsubscriptions(brevo_sandbox: BrevoSandbox, client: Brevo) -> None:
+    created = client.contacts.create_contact(email="u@example.com")
+    assert client.contacts.get_contact_info("u@example.com").statistics.unsubscriptions.admin_unsubscription == []
+    client.contacts.update_contact("u@example.com", email_blacklisted=True)
+    client.contacts.update_contact("u@example.com", email_blacklisted=False)
+    brevo_sandbox.unsubscribe(created.id, campaign_id=12, at="2025-03-04T05:06:07.890Z")
+    info = client.contacts.get_contact_info(str(created.id), identifier_type="contact_id")
+    assert info.email_blacklisted is True
+    unsubscriptions = info.statistics.unsubscriptions
+    [admin] = unsubscriptions.admin_unsubscription
+    assert admin.ip == "127.0.0.1" and admin.event_time < info.modified_at
+    [user] = unsubscriptions.user_unsubscription
+    assert (user.campaign_id, user.event_time, user.ip) == (12, "2025-03-04T05:06:07.890+00:00", "127.0.0.1")
+
+
+def test_batch_update_with_unlink_lists_and_blacklist_flags(brevo_sandbox: BrevoSandbox, client: Brevo) -> None:
+    second = client.contacts.create_list(name="Second", folder_id=1).id
+    for i in range(2):
+        client.contacts.create_contact(email=f"k{i}@example.com", list_ids=[2, second])
+    client.contacts.update_batch_contacts(
+        contacts=[
+            UpdateBatchContactsRequestContactsItem(
+                email="k0@example.com", unlink_list_ids=[second], email_blacklisted=True, attributes={"FIRSTNAME": "K"}
+            ),
+            UpdateBatchContactsRequestContactsItem(id=2, unlink_list_ids=[2], sms_blacklisted=True),
+        ]
+    )
+    first, other = (client.contacts.get_contact_info(f"k{i}@example.com") for i in range(2))
+    assert (first.list_ids, first.email_blacklisted, first.sms_blacklisted) == ([2], True, False)
+    assert first.attributes.FIRSTNAME == "K"  # type: ignore[attr-defined]
+    assert len(first.statistics.unsubscriptions.admin_unsubscription) == 1
+    assert (other.list_ids, other.email_blacklisted, other.sms_blacklisted) == ([second], False, True)
+    with pytest.raises(SdkApiError) as err:
+        client.contacts.update_batch_contacts(
+            contacts=[UpdateBatchContactsRequestContactsItem(email="nobody@example.com", email_blacklisted=True)]
+        )
+    assert err.value.status_code == 404
+    assert err.value.body == {"code": "document_not_found", "message": "No contact found for indexes 0"}
+
+
+def test_create_doi_contact(brevo_sandbox: BrevoSandbox, client: Brevo) -> None:
+    client.contacts.create_doi_contact(
+        email="doi@example.com",
+        include_list_ids=[2],
+        redirection_url="https://example.com/thanks",
+        template_id=1,
+        attributes={"FIRSTNAME": "Doi"},
+        contact_pixel_tracking_consent=True,
+    )
+    assert brevo_sandbox.contacts() == []
+    [pending] = brevo_sandbox.pending_doi()
+    assert brevo_sandbox.confirm_doi(pending["token"])["redirectionUrl"] == "https://example.com/thanks"
+    info = client.contacts.get_contact_info("doi@example.com")
+    assert info.list_ids == [2] and info.attributes.FIRSTNAME == "Doi"  # type: ignore[attr-defined]
+    client.contacts.create_doi_contact(  # an existing contact: 204
+        email="doi@example.com", include_list_ids=[2], redirection_url="https://example.com/thanks", template_id=2
+    )
+    assert [r["status"] for r in brevo_sandbox.requests(path_prefix="/v3/contacts/doubleOptin")] == [201, 204]
+    with pytest.raises(SdkApiError) as err:
+        client.contacts.create_doi_contact(
+            email="doi@example.com", include_list_ids=[2], redirection_url="https://example.com/", template_id=99
+        )
+    assert err.value.status_code == 400
+    assert err.value.body == {"code": "invalid_parameter", "message": "Template ID does not exist"}
+
+
+def test_delete_contact_by_ext_id(brevo_sandbox: BrevoSandbox, client: Brevo) -> None:
+    client.contacts.create_contact(ext_id="crm-9", email="d@example.com", list_ids=[2])
+    client.contacts.delete_contact("crm-9", identifier_type="ext_id")
+    assert brevo_sandbox.contacts() == []
+    assert client.contacts.get_list(2).total_subscribers == 0
+    with pytest.raises(SdkApiError) as err:
+        client.contacts.delete_contact("crm-9", identifier_type="ext_id")
+    assert err.value.status_code == 404
+    assert err.value.body == {"code": "document_not_found", "message": "Contact does not exist"}
+
+
+def test_remove_contact_from_list_by_ext_ids(brevo_sandbox: BrevoSandbox, client: Brevo) -> None:
+    for i in range(3):
+        client.contacts.create_contact(
+            ext_id=f"x{i}", email=f"x{i}@example.com", list_ids=[2], email_blacklisted=i == 0
+        )
+    removed = client.contacts.remove_contact_from_list(
+        2, request=RemoveContactFromListRequestBodyExtIds(ext_ids=["x0", "x1", "x9"])
+    )
+    assert removed.contacts.success == ["x0", "x1"]
+    assert removed.contacts.failure == ["x9"]
+    assert [c["listIds"] for c in brevo_sandbox.contacts()] == [[], [], [2]]
