@@ -36,6 +36,10 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
             "1000",
             "--read-timeout",
             "7.5",
+            "--max-batch-contacts",
+            "50",
+            "--doi-template-ids",
+            "4,7",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -57,6 +61,7 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         assert httpx.get(url + "/processes", headers={"api-key": "cli-key"}).headers["x-sib-ratelimit-limit"] == "1000"
         config = httpx.get(url.removesuffix("/v3") + "/_sandbox/config", headers={"api-key": "cli-key"}).json()
         assert config["read_timeout"] == 7.5
+        assert (config["max_batch_contacts"], config["doi_template_ids"]) == (50, [4, 7])
         # hostile requests: answered, and nothing on the user's terminal (checked below)
         deep = httpx.post(url + "/contacts", content=b"[" * 10_000 + b"]" * 10_000, headers={"api-key": "cli-key"})
         assert deep.status_code == 400 and deep.json()["code"] == "invalid_parameter"
