@@ -184,6 +184,32 @@ def send_refusal_alert(definition: SourceDefinition, summary: Mapping[str, Any],
     _send(definition, *refusal_message(definition, summary), context, "refusal alert")
 
 
+def mass_delete_message(definition: SourceDefinition, error: Any) -> tuple[str, str]:
+    """The alert for a run the ``deletes.max_per_run`` guardrail stopped, as (subject, HTML body)."""
+    e = html.escape
+    subject = (
+        f"[contactsync] {definition.dag_id}: stopped before removing {error.count:,} contacts "
+        f"(deletes.max_per_run allows {error.limit:,})"
+    )
+    sample = "".join(f"<li>{e(line)}</li>\n" for line in error.sample)
+    body = (
+        f"<p>The last run of {e(definition.dag_id)} would have removed {error.count:,} contacts from Brevo, "
+        f"more than deletes.max_per_run allows ({e(str(definition.deletes_or_default.max_per_run))}, "  # type: ignore[union-attr]
+        f"{error.limit:,} of the {error.owned:,} contacts this source owns). Nothing was sent and nothing was "
+        "removed.</p>\n"
+        "<p>If the source really lost these contacts, trigger the DAG by hand with the param "
+        "<code>allow_mass_delete</code>. If not (a truncated table, an empty export), fix the source and let "
+        "the next run go.</p>\n"
+        f"<p>First contacts it would have removed:</p>\n<ul>\n{sample}</ul>\n"
+    )
+    return subject, body
+
+
+def send_mass_delete_alert(definition: SourceDefinition, error: Any, context: Any) -> None:
+    """Email that the delete guardrail stopped a run; never raises."""
+    _send(definition, *mass_delete_message(definition, error), context, "mass-delete alert")
+
+
 def send_reject_rate_alert(definition: SourceDefinition, summary: Mapping[str, Any], context: Any) -> None:
     """Email the reject-rate alert; never raises, so the caller's own failure stays the task's error.
 

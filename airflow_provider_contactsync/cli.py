@@ -27,6 +27,7 @@ from airflow_provider_contactsync.core.spec import (
     load_definition,
 )
 from airflow_provider_contactsync.core.spec.loader import DefinitionReport, inspect_definition_file
+from airflow_provider_contactsync.core.sync_rules import SYNC_KEY
 from airflow_provider_contactsync.load.identity import RunRow, identity_of, ids_of
 from airflow_provider_contactsync.load.preflight import find_conflicts
 
@@ -178,19 +179,26 @@ def _preview(args: argparse.Namespace) -> int:
     rows = read_rows(args.rows, format=fmt, fields=definition.source.fields, csv_options=csv_options)
     if args.limit is not None:
         rows = itertools.islice(rows, args.limit)
-    counts = {"ok": 0, "rejected": 0, "skipped": 0}
+    counts = {"ok": 0, "rejected": 0, "skipped": 0, "deleted": 0}
     out = sys.stdout
     with tempfile.TemporaryFile("w+", encoding="utf-8") as pending:
         # Two passes: a row can lose to a newer row sharing its email (the load's pre-flight check),
         # so records wait on disk (constant memory) until the whole sample has been seen.
         run_rows = []
         for outcome in pipeline.process(rows):
+            contact = dict(outcome.contact or {})
+            intent = contact.pop(SYNC_KEY, None)
             record: dict[str, Any] = {
                 "row": outcome.index,
                 "status": "ok" if outcome.ok else "rejected",
-                "contact": outcome.contact or {},
+                "contact": contact,
                 "errors": [{"field": r.field, "value": r.value, "reason": r.reason} for r in outcome.rejects],
             }
+            if intent:  # what the sync rules say beyond the attributes (lists, consent, a soft delete)
+                record["sync"] = intent
+                if intent.get("delete"):
+                    record["status"] = "deleted"
+                    record["note"] = "deleted in the source: removed as deletes.behavior says, if this source owns it"
             if outcome.ok:
                 ids = ids_of(to_import_item(outcome.contact or {}))
                 run_rows.append(RunRow(outcome.index, outcome.key, identity_of(ids, outcome.key, keyed=keyed), ids))
@@ -216,7 +224,8 @@ def _preview(args: argparse.Namespace) -> int:
     out.flush()
     print(
         f"{sum(counts.values())} rows: {counts['ok']} ok, {counts['rejected']} rejected, "
-        f"{counts['skipped']} skipped (superseded by a newer row of the same contact)",
+        f"{counts['skipped']} skipped (superseded by a newer row of the same contact)"
+        + (f", {counts['deleted']} deleted in the source (removed by a run)" if counts["deleted"] else ""),
         file=sys.stderr,
     )
     return 0

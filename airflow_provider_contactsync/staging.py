@@ -300,6 +300,18 @@ class ChunkStore:
         except FileNotFoundError:
             return None
 
+    def read_sync(self, url: str) -> dict[str, Any] | None:
+        """What the map task wrote for planning deletes next to a contacts chunk (``.sync``), or None."""
+        from airflow.sdk import ObjectStoragePath
+
+        from airflow_provider_contactsync.core.parallel import SYNC_SUFFIX
+
+        path = ObjectStoragePath(url + SYNC_SUFFIX)
+        try:
+            return decode(path.read_bytes())
+        except FileNotFoundError:
+            return None
+
     def write(self, stage: str, index: int, payload: Any) -> str:
         """Write one chunk atomically enough for a retry: a re-run overwrites the same name.
 

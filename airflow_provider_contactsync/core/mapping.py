@@ -16,6 +16,7 @@ from airflow_provider_contactsync.core.attributes import FITS, AttributeCatalog,
 from airflow_provider_contactsync.core.errors import ConfigurationError, MappingError, MappingErrors, RowError
 from airflow_provider_contactsync.core.payload import PayloadExpander
 from airflow_provider_contactsync.core.spec.models import IDENTIFIER_ATTRIBUTES, SourceDefinition
+from airflow_provider_contactsync.core.sync_rules import SYNC_KEY
 
 Contact = dict[str, Any]
 """A contact as flat ``{ATTRIBUTE: value}``, identifiers included (EMAIL, SMS, EXT_ID)."""
@@ -71,6 +72,8 @@ class ContactMapper:
         if errors:
             raise errors[0] if len(errors) == 1 else MappingErrors(errors)
         self._identifiers = [name for _, name, _ in self._plan if name in IDENTIFIER_ATTRIBUTES]
+        self._identifier_plan = [entry for entry in self._plan if entry[1] in IDENTIFIER_ATTRIBUTES]
+        self.keyed = definition.source.key is not None
         self._erase_nulls = definition.destination.empty_attributes
         self._payload = (
             PayloadExpander(
@@ -112,9 +115,39 @@ class ContactMapper:
             )
         return contact, problems
 
+    def map_identifiers(self, row: Mapping[str, Any]) -> tuple[Contact, list[RowError]]:
+        """Only the identifiers of a row (a row deleted in the source: its other values no longer matter)."""
+        contact: Contact = {}
+        problems: list[RowError] = []
+        for field, name, convert in self._identifier_plan:
+            value = row.get(field)
+            if value is None:
+                continue
+            try:
+                contact[name] = convert(value)
+            except RowError as exc:
+                problems.append(RowError(exc.reason, field=field, value=value))
+        if not problems and not contact and not self.keyed:
+            problems.append(
+                RowError(
+                    f"deleted in the source, but no identifier says which contact: {', '.join(self._identifiers)} "
+                    "all empty",
+                    field=None,
+                    value=None,
+                )
+            )
+        return contact, problems
+
 
 def to_import_item(contact: Contact) -> dict[str, Any]:
-    """Flat contact -> one ``jsonBody`` item of ``POST /contacts/import`` (email apart, rest attributes)."""
+    """Flat contact -> one ``jsonBody`` item of ``POST /contacts/import`` (email apart, rest attributes).
+
+    The contact's sync intent (:data:`~.sync_rules.SYNC_KEY`), when it has one, stays beside them.
+    """
     attributes = dict(contact)
     email = attributes.pop("EMAIL", None)
-    return {"attributes": attributes} if email is None else {"attributes": attributes, "email": email}
+    intent = attributes.pop(SYNC_KEY, None)
+    item = {"attributes": attributes} if email is None else {"attributes": attributes, "email": email}
+    if intent:
+        item[SYNC_KEY] = intent
+    return item

@@ -102,8 +102,14 @@ def _setup_transform(
 
 
 def _transform_file(source: str, target: str, start: int) -> TransformCounts:
-    chunk = transform_rows(_state["transform"], _read(source), key_field=_state["key_field"], start=start)
-    _write(target, {"rows": chunk.passed, "rejects": chunk.rejects})
+    from airflow_provider_contactsync.core.errors import RowError
+
+    rows = _read(source)
+    chunk = transform_rows(_state["transform"], rows, key_field=_state["key_field"], start=start)
+    payload: dict[str, Any] = {"rows": chunk.passed, "rejects": chunk.rejects}
+    if _state["key_field"] is not None:  # rows rejected before their key was known: mirror mode must know
+        payload["unkeyed"] = sum(1 for row in rows if isinstance(row, RowError) and row.row is None)
+    _write(target, payload)
     return TransformCounts(len(chunk.passed), chunk.rejected, chunk.tolerated)
 
 
@@ -147,15 +153,21 @@ def _setup_map(
     definition: dict[str, Any], attributes: list[dict[str, Any]] | None, result_types: dict[str, str]
 ) -> None:
     _state["keyed"] = (definition.get("source") or {}).get("key") is not None
+    _state["mirror"] = (definition.get("destination") or {}).get("mode") == "mirror"
+    _state["sync_sidecar"] = _state["mirror"] or (definition.get("source") or {}).get("deleted_when") is not None
     if attributes is None:  # no row to map: only the transform rejects pass through
         _state["mapper"] = None
+        _state["rules"] = None
         return
     from airflow_provider_contactsync.core.attributes import AttributeCatalog
     from airflow_provider_contactsync.core.mapping import ContactMapper
     from airflow_provider_contactsync.core.spec import SourceDefinition
+    from airflow_provider_contactsync.core.sync_rules import SyncRules
 
     spec = SourceDefinition.model_validate(definition)
     _state["mapper"] = ContactMapper(spec, AttributeCatalog.from_api(attributes), result_types)
+    rules = SyncRules.compile(spec)
+    _state["rules"] = None if rules.empty else rules
 
 
 def _map_file(source: str, target: str) -> tuple[int, int, list[Any]]:
@@ -169,7 +181,7 @@ def _map_file(source: str, target: str) -> tuple[int, int, list[Any]]:
     rejects: list[Any] = []
     rejected = 0
     if chunk["rows"]:
-        contacts, rejects, rejected = map_rows(_state["mapper"], chunk["rows"])
+        contacts, rejects, rejected = map_rows(_state["mapper"], chunk["rows"], _state.get("rules"))
         items = [(key, to_import_item(contact)) for key, contact in contacts]
     _write(target, items)
     identities = IdentityColumns()
@@ -177,7 +189,31 @@ def _map_file(source: str, target: str) -> tuple[int, int, list[Any]]:
     from airflow_provider_contactsync.staging import write_private
 
     write_private(target + SIDECAR_SUFFIX, identities.to_bytes())
+    if _state.get("sync_sidecar"):
+        sidecar = sync_sidecar(items, chunk["rejects"] + rejects, chunk.get("unkeyed", 0), mirror=_state["mirror"])
+        write_private(target + SYNC_SUFFIX, sidecar)
     return len(items), rejected, chunk["rejects"] + rejects
+
+
+SYNC_SUFFIX = ".sync"
+"""What the load needs of a mapped chunk to plan deletes, next to it (``chunk-00001.msgpack.sync``):
+the rows marked deleted (``source.deleted_when``: position in the chunk, key, item) and, in mirror
+mode, every row key the chunk holds (contacts and rejected rows) with how many rows were rejected
+before their key was known."""
+
+
+def sync_sidecar(items: Sequence[tuple[Any, Any]], rejects: Sequence[Any], unkeyed: int, *, mirror: bool) -> bytes:
+    """The ``.sync`` sidecar of a chunk."""
+    from airflow_provider_contactsync.core.sync_rules import SYNC_KEY
+    from airflow_provider_contactsync.staging import encode
+
+    deleted = [[pos, key, item] for pos, (key, item) in enumerate(items) if (item.get(SYNC_KEY) or {}).get("delete")]
+    payload: dict[str, Any] = {"deleted": deleted}
+    if mirror:
+        keys = [str(key) for key, _ in items]
+        keys += dict.fromkeys(str(reject.row) for reject in rejects)
+        payload |= {"keys": keys, "unkeyed": int(unkeyed)}
+    return encode(payload)
 
 
 def map_files(

@@ -17,6 +17,7 @@ from airflow_provider_contactsync.core.attributes import AttributeCatalog
 from airflow_provider_contactsync.core.errors import Reject, RowError
 from airflow_provider_contactsync.core.mapping import Contact, ContactMapper
 from airflow_provider_contactsync.core.spec.models import IDENTIFIER_ATTRIBUTES, SourceDefinition
+from airflow_provider_contactsync.core.sync_rules import SYNC_KEY, SyncRules
 
 if TYPE_CHECKING:
     from airflow_provider_contactsync.core.formulas import Transform
@@ -88,6 +89,8 @@ class ContactPipeline:
         self.transform = compile_for(definition)
         self.mapper = ContactMapper(definition, catalog, self.transform.result_types)
         self._key_field = definition.source.key
+        rules = SyncRules.compile(definition)
+        self.rules = None if rules.empty else rules
 
     def process(self, rows: Iterable[dict[str, Any] | RowError], *, start: int = 1) -> Iterator[RowOutcome]:
         """Yield one outcome per input row, in order; ``start`` is the 1-based index of the first row."""
@@ -105,7 +108,10 @@ class ContactPipeline:
             if problems:
                 problems, skipped = split(problems)
                 tolerated = [Reject(key, p.field, _show(p.value), p.reason) for p in skipped]
-            contact, mapping_problems = map_row(transformed)
+            if self.rules is None:
+                contact, mapping_problems = map_row(transformed)
+            else:
+                contact, mapping_problems = _apply_rules(self.mapper, self.rules, transformed)
             if not problems and not mapping_problems:
                 yield RowOutcome(index, key, contact, [], tolerated)
                 continue
@@ -161,21 +167,45 @@ def transform_rows(
 
 
 def map_rows(
-    mapper: ContactMapper, rows: Iterable[tuple[Any, dict[str, Any]]]
+    mapper: ContactMapper, rows: Iterable[tuple[Any, dict[str, Any]]], rules: SyncRules | None = None
 ) -> tuple[list[tuple[Any, Contact]], list[Reject], int]:
-    """One chunk of transformed rows to contacts: ``(key, contact)`` pairs, rejects, rejected-row count."""
+    """One chunk of transformed rows to contacts: ``(key, contact)`` pairs, rejects, rejected-row count.
+
+    With ``rules`` (:mod:`.sync_rules`), each contact carries its intent under ``SYNC_KEY``; a row
+    ``source.deleted_when`` marks deleted keeps only its identifiers.
+    """
     contacts: list[tuple[Any, Contact]] = []
     rejects: list[Reject] = []
     rejected = 0
     map_row = mapper.map_row
+    if rules is not None and rules.empty:
+        rules = None
     for key, row in rows:
-        contact, problems = map_row(row)
+        if rules is None:
+            contact, problems = map_row(row)
+        else:
+            contact, problems = _apply_rules(mapper, rules, row)
         if problems:
             rejected += 1
             rejects.extend(Reject(key, p.field, _show(p.value), p.reason) for p in problems)
         else:
             contacts.append((key, contact))
     return contacts, rejects, rejected
+
+
+def _apply_rules(mapper: ContactMapper, rules: SyncRules, row: dict[str, Any]) -> tuple[Contact, list[RowError]]:
+    deleted, problem = rules.deleted(row)
+    if problem is not None:
+        return {}, [problem]
+    if deleted:
+        contact, problems = mapper.map_identifiers(row)
+        contact[SYNC_KEY] = {"delete": True}
+        return contact, problems
+    contact, problems = mapper.map_row(row)
+    intent, rule_problems = rules.intent(row)
+    if intent:
+        contact[SYNC_KEY] = intent
+    return contact, problems + rule_problems
 
 
 def _show(value: Any) -> str | None:

@@ -30,6 +30,9 @@ DEFAULT_ARGS: dict[str, Any] = {
 """Task defaults: transient source or Brevo failures retry after 1, 2, 4 minutes (capped at 30)."""
 
 FULL_REFRESH_PARAM = "full_refresh"
+DRY_RUN_PARAM = "dry_run"
+ALLOW_MASS_DELETE_PARAM = "allow_mass_delete"
+"""The run params the tasks read (extract: full_refresh; load: dry_run, allow_mass_delete)."""
 
 
 def build_dag(
@@ -85,7 +88,24 @@ def build_dag(
                 False,
                 type="boolean",
                 description="Ignore the cursor and read every row of the source again.",
-            )
+            ),
+            DRY_RUN_PARAM: Param(
+                False,
+                type="boolean",
+                description="Read, transform, map and plan, then report what the run would send and remove; "
+                "nothing is sent to Brevo and the cursor does not move.",
+            ),
+            **(
+                {
+                    ALLOW_MASS_DELETE_PARAM: Param(
+                        False,
+                        type="boolean",
+                        description="Let this run remove more contacts than deletes.max_per_run allows.",
+                    )
+                }
+                if definition.deletes_or_default is not None
+                else {}
+            ),
         },
         tags=["contactsync", f"integration:{definition.integration}", f"source:{definition.source.type}"],
         auto_register=register,

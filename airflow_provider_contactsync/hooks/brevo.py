@@ -248,6 +248,7 @@ class BrevoHook(BaseHook):
         self,
         *,
         modified_since: _dt.datetime | None = None,
+        created_since: _dt.datetime | None = None,
         list_id: int | None = None,
         page_size: int = 1000,
     ) -> Iterator[dict[str, Any]]:
@@ -255,6 +256,7 @@ class BrevoHook(BaseHook):
         contacts are created behind us).
 
         :param modified_since: only contacts modified after this instant (naive = UTC).
+        :param created_since: only contacts created after this instant (naive = UTC).
         :param list_id: only contacts of this list.
         :param page_size: contacts per request, at most 1000.
         """
@@ -263,6 +265,8 @@ class BrevoHook(BaseHook):
         params: dict[str, Any] = {"limit": page_size, "sort": "asc"}
         if modified_since is not None:
             params["modifiedSince"] = _brevo_datetime(modified_since)
+        if created_since is not None:
+            params["createdSince"] = _brevo_datetime(created_since)
         if list_id is not None:
             params["listIds"] = list_id
         offset = 0
@@ -285,6 +289,18 @@ class BrevoHook(BaseHook):
         if modified_since is not None:
             params["modifiedSince"] = _brevo_datetime(modified_since)
         return int(self.http.request("GET", "/contacts", idempotent=True, params=params).json().get("count") or 0)
+
+    def newest_contact(self) -> tuple[int, int | None]:
+        """How many contacts the account holds, and the id of the newest (None when empty): one request.
+
+        Contacts created later have higher ids, which tells them apart from those that were there
+        before, to the contact (timestamps only say it to the second).
+        """
+        page = self.http.request(
+            "GET", "/contacts", idempotent=True, params={"limit": 1, "offset": 0, "sort": "desc"}
+        ).json()
+        newest = (page.get("contacts") or [{}])[0].get("id")
+        return int(page.get("count") or 0), int(newest) if newest is not None else None
 
     def get_contact(self, identifier: str | int, identifier_type: str | None = None) -> dict[str, Any] | None:
         """One contact, or ``None`` when Brevo does not know it.

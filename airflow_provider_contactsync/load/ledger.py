@@ -55,6 +55,18 @@ CREATE TABLE IF NOT EXISTS retry (
   first_refused_at TEXT NOT NULL, attempts INTEGER NOT NULL);
 """
 
+_ADDED_COLUMNS = {"owned": "INTEGER", "lists": "TEXT", "state": "TEXT"}
+"""Columns of ``delivered`` added for sync semantics (docs/adr/0006): stores from before get them empty.
+
+- ``owned``: 1 when this source created the contact in Brevo, 0 when it existed before (or the mode
+  never creates), NULL when unknown (stores from before), :data:`OWNED_PENDING` until the run that
+  first delivered it settles.
+- ``lists``: conditional lists (``destination.lists``) this source put the contact in, ``5,7``.
+- ``state``: NULL while the contact is live; ``unlinked`` or ``blacklisted`` once a delete kept it.
+"""
+
+OWNED_PENDING = -1
+
 _BATCH = 900  # SQLite's bound-parameter limit is 999
 SETTLED_RUNS_KEPT = 1000
 CACHE_MB = 64
@@ -88,6 +100,22 @@ class Delivered:
     identity: str
     ids: ContactIds
     digest: str
+
+
+class LedgerContact(NamedTuple):
+    """A delivered contact with what sync semantics need: who created it, its lists, its state."""
+
+    identity: str
+    ids: ContactIds
+    owned: int | None
+    lists: tuple[int, ...]
+    state: str | None
+
+
+def _ledger_contact(row: Sequence[Any]) -> LedgerContact:
+    identity, email, ext_id, sms, owned, lists, state = row
+    parsed = tuple(int(x) for x in lists.split(",")) if lists else ()
+    return LedgerContact(identity, ContactIds(email, ext_id, sms), owned, parsed, state)
 
 
 class PendingContact(NamedTuple):
@@ -154,6 +182,7 @@ class ContactLedger:
         self._db.execute("PRAGMA temp_store=MEMORY")
         old = self._old_store()
         self._db.executescript(_SCHEMA)
+        self._add_columns()
         if old is not None:
             self._migrate(old)
         self._may_hold_identifiers = self._has_delivered()
@@ -200,6 +229,13 @@ class ContactLedger:
             for table in ("sent", "batches", "pending"):  # in-flight imports are forgotten: their rows come back
                 self._db.execute(f"DROP TABLE IF EXISTS {table}")
         return sent
+
+    def _add_columns(self) -> None:
+        present = {c[1] for c in self._db.execute("PRAGMA table_info(delivered)")}
+        with self._db:
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE delivered ADD COLUMN {name} {kind}")
 
     def _migrate(self, sent: list[tuple[str, str]]) -> None:
         with self._db:
@@ -261,9 +297,10 @@ class ContactLedger:
             steals = self._take_identifiers(fresh) if fresh and self._may_hold_identifiers else []
             self._db.executemany("DELETE FROM delivered WHERE identity = ?", moved)
             self._db.executemany(
-                "INSERT INTO delivered (identity, email, ext_id, sms, digest) VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO delivered (identity, email, ext_id, sms, digest, owned)"
+                f" VALUES (?, ?, ?, ?, ?, {OWNED_PENDING})"
                 " ON CONFLICT(identity) DO UPDATE SET email = excluded.email, ext_id = excluded.ext_id,"
-                " sms = excluded.sms, digest = excluded.digest",
+                " sms = excluded.sms, digest = excluded.digest, state = NULL",
                 ((c.identity, *c.ids, c.digest) for c in contacts),
             )
             cursor = self._db.execute(
@@ -359,6 +396,13 @@ class ContactLedger:
         for row in rows:
             contact = _pending(0, row)
             undone.add(contact.identity)
+            if contact.prior is not None and contact.prior.identity == contact.identity:
+                # Same contact, as it was: what the ledger knows besides (ownership, lists) stays.
+                self._db.execute(
+                    "UPDATE delivered SET email = ?, ext_id = ?, sms = ?, digest = ? WHERE identity = ?",
+                    (*contact.prior.ids, contact.prior.digest, contact.identity),
+                )
+                continue
             self._db.execute("DELETE FROM delivered WHERE identity = ?", (contact.identity,))
             if contact.prior is not None:
                 prior = contact.prior
@@ -371,6 +415,89 @@ class ContactLedger:
                 name = _column_name(column)
                 self._db.execute(
                     f"UPDATE delivered SET {name} = ? WHERE identity = ? AND {name} IS NULL", (value, victim)
+                )
+
+    # -- ownership, lists and removals (sync semantics) ------------------------------------------
+
+    def settle_ownership(self, *, created: bool | None = None, created_identities: Iterable[str] = ()) -> int:
+        """Decide who created the contacts first delivered in this run: all (``created`` True), none
+        (False), or those named (the rest were there before). Returns how many this source owns now."""
+        with self._db:
+            if created is None:
+                self._db.executemany(
+                    f"UPDATE delivered SET owned = 1 WHERE identity = ? AND owned = {OWNED_PENDING}",
+                    ((identity,) for identity in created_identities),
+                )
+                created = False
+            self._db.execute(f"UPDATE delivered SET owned = ? WHERE owned = {OWNED_PENDING}", (int(created),))
+        return self.owned_count("created")
+
+    def awaiting_ownership(self) -> Iterator[Delivered]:
+        """Contacts first delivered in this run, whose creator is not decided yet."""
+        for identity, email, ext_id, sms, digest in self._db.execute(
+            f"SELECT identity, email, ext_id, sms, digest FROM delivered WHERE owned = {OWNED_PENDING}"
+        ):
+            yield Delivered(identity, ContactIds(email, ext_id, sms), digest)
+
+    def owned_count(self, ownership: str) -> int:
+        """Live contacts this source may remove: those it created, or (``delivered``) all it delivered."""
+        condition = "owned = 1" if ownership == "created" else "1"
+        return int(
+            self._db.execute(f"SELECT count(*) FROM delivered WHERE state IS NULL AND {condition}").fetchone()[0]
+        )
+
+    def contacts(self, identities: Sequence[str]) -> dict[str, LedgerContact]:
+        """Everything the ledger knows of these contacts (live or kept after a delete)."""
+        found: dict[str, LedgerContact] = {}
+        for start in range(0, len(identities), _BATCH):
+            part = list(identities[start : start + _BATCH])
+            marks = ",".join("?" * len(part))
+            for row in self._db.execute(
+                f"SELECT identity, email, ext_id, sms, owned, lists, state FROM delivered WHERE identity IN ({marks})",
+                part,
+            ):
+                found[row[0]] = _ledger_contact(row)
+        return found
+
+    def begin_seen(self) -> None:
+        """Start collecting the identities a full read returns (mirror mode)."""
+        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (identity TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("DELETE FROM temp.seen")
+
+    def add_seen(self, identities: Iterable[str]) -> None:
+        self._db.executemany("INSERT OR IGNORE INTO temp.seen VALUES (?)", ((i,) for i in identities))
+
+    def missing(self) -> Iterator[LedgerContact]:
+        """Live delivered contacts the full read did not return (after :meth:`begin_seen`/:meth:`add_seen`)."""
+        for row in self._db.execute(
+            "SELECT identity, email, ext_id, sms, owned, lists, state FROM delivered d WHERE state IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM temp.seen s WHERE s.identity = d.identity) ORDER BY identity"
+        ):
+            yield _ledger_contact(row)
+
+    def set_lists(self, lists: Iterable[tuple[str, Sequence[int]]]) -> None:
+        """Record the conditional lists this source put each contact in."""
+        with self._db:
+            self._db.executemany(
+                "UPDATE delivered SET lists = ? WHERE identity = ?",
+                ((",".join(map(str, sorted(ids))) or None, identity) for identity, ids in lists),
+            )
+
+    def forget_digests(self, identities: Iterable[str]) -> None:
+        """Make these contacts count as changed, so the next run sends (and decides) them again."""
+        with self._db:
+            self._db.executemany("UPDATE delivered SET digest = '' WHERE identity = ?", ((i,) for i in identities))
+
+    def mark_removed(self, identities: Iterable[str], state: str) -> None:
+        """A delete was done: ``deleted`` forgets the contacts; ``unlinked``/``blacklisted`` keep them,
+        changed (digest cleared), so that a contact coming back to the source is sent again."""
+        with self._db:
+            if state == "deleted":
+                self._db.executemany("DELETE FROM delivered WHERE identity = ?", ((i,) for i in identities))
+            else:
+                self._db.executemany(
+                    "UPDATE delivered SET state = ?, digest = '', lists = NULL WHERE identity = ?",
+                    ((state, i) for i in identities),
                 )
 
     def _has_retries(self) -> bool:

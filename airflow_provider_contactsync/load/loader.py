@@ -31,6 +31,9 @@ from typing import Any
 from airflow_provider_contactsync.core.errors import BrevoError
 from airflow_provider_contactsync.core.identifiers import IdentityColumns
 from airflow_provider_contactsync.core.spec import Destination
+from airflow_provider_contactsync.core.sync_rules import SYNC_KEY, without_intent
+from airflow_provider_contactsync.load import consent as consent_rules
+from airflow_provider_contactsync.load.bulk import batch_address, change_lists, update_batches, update_each
 from airflow_provider_contactsync.load.identity import (
     ContactIds,
     RunRow,
@@ -51,6 +54,14 @@ from airflow_provider_contactsync.load.outcomes import (
     show,
 )
 from airflow_provider_contactsync.load.preflight import Preflight
+from airflow_provider_contactsync.load.removal import (
+    MassDeleteError,
+    RemovalPlan,
+    check_guardrail,
+    plan_removals,
+    remove,
+)
+from airflow_provider_contactsync.load.settings import SyncSettings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +73,20 @@ REKEY_BATCH = 100
 """Identity changes per ``POST /contacts/batch`` request."""
 
 _FAILED = {"failed", "cancelled", "canceled", "error"}
+
+_ALWAYS_COUNTED = frozenset(
+    {
+        "created",
+        "updated",
+        "unchanged",
+        "skipped (exists)",
+        "refused",
+        "superseded",
+        "identity conflicts",
+        "retried",
+        "recovered",
+    }
+)
 
 Item = dict[str, Any]
 ChunkReader = Callable[[str], list[tuple[Any, Item]]]
@@ -90,6 +115,8 @@ class LoadResult:
 
     counts: dict[str, int]
     problems: list[LoadProblem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Said in the run summary: removals made (a sample), why mirror removals were held, a dry run's plan."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time per step: identity check (pre-flight), send (ledger lookups, re-keys, uploads), settle
     (waiting for Brevo's imports to finish, which ``waiting for Brevo`` shows apart, then recording)."""
@@ -146,6 +173,8 @@ class ContactLoader:
         read_chunk: ChunkReader | None = None,
         read_identities: Callable[[str], IdentityColumns | None] | None = None,
         lookup_budget: int = DEFAULT_LOOKUP_BUDGET,
+        settings: SyncSettings | None = None,
+        read_sync: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         self.hook = hook
         self.ledger = ledger
@@ -182,11 +211,21 @@ class ContactLoader:
         self._holders: dict[tuple[str, str], BrevoContact | None] = {}
         self._readback: ReadBack | None = None
         self._contacts_before: int | None = None  # the account's contact count before this run's first import
+        self._newest_before: int | None = None  # and the id of its newest contact then
         self.seconds: Counter[str] = Counter()
+        self.settings = settings or SyncSettings(mode=destination.mode)
+        self._read_sync = read_sync
+        self._chunk_starts: list[int] = []
+        self._removal_plan: RemovalPlan | None = None
+        self.guardrail: MassDeleteError | None = None  # dry runs: the guardrail a real run would hit
+        self._membership: list[tuple[str, ContactIds, list[int], list[int], tuple[int, ...]]] = []
+        self._candidates: list[consent_rules.Candidate] = []
+        self._refused: set[str] = set()
+        self.notes: list[str] = []  # said in the run summary (e.g. why mirror removals were held)
 
     @property
     def create_only(self) -> bool:
-        return not self.destination.update_existing
+        return self.destination.mode == "create_only"
 
     def run(self, chunk_urls: Sequence[str], *, before_sending: Callable[[], None] | None = None) -> LoadResult:
         """The whole load, in order: recover, plan, send every chunk then the retries, settle.
@@ -198,6 +237,9 @@ class ContactLoader:
         try:
             self.recover()
             self.plan(chunk_urls)
+            self.plan_removals(chunk_urls)  # the guardrail: before anything is sent
+            if self.settings.dry_run:
+                return self.dry_run(chunk_urls)
             if before_sending is not None:
                 before_sending()
             read = self._reader()
@@ -281,10 +323,87 @@ class ContactLoader:
             return rows
 
         self._verdicts = {v.seq: v for v in preflight.conflicts(fetch)}
+        self._chunk_starts = [start - len(self._retries) for start in starts]
         dropped = [self._retries[v.seq - oldest].identity for v in self._verdicts.values() if v.seq < 0]
-        if dropped:
+        if dropped and not self.settings.dry_run:
             self.ledger.drop_retry(dropped)
         self.seconds["identity check"] += time.perf_counter() - started
+
+    def plan_removals(self, chunk_urls: Sequence[str]) -> None:
+        """Plan the run's deletes (soft-delete markers; mirror mode: contacts the full read missed) and
+        check ``deletes.max_per_run`` before anything is sent (:mod:`.removal`)."""
+        deletes = self.settings.deletes
+        if deletes is None:
+            return
+        mirror = self.settings.mirror
+        held = None if self.settings.full_read else "this run did not read the whole source"
+        if mirror:
+            self.ledger.begin_seen()
+            self.ledger.add_seen(entry.identity for entry in self._retries)  # refused earlier: still in the source
+        soft: list[tuple[Any, str]] = []
+        unkeyed = 0
+        for index, url in enumerate(chunk_urls):
+            found = self._read_sync(url) if self._read_sync is not None else None
+            if found is None:
+                held = held or "a chunk has no record of its rows"
+                continue
+            for position, key, item in found.get("deleted") or []:
+                if self._chunk_starts[index] + position in self._verdicts:
+                    continue  # a newer row of the same contact replaced this one (or it conflicts)
+                soft.append((key, identity_of(ids_of(item), key, keyed=self.keyed)))
+            if mirror:
+                self.ledger.add_seen(f"K:{key}" for key in found.get("keys") or [])
+                unkeyed += int(found.get("unkeyed") or 0)
+        if unkeyed:
+            held = f"{unkeyed} row(s) were rejected before their key was known, so the read may miss contacts"
+        plan = plan_removals(self.ledger, deletes, soft, mirror=mirror, held=held)
+        if plan.held:
+            self.notes.append(f"mirror: nothing removed for being gone from the source: {plan.held}")
+        self._removal_plan = plan
+        try:
+            check_guardrail(self.ledger, deletes, plan, allowed=self.settings.allow_mass_delete)
+        except MassDeleteError as exc:
+            if not self.settings.dry_run:
+                raise
+            self.guardrail = exc
+
+    def dry_run(self, chunk_urls: Sequence[str]) -> LoadResult:
+        """What the run would do, with nothing sent and nothing recorded."""
+        read = self._reader()
+        would = Counter[str]()
+        for url in chunk_urls:
+            chunk = read(url)
+            start = self._next_seq
+            self._next_seq += len(chunk)
+            outgoing = []
+            for pos, (key, item) in enumerate(chunk):
+                if start + pos in self._verdicts:
+                    would["skipped (conflict or superseded)"] += 1
+                    continue
+                if (item.get(SYNC_KEY) or {}).get("delete"):
+                    would["deleted in source"] += 1
+                    continue
+                ids = ids_of(item)
+                outgoing.append(
+                    _Outgoing(
+                        start + pos, pos, key, identity_of(ids, key, keyed=self.keyed), ids, item, contact_digest(item)
+                    )
+                )
+            known = self._previous(outgoing)
+            for contact in outgoing:
+                previous = known.get(contact.seq)
+                unchanged = previous is not None and previous.digest == contact.digest and not self.full_refresh
+                would["unchanged" if unchanged else "would send"] += 1
+        plan = self._removal_plan
+        counts = dict(would)
+        if plan is not None:
+            counts["would remove"] = len(plan.removals)
+            counts["would keep (not owned or never delivered)"] = len(plan.kept)
+            self.notes.extend(f"would remove {line}" for line in plan.sample())
+        if self.guardrail is not None:
+            self.notes.append(f"a real run would stop: {self.guardrail}")
+        self.notes.insert(0, "dry run: nothing was sent to Brevo and nothing was recorded")
+        return LoadResult(counts, [], list(self.notes))
 
     def _reader(self) -> ChunkReader:
         if self._read_chunk is None:
@@ -334,6 +453,9 @@ class ContactLoader:
             if verdict is not None:
                 self._skip(verdict, chunk_url)
                 continue
+            if self.settings.intents and (item.get(SYNC_KEY) or {}).get("delete"):
+                self.counts["deleted in source"] += 1  # removed (or kept, said why) by the removal plan
+                continue
             ids = ids_of(item)
             outgoing.append(
                 _Outgoing(
@@ -368,6 +490,11 @@ class ContactLoader:
             to_send.append(contact)
         if not to_send:
             return
+        if self.settings.intents or self.settings.unlink_list_ids:
+            self._spool_intents(to_send)
+        if not self.settings.imports:
+            self._send_updates(to_send, chunk_url)
+            return
         if self._sender is None:
             self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contactsync-import")
         self._in_flight.append((self._sender.submit(self._upload, to_send), to_send, chunk_url))
@@ -395,19 +522,29 @@ class ContactLoader:
     def _upload(self, contacts: list[_Outgoing]) -> _Sent:
         """In the sender thread: identity changes first, then the import of the chunk's contacts."""
         refused = self._rekey([c for c in contacts if c.previous and needs_rekey(c.previous.ids, c.ids)])
-        items = [c.item for c in contacts if c.seq not in refused]
+        groups: dict[tuple[bool, bool], list[Item]] = {}
+        for contact in contacts:
+            if contact.seq not in refused:
+                flags = (
+                    consent_rules.import_flags(contact.item.get(SYNC_KEY) or {})
+                    if self.settings.intents
+                    else (False, False)
+                )
+                groups.setdefault(flags, []).append(contact.item)
         process_ids: list[int] = []
         received_at = None
-        if items:
+        for (email_blacklist, sms_blacklist), items in sorted(groups.items()):
             if self._contacts_before is None:
-                self._contacts_before = self.hook.count_contacts()
-            process_ids = self.hook.import_contacts(
-                items,
+                self._contacts_before, self._newest_before = self.hook.newest_contact()
+            process_ids += self.hook.import_contacts(
+                without_intent(items) if self.settings.intents else items,
                 list_ids=self.destination.list_ids,
-                update_existing=self.destination.update_existing,
+                update_existing=self.destination.update_enabled,
                 empty_attributes=self.destination.empty_attributes,
+                email_blacklist=email_blacklist,
+                sms_blacklist=sms_blacklist,
             )
-            received_at = self.hook.last_import_received_at
+            received_at = received_at or self.hook.last_import_received_at
         return _Sent(process_ids, received_at, refused)
 
     def _rekey(self, contacts: list[_Outgoing]) -> dict[int, tuple[str | None, str | None, str]]:
@@ -500,9 +637,171 @@ class ContactLoader:
         self.seconds["send"] += time.perf_counter() - started
         started = time.perf_counter()
         self._settle(self._batches, report=True)
-        self.ledger.end_run()
         self.seconds["settle"] += time.perf_counter() - started
-        return LoadResult(dict(self.counts), list(self.problems), {k: round(v, 3) for k, v in self.seconds.items()})
+        started = time.perf_counter()
+        self._settle_ownership()
+        self._apply_membership()
+        self._apply_resubscriptions()
+        self._apply_removals()
+        self.ledger.end_run()
+        self.seconds["lists, consent and deletes"] += time.perf_counter() - started
+        counts = {name: value for name, value in self.counts.items() if value or name in _ALWAYS_COUNTED}
+        return LoadResult(
+            counts, list(self.problems), list(self.notes), {k: round(v, 3) for k, v in self.seconds.items()}
+        )
+
+    # -- 5. beyond upserts: ownership, lists, consent, deletes --------------------------------------
+
+    def _spool_intents(self, contacts: list[_Outgoing]) -> None:
+        """Remember what each sent contact's intent asks beyond its import (lists, resubscription)."""
+        with_lists = [c for c in contacts if (c.item.get(SYNC_KEY) or {}).keys() & {"in", "out"}]
+        previous = self.ledger.contacts([c.identity for c in with_lists]) if with_lists else {}
+        unlink = list(self.settings.unlink_list_ids)
+        for contact in contacts:
+            intent = contact.item.get(SYNC_KEY) or {}
+            before = previous[contact.identity].lists if contact.identity in previous else ()
+            joined, left = intent.get("in") or [], intent.get("out") or []
+            add = [i for i in joined if i not in before]
+            drop = [i for i in left if i in before] + unlink
+            now = tuple(sorted((set(before) - set(left)) | set(joined)))
+            if add or drop or now != tuple(before):
+                self._membership.append((contact.identity, contact.ids, add, drop, now))
+            if intent.get("email") is True and intent.get("email_at") and self.settings.resubscribe == "explicit_only":
+                self._candidates.append(consent_rules.Candidate(contact.identity, contact.ids, intent["email_at"]))
+
+    def _send_updates(self, contacts: list[_Outgoing], chunk_url: str | None) -> None:
+        """update_only: batch updates that never create; a contact Brevo does not have is skipped."""
+        refused = self._rekey([c for c in contacts if c.previous and needs_rekey(c.previous.ids, c.ids)])
+        membership = {entry[0]: entry for entry in self._membership[-len(contacts) :]} if self._membership else {}
+        batched: list[_Outgoing] = []
+        bodies: list[Item] = []
+        singles: list[tuple[_Outgoing, ContactIds, Item]] = []
+        for contact in contacts:
+            if contact.seq in refused:
+                kind, value, reason = refused[contact.seq]
+                self._refuse(
+                    contact.key, contact.identity, contact.item, kind, value, reason, chunk_url, contact.seq < 0
+                )
+                continue
+            body = self._update_body(contact, membership.get(contact.identity))
+            address = batch_address(contact.ids)
+            if address is None:
+                singles.append((contact, contact.ids, body))
+            else:
+                batched.append(contact)
+                bodies.append({**address, **body})
+        missing = {batched[i].seq for i in update_batches(self.hook, bodies)}
+        update_each(self.hook, singles, on_missing=lambda c: missing.add(c.seq))
+        accepted = [c for c in contacts if c.seq not in refused and c.seq not in missing]
+        for contact in contacts:
+            if contact.seq in missing:
+                self._refused.add(contact.identity)
+                self.counts["skipped (not in Brevo)"] += 1
+                self.problems.append(
+                    LoadProblem(
+                        contact.key,
+                        "skipped",
+                        None,
+                        None,
+                        "not in Brevo: mode update_only never creates contacts",
+                        chunk_url,
+                        contact.seq < 0,
+                    )
+                )
+        if accepted:
+            batch = self.ledger.add_pending(
+                [], [c.pending() for c in accepted], run_id=self.run_id, chunk_url=chunk_url, submitted_at=None
+            )
+            self.counts["updated"] += self.ledger.settle(batch)
+
+    def _update_body(self, contact: _Outgoing, membership: Any) -> Item:
+        """The batch-update body of a contact: attributes, lists and consent flags (no identifier)."""
+        intent = contact.item.get(SYNC_KEY) or {}
+        body: Item = {}
+        attributes = dict(contact.item.get("attributes") or {})
+        if attributes:
+            body["attributes"] = attributes
+        joined = list(self.destination.list_ids) + (membership[2] if membership else [])
+        left = list(membership[3]) if membership else list(self.settings.unlink_list_ids)
+        if joined:
+            body["listIds"] = joined
+        if left:
+            body["unlinkListIds"] = left
+        if intent.get("email") is False:
+            body["emailBlacklisted"] = True
+        if intent.get("sms") is False:
+            body["smsBlacklisted"] = True
+        return body
+
+    def _settle_ownership(self) -> None:
+        """Record which contacts first delivered in this run this source created (who may delete them)."""
+        if not self.settings.imports:
+            self.ledger.settle_ownership(created=False)
+            return
+        awaiting = list(self.ledger.awaiting_ownership())
+        if not awaiting:
+            return
+        created = self.counts["created"]
+        if created == 0 or created >= len(awaiting):
+            self.ledger.settle_ownership(created=created > 0)
+            return
+        if self.settings.deletes is None:  # nobody asks: not worth reading Brevo back
+            self.ledger.settle_ownership(created=None)
+            return
+        # Contacts created since the run's first import have ids above the newest one before it.
+        since = min((_instant(b.submitted_at) for b in self._batches), default=None)
+        since = since - dt.timedelta(seconds=2) if since is not None else None  # Brevo's clock is to the second
+        newest = self._newest_before or 0
+        created_ids: set[tuple[str, str]] = set()
+        for document in self.hook.iter_contacts(created_since=since):
+            if int(document.get("id") or 0) > newest:
+                created_ids.update(brevo_contact(document).ids.values().items())
+        mine = [c.identity for c in awaiting if any(pair in created_ids for pair in c.ids.values().items())]
+        self.ledger.settle_ownership(created_identities=mine)
+
+    def _apply_membership(self) -> None:
+        """Conditional lists and unlink_list_ids, in bulk per list (import modes; update_only sent them inline)."""
+        entries = [e for e in self._membership if e[0] not in self._refused]
+        if self.settings.imports:
+            changes: dict[tuple[int, str], list[ContactIds]] = {}
+            for _, ids, add, drop, _ in entries:
+                for list_id in add:
+                    changes.setdefault((list_id, "add"), []).append(ids)
+                for list_id in drop:
+                    changes.setdefault((list_id, "remove"), []).append(ids)
+            for (list_id, action), members in sorted(changes.items()):
+                change_lists(self.hook, list_id, action, members)
+                self.counts["joined a list" if action == "add" else "left a list"] += len(members)
+        self.ledger.set_lists((identity, now) for identity, _, _, _, now in entries)
+
+    def _apply_resubscriptions(self) -> None:
+        candidates = [c for c in self._candidates if c.identity not in self._refused]
+        if not candidates:
+            return
+        counts, later, kept = consent_rules.resubscribe(self.hook, candidates)
+        self.counts.update(counts)
+        if later:
+            self.ledger.forget_digests(later)
+            self.notes.append(f"{len(later)} resubscription(s) to decide next run (lookup budget)")
+        keys = {c.identity: c for c in candidates}
+        for identity, reason in kept:
+            self.problems.append(
+                LoadProblem(identity.removeprefix("K:"), "skipped", "EMAIL", keys[identity].ids.email, reason)
+            )
+
+    def _apply_removals(self) -> None:
+        plan = self._removal_plan
+        deletes = self.settings.deletes
+        if plan is None or deletes is None:
+            return
+        self.counts.update(remove(self.hook, self.ledger, deletes, plan.removals, self.destination.list_ids))
+        for key, reason in plan.kept:
+            if reason.startswith("deleted in the source"):
+                self.problems.append(LoadProblem(key, "skipped", None, None, reason))
+            else:
+                self.counts["not removed (not created by this source)"] += 1
+        if plan.removals:
+            self.notes.extend(f"removed {line}" for line in plan.sample())
 
     def _settle(self, batches: list[Batch], *, report: bool) -> None:
         """Settle finished imports: find what Brevo refused, record the rest, count what Brevo did.
@@ -589,6 +888,7 @@ class ContactLoader:
         retry: bool = False,
     ) -> None:
         self.counts["refused"] += 1
+        self._refused.add(identity)
         if item is not None:
             self.ledger.queue_retry(identity, key, item, reason, dt.datetime.now(dt.timezone.utc).isoformat())
         else:

@@ -94,14 +94,21 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_contactsync.sources import open_source, read_window
+        from airflow_provider_contactsync.sources.base import ReadWindow
         from airflow_provider_contactsync.sources.files import FilesSource
         from airflow_provider_contactsync.state import CursorStore
 
         source_spec = self.spec.source
         full_refresh = bool((context.get("params") or {}).get("full_refresh"))
+        # Mirror mode reads the whole source every run, unbounded: a row left out (by the cursor or the
+        # safety lag) would look gone. Unchanged contacts are still not sent (the ledger's digests).
+        mirror = self.spec.destination.mode == "mirror"
         cursors = CursorStore(context, self.asset)
         stored = cursors.get()
-        window = read_window(source_spec, stored, dt.datetime.now(dt.timezone.utc), full_refresh=full_refresh)
+        if mirror:
+            window = ReadWindow()
+        else:
+            window = read_window(source_spec, stored, dt.datetime.now(dt.timezone.utc), full_refresh=full_refresh)
         source = open_source(source_spec)
         store = self.chunk_store(context)
         store.clear_stage("extract")
@@ -110,12 +117,14 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
 
             result = extract_files(self, context, source, window, store, full_refresh=full_refresh)
             result.update(cursor_start=stored.to_json() if stored else None, cursor_store=cursors.backend)
+            # Each run's files are the whole source (a snapshot); no file, or a failed one, is no snapshot.
+            result["full_read"] = bool(result["files"]) and not result["failed_files"]
             return result
         urls: list[str] = []
         chunk_rows: list[int] = []
         latest: Cursor | None = None
         field, key = source_spec.updated_field, source_spec.key
-        boundary = self._boundary_filter(store, stored, source, full_refresh=full_refresh)
+        boundary = self._boundary_filter(store, stored, source, full_refresh=full_refresh or mirror)
         for chunk in source.read(window, chunk_size=self.chunk_size):
             if field and key:
                 # Ordered reads end with their latest row; otherwise every row is looked at.
@@ -134,6 +143,7 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
             "rows": rows,
             "skipped": skipped,
             "full_refresh": full_refresh,
+            "full_read": full_refresh or mirror or stored is None,
             "cursor_start": stored.to_json() if stored else None,
             "cursor_end": latest.to_json() if latest else None,
             "cursor_store": cursors.backend,
@@ -405,13 +415,23 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         return self._load(context)
 
     def _load(self, context: Any) -> dict[str, Any]:
+        from airflow_provider_contactsync.dag_factory.builder import ALLOW_MASS_DELETE_PARAM, DRY_RUN_PARAM
         from airflow_provider_contactsync.hooks.brevo import BrevoHook, BrevoRateLimitedError
         from airflow_provider_contactsync.load import ContactLoader, open_ledger
+        from airflow_provider_contactsync.load.removal import MassDeleteError
+        from airflow_provider_contactsync.load.settings import SyncSettings
 
         extracted = self.upstream(context, "extract")
         mapped = self.upstream(context, "map")
         store = self.chunk_store(context)
         destination = self.spec.destination
+        params = context.get("params") or {}
+        settings = SyncSettings.of(
+            self.spec,
+            allow_mass_delete=bool(params.get(ALLOW_MASS_DELETE_PARAM)),
+            dry_run=bool(params.get(DRY_RUN_PARAM)),
+            full_read=bool(extracted.get("full_read", extracted.get("full_refresh"))),
+        )
         with BrevoHook(destination.conn_id) as hook, open_ledger(store.dag_root) as ledger:
             settled = ledger.settled_run(context["run_id"])
             if settled is not None:
@@ -425,12 +445,21 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
                 run_id=context["run_id"],
                 read_chunk=store.read,
                 read_identities=store.read_identities,
+                settings=settings,
+                read_sync=store.read_sync,
             )
             try:
                 result = loader.run(
                     mapped["chunks"],
                     before_sending=lambda: self._fail_before_sending(context, extracted, mapped, loader.problems),
                 )
+            except MassDeleteError as exc:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                from airflow_provider_contactsync import alerts
+
+                alerts.send_mass_delete_alert(self.spec, exc, context)
+                raise AirflowFailException(str(exc)) from None
             except BrevoRateLimitedError as exc:
                 until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=exc.resume_in)
                 why = f"{exc.bucket} until {until:%Y-%m-%d %H:%M:%S} UTC"
@@ -442,6 +471,11 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
                     why,
                 )
                 self._defer_until(until)
+            if settings.dry_run:  # nothing happened: no cursor, no files settled, no run recorded
+                summary = {"rows read": int(extracted["rows"]), "rejected": mapped["rejected"], **result.counts}
+                summary["notes"] = result.notes
+                self.log.info("Dry run\n%s", format_summary(summary))
+                return summary
             summary, failure = self._settle_run(context, extracted, mapped, result, dict(hook.stats.requests))
             deferred = ledger.deferrals(context["run_id"])
             if deferred:
@@ -512,14 +546,17 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         summary = {
             "rows read": int(extracted["rows"]),
             "rejected": mapped["rejected"],
-            **{name: counts[name] for name in _SUMMARY_COUNTS},
+            **{name: counts.get(name, 0) for name in _SUMMARY_COUNTS},
             "skipped at source": sum(extracted["skipped"].values()),
             "cursor": cursor.to_json() if cursor else None,
             "error report": report_url,
+            **{name: value for name, value in counts.items() if name not in _SUMMARY_COUNTS},
             "refusals": [f"row {p.row}: {p.reason}" for p in result.problems if p.outcome == "refused"][:MAX_LISTED],
             "brevo requests": requests,
             "load seconds": result.seconds,
         }
+        if result.notes:
+            summary["notes"] = result.notes
         unmapped_failures = transformed.get("formula failures on unmapped fields")
         if unmapped_failures:  # rows kept: the field that failed is not sent; said here so it is not silent
             summary["formula failures on unmapped fields"] = unmapped_failures

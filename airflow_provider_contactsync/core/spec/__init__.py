@@ -10,7 +10,9 @@ from airflow_provider_contactsync.core.spec.loader import (
 from airflow_provider_contactsync.core.spec.models import (
     IDENTIFIER_ATTRIBUTES,
     Alerts,
+    Consent,
     CsvOptions,
+    Deletes,
     Destination,
     FileSource,
     MongoSource,
@@ -21,7 +23,9 @@ from airflow_provider_contactsync.core.spec.models import (
 __all__ = [
     "IDENTIFIER_ATTRIBUTES",
     "Alerts",
+    "Consent",
     "CsvOptions",
+    "Deletes",
     "Destination",
     "FileSource",
     "MongoSource",

@@ -46,7 +46,9 @@ _SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "mongo": MongoSource,
     **{name: FileSource for name in ("file", "sftp", "ftp")},
 }
-_PATH_IN_MESSAGE = re.compile(r"^((?:source|mapping|transform|destination|alerts)(?:\.[\w.]+)?): (.*)$", re.S)
+_PATH_IN_MESSAGE = re.compile(
+    r"^((?:source|mapping|transform|destination|deletes|consent|alerts)(?:\.[\w.]+)?): (.*)$", re.S
+)
 
 
 def load_definition(path: str | Path, *, formulas: bool = True) -> SourceDefinition:
@@ -310,10 +312,16 @@ def _resolve_local_folder(definition: SourceDefinition, base: Path) -> SourceDef
 def check_formulas(
     definition: SourceDefinition, document: YamlDocument | None = None, file: str | None = None
 ) -> list[ConfigurationError]:
-    """Compile every formula against the source fields; return the errors, located."""
-    if not definition.transform:
-        return []
-    return _formula_errors(definition.transform, definition.source.fields, document, file)
+    """Compile every formula (and every rule: deleted_when, list conditions, consent); return the errors, located."""
+    from airflow_provider_contactsync.core.sync_rules import check_rules
+
+    errors = (
+        _formula_errors(definition.transform, definition.source.fields, document, file) if definition.transform else []
+    )
+    for error in check_rules(definition):
+        path = tuple(int(p) if p.isdigit() else p for p in (error.key_path or "").split("."))
+        errors.append(error.located(file=file, file_line=document.line_of(path) if document else None))
+    return errors
 
 
 def _formula_errors(

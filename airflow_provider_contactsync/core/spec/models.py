@@ -59,6 +59,9 @@ MAX_POKE_INTERVAL_SECONDS = 24 * 3600
 """The file sensor looks at least once a day."""
 
 MAX_LIST_ID = 2**31 - 1
+MAX_CONDITION_LENGTH = 10_000
+"""Characters of a condition (deleted_when, a list's condition, consent): the formula size limit."""
+MAX_CONDITIONAL_LISTS = 100
 """Brevo list ids are 32-bit integers."""
 
 MAX_NAME_LENGTH = 1024
@@ -188,6 +191,12 @@ class _SourceBase(StrictModel):
         None,
         description="Unique row key. Tie-breaker of the cursor (required with updated_field) and the row id "
         "in error reports.",
+    )
+    deleted_when: str | None = Field(
+        None,
+        max_length=MAX_CONDITION_LENGTH,
+        description="CEL condition on a row (source fields and transform outputs) that marks it deleted in the "
+        "source, e.g. 'deleted_at != null'. Read like any change; what a delete does is set by 'deletes'.",
     )
     safety_lag_seconds: int = Field(
         0,
@@ -436,8 +445,15 @@ class Payload(StrictModel):
         return attributes
 
 
+Condition = Annotated[str, Field(min_length=1, max_length=MAX_CONDITION_LENGTH)]
+
+
+SyncMode = Literal["upsert", "create_only", "update_only", "mirror"]
+ListId = Annotated[int, Field(gt=0, le=MAX_LIST_ID)]
+
+
 class Destination(StrictModel):
-    """Where contacts go in Brevo."""
+    """Where contacts go in Brevo, and how the Brevo side follows the source (docs/sync-semantics.md)."""
 
     conn_id: str = Field(
         "brevo_default",
@@ -445,16 +461,156 @@ class Destination(StrictModel):
         max_length=250,
         description="Airflow connection of type brevo (API key as password).",
     )
-    list_ids: list[Annotated[int, Field(gt=0, le=MAX_LIST_ID)]] = Field(
-        min_length=1, description="Brevo lists every synced contact is added to."
+    mode: SyncMode = Field(
+        "upsert",
+        description="upsert: create or update; create_only: never update an existing contact; update_only: never "
+        "create (a contact not in Brevo is skipped); mirror: upsert, and contacts this source created that a "
+        "full read no longer returns are removed as 'deletes' says (needs source.key; every run reads in full).",
     )
-    update_existing: bool = Field(True, description="Update contacts that already exist (else only create).")
+    list_ids: list[ListId] = Field(
+        default_factory=list,
+        description="Brevo lists every synced contact is added to (at least one, except in update_only mode).",
+    )
+    unlink_list_ids: list[ListId] = Field(
+        default_factory=list, description="Brevo lists every synced contact is removed from."
+    )
+    # Keys read laxly: JSON (the definition handed to tasks, the JSON schema) has only text keys.
+    lists: dict[Annotated[int, Field(gt=0, le=MAX_LIST_ID, strict=False)], Condition] = Field(
+        default_factory=dict,
+        max_length=MAX_CONDITIONAL_LISTS,
+        description="Conditional membership: list id -> CEL condition on the row, e.g. {5: \"tier == 'gold'\"}. "
+        "A contact joins the list while its condition is true and leaves it when it turns false (only lists "
+        "this source put it in).",
+    )
+    update_existing: bool | None = Field(
+        None,
+        exclude=True,  # read into mode; the definition handed to tasks carries mode only
+        description="Deprecated: false is mode create_only. Kept so older definitions keep working.",
+    )
     empty_attributes: bool = Field(
-        False, description="A null value erases the attribute in Brevo (else nulls leave it unchanged)."
+        False,
+        description="A null value erases the attribute in Brevo (else nulls leave it unchanged), on every write "
+        "path: imports and batch updates alike.",
     )
     text_max_length: int = Field(
         2000, gt=0, le=MAX_TEXT_LENGTH, description="Longest text value accepted; longer values reject the row."
     )
+
+    @field_validator("update_existing", mode="before")
+    @classmethod
+    def _update_existing_is_a_boolean(cls, value: Any) -> Any:
+        if value is None:  # only an explicit null reaches here: leaving the key out is the way to unset it
+            raise ValueError("update_existing must be true or false (or left out: it is deprecated, use mode)")
+        return value
+
+    @field_validator("lists", mode="before")
+    @classmethod
+    def _list_ids_are_numbers(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key in value:
+                if isinstance(key, bool) or not isinstance(key, (int, str)):
+                    raise ValueError(f"{key!r} is not a list id (a number such as 5)")
+        return value
+
+    @model_validator(mode="after")
+    def _mode_and_lists(self) -> Destination:
+        if self.update_existing is not None:
+            implied = "upsert" if self.update_existing else "create_only"
+            if self.mode not in (implied, "upsert"):
+                raise ValueError(
+                    f"destination.update_existing: {str(self.update_existing).lower()} contradicts mode {self.mode}: "
+                    "drop update_existing (deprecated) and keep mode"
+                )
+            if not self.update_existing:
+                object.__setattr__(self, "mode", "create_only")
+            object.__setattr__(self, "update_existing", None)  # read into mode: one way to say it
+        if not self.list_ids and self.mode != "update_only":
+            raise ValueError(
+                f"destination.list_ids: mode {self.mode} imports contacts, which needs at least one list"
+            )
+        for name, ids in (("list_ids", self.list_ids), ("unlink_list_ids", self.unlink_list_ids)):
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"destination.{name}: a list is given twice")
+        overlap = (set(self.list_ids) & set(self.unlink_list_ids)) | (
+            set(self.lists) & (set(self.list_ids) | set(self.unlink_list_ids))
+        )
+        if overlap:
+            raise ValueError(
+                f"destination.lists: list {sorted(overlap)[0]} appears in more than one of list_ids, "
+                "unlink_list_ids and lists"
+            )
+        return self
+
+    @property
+    def update_enabled(self) -> bool:
+        """Existing contacts are updated (every mode but create_only)."""
+        return self.mode != "create_only"
+
+
+class Deletes(StrictModel):
+    """What happens to a contact deleted in the source (deleted_when) or gone from it (mirror mode)."""
+
+    behavior: Literal["unlink", "blacklist", "delete"] = Field(
+        "unlink",
+        description="unlink: remove it from this source's lists; blacklist: emailBlacklisted and smsBlacklisted; "
+        "delete: delete the contact in Brevo.",
+    )
+    max_per_run: int | Annotated[str, Field(pattern=r"^(100|[0-9]{1,2})(\.[0-9]+)?%$")] = Field(
+        "10%",
+        description="Most deletes one run may make: a count, or a percentage of the contacts this source owns. "
+        "A run that would delete more deletes nothing, fails and alerts; a manual run with the param "
+        "allow_mass_delete goes through.",
+    )
+    ownership: Literal["created", "delivered"] = Field(
+        "created",
+        description="Which contacts this source may delete: those it created (default), or every contact it "
+        "delivered, including contacts that existed in Brevo before it updated them.",
+    )
+
+    @field_validator("max_per_run")
+    @classmethod
+    def _count_is_not_negative(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 0 <= value <= 10**9:
+            raise ValueError("max_per_run is a count from 0 to 1,000,000,000, or a percentage such as '5%'")
+        return value
+
+    def limit(self, owned: int) -> int:
+        """The most contacts a run may delete when the source owns ``owned`` contacts."""
+        if isinstance(self.max_per_run, int):
+            return self.max_per_run
+        return int(owned * float(self.max_per_run.rstrip("%")) / 100)
+
+
+class Consent(StrictModel):
+    """Marketing consent from the source, kept in Brevo's emailBlacklisted / smsBlacklisted.
+
+    A condition that is true means opted in, false opted out (the contact is blacklisted), null unknown
+    (Brevo's flag is left as it is). See docs/sync-semantics.md for how resubscription is decided.
+    """
+
+    email: Condition | None = Field(None, description="CEL: the contact accepts marketing email.")
+    sms: Condition | None = Field(None, description="CEL: the contact accepts marketing SMS.")
+    email_opt_in_at: Condition | None = Field(
+        None,
+        description="CEL timestamp of the contact's email opt-in (e.g. a consent_updated_at field): the explicit "
+        "opt-in that may resubscribe a contact who unsubscribed in Brevo before it.",
+    )
+    sms_opt_in_at: Condition | None = Field(None, description="CEL timestamp of the contact's SMS opt-in.")
+    resubscribe: Literal["explicit_only", "never"] = Field(
+        "explicit_only",
+        description="explicit_only: a contact blacklisted in Brevo is allowed again only when the source holds "
+        "an opt-in newer than the unsubscription; never: a sync never lifts a blacklist.",
+    )
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> Consent:
+        if self.email is None and self.sms is None:
+            raise ValueError("consent: needs email or sms (a condition that says whether the contact opted in)")
+        if self.email_opt_in_at is not None and self.email is None:
+            raise ValueError("consent.email_opt_in_at: needs email (the opt-in condition)")
+        if self.sms_opt_in_at is not None and self.sms is None:
+            raise ValueError("consent.sms_opt_in_at: needs sms (the opt-in condition)")
+        return self
 
 
 class Alerts(StrictModel):
@@ -500,6 +656,11 @@ class SourceDefinition(StrictModel):
         description="Expand a JSON object field into attributes; attributes in mapping take precedence over its keys.",
     )
     destination: Destination
+    deletes: Deletes | None = Field(
+        None,
+        description="What a delete does (source.deleted_when, or mirror mode); defaults apply when either is set.",
+    )
+    consent: Consent | None = Field(None, description="Marketing consent from the source (blacklist flags).")
     alerts: Alerts = Field(default_factory=Alerts)
 
     @field_validator("version", mode="before")
@@ -536,6 +697,34 @@ class SourceDefinition(StrictModel):
             path, message = problems[0]
             raise PydanticCustomError(MAPPING_ERROR_TYPE, "{message}", {"message": f"{'.'.join(path)}: {message}"})
         return self
+
+    @model_validator(mode="after")
+    def _deletes_are_detected(self) -> SourceDefinition:
+        mirror = self.destination.mode == "mirror"
+        if mirror and not self.source.key:
+            raise ValueError(
+                "destination.mode: mirror needs source.key: a contact is removed only when no row with its key "
+                "is read, and a rejected row must still count as present"
+            )
+        if self.deletes is not None and not mirror and self.source.deleted_when is None:
+            raise ValueError(
+                "deletes: nothing to act on: set source.deleted_when (a soft-delete marker) or "
+                "destination.mode: mirror"
+            )
+        if self.source.deleted_when is not None and self.destination.mode == "create_only":
+            raise ValueError(
+                "source.deleted_when: cannot be used with mode create_only (it never changes a contact)"
+            )
+        return self
+
+    @property
+    def deletes_or_default(self) -> Deletes | None:
+        """The delete rules in force: the ``deletes`` block, its defaults when deletes are detected, else None."""
+        if self.deletes is not None:
+            return self.deletes
+        if self.destination.mode == "mirror" or self.source.deleted_when is not None:
+            return Deletes()
+        return None
 
     @property
     def dag_id(self) -> str:
