@@ -331,3 +331,79 @@ def test_a_dry_run_reports_what_it_would_do_and_changes_nothing(sync_factory: An
     assert any("a real run would stop" in note for note in summary["notes"])
     assert len(sync.sandbox.contacts()) == 3
     assert not [r for r in sync.sandbox.requests() if r["method"] != "GET"]
+
+
+def test_a_mirror_over_a_truncated_postgres_table_deletes_nothing_until_allowed(
+    tmp_path: Path,
+    brevo_sandbox: BrevoSandbox,
+    postgres_server: Any,
+    postgres_db: str,
+    smtp_conn_id: str,
+    smtp_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    airflow_db: str,
+) -> None:
+    """Real PostgreSQL: incremental cursor fields are ignored in mirror mode (every run reads in full)."""
+    from airflow_provider_contactsync.core.spec import parse_definition
+    from airflow_provider_contactsync.dag_factory import build_dag
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BREVO_PG",
+        json.dumps({"conn_type": "brevo", "host": brevo_sandbox.url, "password": brevo_sandbox.api_key}),
+    )
+    dbname = postgres_db.removeprefix("pg_")
+    with postgres_server.connect(dbname) as conn:
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, email text, updated_at timestamptz)")
+        conn.execute(
+            "INSERT INTO customers SELECT i, 'p' || i || '@example.com', now() - interval '1 day'"
+            " FROM generate_series(1, 20) AS i"
+        )
+    someone_elses = httpx.post(
+        f"{brevo_sandbox.url}/contacts",
+        json={"email": "p20@example.com"},  # there before the source: it never removes this one
+        headers={"api-key": brevo_sandbox.api_key},
+    )
+    someone_elses.raise_for_status()
+    definition = parse_definition(
+        textwrap.dedent(
+            f"""\
+            integration: pg{uuid.uuid4().hex[:8]}
+            source:
+              type: postgres
+              name: customers
+              conn_id: {postgres_db}
+              table: public.customers
+              fields: [id, email, updated_at]
+              updated_field: updated_at
+              key: id
+            mapping: {{email: EMAIL, id: EXT_ID}}
+            destination: {{conn_id: brevo_pg, mode: mirror, list_ids: [2]}}
+            deletes: {{behavior: delete}}
+            alerts: {{emails: [crm@example.com], smtp_conn_id: {smtp_conn_id}}}
+            """
+        ),
+        file="mirror.yaml",
+    )
+
+    def run(**params: Any) -> Any:
+        dag = build_dag(definition, staging=f"file://{tmp_path}/staging", default_args={"retries": 0})
+        return run_dag(dag, conf=params or None)
+
+    first = xcom_value(run(), "load")
+    assert (first["created"], first["updated"]) == (19, 1)
+    with postgres_server.connect(dbname) as conn:
+        conn.execute("DELETE FROM customers WHERE id = 1")
+    assert xcom_value(run(), "load")["deleted"] == 1  # one row gone: within the default 10%
+
+    with postgres_server.connect(dbname) as conn:
+        conn.execute("TRUNCATE customers")  # by mistake
+    stopped = run()
+    assert task_states(stopped)["load"] == "failed"
+    assert len(brevo_sandbox.contacts()) == 19  # nothing removed
+    (alert,) = [m for m in smtp_server.messages() if "stopped before removing 18 contacts" in str(m["Subject"])]
+    assert "EMAIL p19@example.com" in alert.get_body(("html",)).get_content()  # the first ten are named
+
+    allowed = xcom_value(run(allow_mass_delete=True), "load")
+    assert allowed["deleted"] == 18
+    assert [c["email"] for c in brevo_sandbox.contacts()] == ["p20@example.com"]  # not this source's to remove
+    assert allowed["not removed (not created by this source)"] == 1

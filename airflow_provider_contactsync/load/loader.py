@@ -74,19 +74,18 @@ REKEY_BATCH = 100
 
 _FAILED = {"failed", "cancelled", "canceled", "error"}
 
-_ALWAYS_COUNTED = frozenset(
-    {
-        "created",
-        "updated",
-        "unchanged",
-        "skipped (exists)",
-        "refused",
-        "superseded",
-        "identity conflicts",
-        "retried",
-        "recovered",
-    }
+_ALWAYS_COUNTED = (
+    "created",
+    "updated",
+    "unchanged",
+    "skipped (exists)",
+    "refused",
+    "superseded",
+    "identity conflicts",
+    "retried",
+    "recovered",
 )
+"""Counts every load reports, even at zero; the others (deletes, lists, consent) appear when they happen."""
 
 Item = dict[str, Any]
 ChunkReader = Callable[[str], list[tuple[Any, Item]]]
@@ -185,22 +184,7 @@ class ContactLoader:
         self._read_chunk = read_chunk
         self._read_identities = read_identities
         self._lookups_left = lookup_budget
-        self.counts: Counter[str] = Counter(
-            dict.fromkeys(
-                (
-                    "created",
-                    "updated",
-                    "unchanged",
-                    "skipped (exists)",
-                    "refused",
-                    "superseded",
-                    "identity conflicts",
-                    "retried",
-                    "recovered",
-                ),
-                0,
-            )
-        )
+        self.counts: Counter[str] = Counter(dict.fromkeys(_ALWAYS_COUNTED, 0))
         self.problems: list[LoadProblem] = []
         self._verdicts: dict[int, Verdict] = {}
         self._retries: list[Any] = []
