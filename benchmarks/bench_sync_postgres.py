@@ -1,6 +1,10 @@
 """End-to-end sync benchmark: a PostgreSQL table -> five formulas -> mapping -> Brevo sandbox.
 
     python benchmarks/bench_sync_postgres.py [--rows 100000 1000000] [--chunk-size 50000]
+    python benchmarks/bench_sync_postgres.py --rows 1000000 --mode mirror --runs 2   # mirror: run 2 reads 1M again
+
+``--runs 2`` runs the DAG a second time on the same table, nothing changed: an upsert run then reads
+nothing new; a mirror run reads the whole table again and checks 1M delivered contacts for deletions.
 
 For each size: a fresh table in a temporary PostgreSQL server, a fresh Brevo sandbox in its own
 process (Brevo is remote: its work must not share our CPU budget... but on this 2-core machine it
@@ -125,9 +129,13 @@ def run_stage(stage: str, state: Path, chunk_size: int, definition: dict[str, An
         "map": operators.ContactsyncMapOperator,
         "load": operators.ContactsyncLoadOperator,
     }
+    definition = definition or DEFINITION
+    mode = os.environ.get("BENCH_MODE", "upsert")
+    if mode != "upsert":
+        definition = {**definition, "destination": {**definition["destination"], "mode": mode}}
     kwargs: dict[str, Any] = {
         "task_id": stage,
-        "definition": definition or DEFINITION,
+        "definition": definition,
         "staging": f"file://{state}/staging",
     }
     if stage == "extract":
@@ -137,7 +145,7 @@ def run_stage(stage: str, state: Path, chunk_size: int, definition: dict[str, An
     xcoms = json.loads(xcom_file.read_text()) if xcom_file.exists() else {}
     context = {
         "ti": _TI(xcoms),
-        "run_id": "bench",
+        "run_id": os.environ.get("BENCH_RUN_ID", "bench"),
         "params": {"full_refresh": False},
         "asset_state_store": _StateStore(state / "asset_state.json"),
     }
@@ -185,7 +193,7 @@ def start_sandbox(folder: Path, api_key: str) -> tuple[subprocess.Popen[str], st
     raise RuntimeError("the sandbox did not start")
 
 
-def bench(rows: int, chunk_size: int, server: Any) -> dict[str, Any]:
+def bench(rows: int, chunk_size: int, server: Any, mode: str = "upsert", runs: int = 1) -> list[dict[str, Any]]:
     import httpx
 
     dbname = server.create_database()
@@ -206,37 +214,45 @@ def bench(rows: int, chunk_size: int, server: Any) -> dict[str, Any]:
                 {"conn_type": "brevo", "host": url, "password": api_key, "extra": json.dumps({"poll_interval": 0.5})}
             )
             env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
-            results: dict[str, Any] = {}
-            for stage in STAGES:
-                subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--stage",
-                        stage,
-                        "--state",
-                        str(state),
-                        "--chunk-size",
-                        str(chunk_size),
-                    ],
-                    check=True,
-                    env=env,
-                )
-                results[stage] = json.loads((state / f"{stage}.json").read_text())
-            xcoms = json.loads((state / "xcom.json").read_text())
-            results["summary"] = xcoms["load"]
-            contacts = httpx.get(f"{url}/contacts", params={"limit": 1}, headers={"api-key": api_key}).json()["count"]
-            results["contacts_in_sandbox"] = contacts
+            env["BENCH_MODE"] = mode
+            every: list[dict[str, Any]] = []
+            for run in range(runs):
+                env["BENCH_RUN_ID"] = f"bench-{run}"
+                (state / "xcom.json").unlink(missing_ok=True)
+                results: dict[str, Any] = {}
+                for stage in STAGES:
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--stage",
+                            stage,
+                            "--state",
+                            str(state),
+                            "--chunk-size",
+                            str(chunk_size),
+                        ],
+                        check=True,
+                        env=env,
+                    )
+                    results[stage] = json.loads((state / f"{stage}.json").read_text())
+                xcoms = json.loads((state / "xcom.json").read_text())
+                results["summary"] = xcoms["load"]
+                contacts = httpx.get(f"{url}/contacts", params={"limit": 1}, headers={"api-key": api_key}).json()
+                results["contacts_in_sandbox"] = contacts["count"]
+                every.append(results)
         finally:
             sandbox.terminate()
             sandbox.wait(timeout=30)
-    return results
+    return every
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--chunk-size", type=int, default=50_000)
+    parser.add_argument("--mode", choices=("upsert", "mirror"), default="upsert")
+    parser.add_argument("--runs", type=int, default=1, help="DAG runs on the same table (nothing changes between)")
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -248,29 +264,31 @@ def main() -> None:
     server = start_server()
     try:
         for rows in args.rows:
-            results = bench(rows, args.chunk_size, server)
-            total = sum(results[s]["seconds"] for s in STAGES)
-            print(f"\n{rows:,} rows (chunk size {args.chunk_size:,})")
-            print(
-                f"  {'stage':<10} {'seconds':>8} {'CPU s':>7} {'rows/s':>10} {'peak RSS MB':>12} {'worker peak MB':>15}"
-            )
-            for stage in STAGES:
-                r = results[stage]
-                print(
-                    f"  {stage:<10} {r['seconds']:8.2f} {r['cpu_seconds']:7.2f} {rows / r['seconds']:10,.0f}"
-                    f" {r['peak_rss_mb']:12.0f} {r['worker_peak_rss_mb']:15.0f}"
-                )
-            print(f"  {'end to end':<10} {total:8.2f} {rows / total:10,.0f}")
-            summary = results["summary"]
-            counts = ", ".join(
-                f"{name} {summary[name]:,}"
-                for name in ("created", "updated", "rejected", "identity conflicts", "refused", "failed")
-                if name in summary
-            )
-            print(f"  {counts}, contacts in sandbox {results['contacts_in_sandbox']:,}")
-            print(f"  requests {summary['brevo requests']}; load steps (s): {summary.get('load seconds', '-')}")
+            for run, results in enumerate(bench(rows, args.chunk_size, server, args.mode, args.runs), start=1):
+                report(rows, args.chunk_size, args.mode, run, results)
     finally:
         server.stop()
+
+
+def report(rows: int, chunk_size: int, mode: str, run: int, results: dict[str, Any]) -> None:
+    total = sum(results[s]["seconds"] for s in STAGES)
+    print(f"\n{rows:,} rows (chunk size {chunk_size:,}), mode {mode}, run {run}")
+    print(f"  {'stage':<10} {'seconds':>8} {'CPU s':>7} {'rows/s':>10} {'peak RSS MB':>12} {'worker peak MB':>15}")
+    for stage in STAGES:
+        r = results[stage]
+        print(
+            f"  {stage:<10} {r['seconds']:8.2f} {r['cpu_seconds']:7.2f} {rows / r['seconds']:10,.0f}"
+            f" {r['peak_rss_mb']:12.0f} {r['worker_peak_rss_mb']:15.0f}"
+        )
+    print(f"  {'end to end':<10} {total:8.2f} {rows / total:10,.0f}")
+    summary = results["summary"]
+    counts = ", ".join(
+        f"{name} {summary[name]:,}"
+        for name in ("created", "updated", "unchanged", "deleted", "rejected", "identity conflicts", "refused")
+        if name in summary
+    )
+    print(f"  {counts}, contacts in sandbox {results['contacts_in_sandbox']:,}")
+    print(f"  requests {summary['brevo requests']}; load steps (s): {summary.get('load seconds', '-')}")
 
 
 if __name__ == "__main__":

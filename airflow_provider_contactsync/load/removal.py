@@ -19,7 +19,13 @@ from typing import Any
 
 from airflow_provider_contactsync.core.errors import ContactsyncError
 from airflow_provider_contactsync.core.spec import Deletes
-from airflow_provider_contactsync.load.bulk import batch_address, change_lists, delete_contact, update_batches
+from airflow_provider_contactsync.load.bulk import (
+    batch_address,
+    change_lists,
+    delete_contact,
+    update_batches,
+    update_each,
+)
 from airflow_provider_contactsync.load.ledger import ContactLedger, LedgerContact
 from airflow_provider_contactsync.load.outcomes import show
 
@@ -135,11 +141,13 @@ def remove(
     elif deletes.behavior == "blacklist":
         addressed = [(c, batch_address(c.ids)) for c in contacts]
         bodies = [{**a, "emailBlacklisted": True, "smsBlacklisted": True} for _, a in addressed if a is not None]
-        missing = update_batches(hook, bodies)
-        for contact, _ in (x for x in addressed if x[1] is None):
-            hook.update_contact(contact.ids.ext_id, "EXT_ID", email_blacklisted=True, sms_blacklisted=True)
-        counts["blacklisted"] += len(contacts) - len(missing)
-        counts["already gone from Brevo"] += len(missing)
+        gone = len(update_batches(hook, bodies))
+        by_ext_id = [(c, c.ids, {"emailBlacklisted": True, "smsBlacklisted": True}) for c, a in addressed if a is None]
+        lost: list[LedgerContact] = []
+        update_each(hook, by_ext_id, on_missing=lost.append)
+        gone += len(lost)
+        counts["blacklisted"] += len(contacts) - gone
+        counts["already gone from Brevo"] += gone
     else:
         for contact in contacts:
             if delete_contact(hook, contact.ids):
