@@ -29,7 +29,7 @@ class Sync:
     def __init__(self, root: Path, sandbox: BrevoSandbox, smtp_conn_id: str, extra: str, source: str = "") -> None:
         self.root = root
         self.sandbox = sandbox
-        (root / "drop").mkdir(exist_ok=True)
+        (root / "drop").mkdir(parents=True, exist_ok=True)
         self.version = 0
         path = root / f"sync-{uuid.uuid4().hex[:6]}.yaml"
         path.write_text(
@@ -407,3 +407,31 @@ def test_a_mirror_over_a_truncated_postgres_table_deletes_nothing_until_allowed(
     assert allowed["deleted"] == 18
     assert [c["email"] for c in brevo_sandbox.contacts()] == ["p20@example.com"]  # not this source's to remove
     assert allowed["not removed (not created by this source)"] == 1
+
+
+def test_a_contact_another_source_created_is_never_removed_by_this_one(
+    tmp_path: Path, brevo_sandbox: BrevoSandbox, smtp_conn_id: str, sync_factory: Any
+) -> None:
+    other = Sync(
+        tmp_path / "other",
+        brevo_sandbox,
+        smtp_conn_id,
+        f"destination: {{conn_id: brevo_sync, list_ids: [{sync_factory.lists[1]}]}}\n",
+    )
+    mirror = sync_factory(
+        """
+        destination: {{conn_id: brevo_sync, mode: mirror, list_ids: [{a}]}}
+        deletes: {{behavior: delete, max_per_run: 100%}}
+        """
+    )
+    other.drop(row(1))
+    other.run()  # the other source creates c1
+    mirror.drop(row(1), row(2))
+    first = mirror.summary(mirror.run())
+    assert (first["created"], first["updated"]) == (1, 1)
+
+    mirror.drop(row(3))  # 1 and 2 leave this source
+    summary = mirror.summary(mirror.run())
+
+    assert {c["email"] for c in brevo_sandbox.contacts()} == {"c1@example.com", "c3@example.com"}
+    assert (summary["deleted"], summary["not removed (not created by this source)"]) == (1, 1)
