@@ -432,6 +432,11 @@ class ContactLedger:
             self._db.execute(f"UPDATE delivered SET owned = ? WHERE owned = {OWNED_PENDING}", (int(created),))
         return self.owned_count("created")
 
+    def awaiting_count(self) -> int:
+        """How many contacts first delivered in this run wait for their creator to be decided."""
+        found = self._db.execute(f"SELECT count(*) FROM delivered WHERE owned = {OWNED_PENDING}").fetchone()
+        return int(found[0])
+
     def awaiting_ownership(self) -> Iterator[Delivered]:
         """Contacts first delivered in this run, whose creator is not decided yet."""
         for identity, email, ext_id, sms, digest in self._db.execute(

@@ -722,11 +722,11 @@ class ContactLoader:
         if not self.settings.imports:
             self.ledger.settle_ownership(created=False)
             return
-        awaiting = list(self.ledger.awaiting_ownership())
+        awaiting = self.ledger.awaiting_count()
         if not awaiting:
             return
         created = self.counts["created"]
-        if created == 0 or created >= len(awaiting):
+        if created == 0 or created >= awaiting:
             self.ledger.settle_ownership(created=created > 0)
             return
         if self.settings.deletes is None:  # nobody asks: not worth reading Brevo back
@@ -740,7 +740,11 @@ class ContactLoader:
         for document in self.hook.iter_contacts(created_since=since):
             if int(document.get("id") or 0) > newest:
                 created_ids.update(brevo_contact(document).ids.values().items())
-        mine = [c.identity for c in awaiting if any(pair in created_ids for pair in c.ids.values().items())]
+        mine = [
+            c.identity
+            for c in self.ledger.awaiting_ownership()
+            if any(pair in created_ids for pair in c.ids.values().items())
+        ]
         self.ledger.settle_ownership(created_identities=mine)
 
     def _apply_membership(self) -> None:
