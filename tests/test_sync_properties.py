@@ -6,9 +6,9 @@ that existed in Brevo before the first run. After every run the sandbox must equ
 pure-Python model of the documented rules says: which contacts exist, their FIRSTNAME, their
 membership of the source list and of the conditional list, and their emailBlacklisted flag.
 
-One disagreement is known and kept as an expected failure (``KNOWN_BUG``): a contact removed with
-``deletes.behavior: blacklist`` stays in the conditional lists this source put it in, but the ledger
-forgets them, so the contact is never taken out when its row comes back with the condition false.
+``BLACKLISTED_AND_BACK`` is the history that found a bug: a contact removed with ``deletes.behavior:
+blacklist`` stays in the conditional lists this source put it in, and once its row came back with the
+condition false it was never taken out, because the ledger had forgotten those lists.
 """
 
 from __future__ import annotations
@@ -219,12 +219,6 @@ def brevo_conn(brevo_sandbox: BrevoSandbox, monkeypatch: pytest.MonkeyPatch, air
     return brevo_sandbox
 
 
-BLACKLIST_FORGETS_LISTS = (
-    "ContactLedger.mark_removed clears the conditional lists it remembers for a blacklisted contact, which "
-    "stays in those lists in Brevo: when its row comes back with the condition false it is not taken out"
-)
-
-
 def _comes_back(behavior: str, tier_back: str = "silver") -> History:
     """Created contacts removed (1 missing, 4 soft-deleted) that come back, next to pre-existing contacts
     (2 blacklisted, soft-deleted then missing; 3 opted out, then in) and a first delivery in a later run."""
@@ -293,8 +287,9 @@ EXAMPLES = [
         1,
     ),
 ]
-# The smallest history showing the disagreement named in BLACKLIST_FORGETS_LISTS.
-KNOWN_BUG = History(
+# Found by this test: a contact removed by blacklisting stays in the conditional list, so when its row
+# comes back with the condition false it must leave it (the ledger once forgot the lists it was in).
+BLACKLISTED_AND_BACK = History(
     "blacklist",
     {},
     {1: Row("Ann", "gold")},
@@ -317,7 +312,7 @@ def _with_examples(test: Any) -> Any:
 )
 @given(history=histories())
 @_with_examples
-@example(history=KNOWN_BUG).xfail(raises=AssertionError, reason=BLACKLIST_FORGETS_LISTS)
+@example(history=BLACKLISTED_AND_BACK)
 def test_mirror_runs_bring_brevo_to_the_modelled_state(
     history: History, brevo_conn: BrevoSandbox, smtp_conn_id: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

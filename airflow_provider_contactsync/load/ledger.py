@@ -495,14 +495,19 @@ class ContactLedger:
 
     def mark_removed(self, identities: Iterable[str], state: str) -> None:
         """A delete was done: ``deleted`` forgets the contacts; ``unlinked``/``blacklisted`` keep them,
-        changed (digest cleared), so that a contact coming back to the source is sent again."""
+        changed (digest cleared), so that a contact coming back to the source is sent again. A
+        blacklisted contact stays in its conditional lists, so the ledger keeps them."""
         with self._db:
             if state == "deleted":
                 self._db.executemany("DELETE FROM delivered WHERE identity = ?", ((i,) for i in identities))
-            else:
+            elif state == "unlinked":  # out of every list this source put it in
                 self._db.executemany(
                     "UPDATE delivered SET state = ?, digest = '', lists = NULL WHERE identity = ?",
                     ((state, i) for i in identities),
+                )
+            else:  # blacklisted: still in its lists, which the ledger must keep knowing
+                self._db.executemany(
+                    "UPDATE delivered SET state = ?, digest = '' WHERE identity = ?", ((state, i) for i in identities)
                 )
 
     def _has_retries(self) -> bool:
