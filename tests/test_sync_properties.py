@@ -13,7 +13,6 @@ condition false it was never taken out, because the ledger had forgotten those l
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 from servers.airflow_db import task_states
-from test_sync_semantics import Sync
+from test_sync_semantics import Sync, use_sandbox
 
 from airflow_provider_contactsync.sandbox import BrevoSandbox
 
@@ -209,13 +208,7 @@ def brevo_state(sandbox: BrevoSandbox, source_list: int, gold_list: int) -> dict
 
 @pytest.fixture
 def brevo_conn(brevo_sandbox: BrevoSandbox, monkeypatch: pytest.MonkeyPatch, airflow_db: str) -> BrevoSandbox:
-    conn = {
-        "conn_type": "brevo",
-        "host": brevo_sandbox.url,
-        "password": brevo_sandbox.api_key,
-        "extra": json.dumps({"poll_interval": 0.01}),
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_BREVO_SYNC", json.dumps(conn))
+    use_sandbox(monkeypatch, brevo_sandbox)
     return brevo_sandbox
 
 

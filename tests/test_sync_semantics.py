@@ -95,17 +95,17 @@ def report(summary: dict[str, Any]) -> list[dict[str, str]]:
         return list(csv.DictReader(stream))
 
 
+def use_sandbox(monkeypatch: pytest.MonkeyPatch, sandbox: BrevoSandbox, conn_id: str = "brevo_sync") -> None:
+    """Point an Airflow connection at the sandbox (polling fast: tests wait for no real Brevo)."""
+    conn = {"conn_type": "brevo", "host": sandbox.url, "password": sandbox.api_key, "extra": {"poll_interval": 0.01}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
 @pytest.fixture
 def sync_factory(
     tmp_path: Path, brevo_sandbox: BrevoSandbox, smtp_conn_id: str, monkeypatch: pytest.MonkeyPatch, airflow_db: str
 ) -> Any:
-    conn = {
-        "conn_type": "brevo",
-        "host": brevo_sandbox.url,
-        "password": brevo_sandbox.api_key,
-        "extra": json.dumps({"poll_interval": 0.01}),
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_BREVO_SYNC", json.dumps(conn))
+    use_sandbox(monkeypatch, brevo_sandbox)
     lists = [brevo_sandbox.create_list(f"list {n}") for n in range(4)]
 
     def make(extra: str, source: str = "") -> Sync:
@@ -347,10 +347,7 @@ def test_a_mirror_over_a_truncated_postgres_table_deletes_nothing_until_allowed(
     from airflow_provider_contactsync.core.spec import parse_definition
     from airflow_provider_contactsync.dag_factory import build_dag
 
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_BREVO_PG",
-        json.dumps({"conn_type": "brevo", "host": brevo_sandbox.url, "password": brevo_sandbox.api_key}),
-    )
+    use_sandbox(monkeypatch, brevo_sandbox, "brevo_pg")
     dbname = postgres_db.removeprefix("pg_")
     with postgres_server.connect(dbname) as conn:
         conn.execute("CREATE TABLE customers (id int PRIMARY KEY, email text, updated_at timestamptz)")
