@@ -71,6 +71,16 @@ class ContactsyncBaseOperator(DefinitionMixin, BaseOperator):
         self.definition = definition
         self.staging = staging
 
+    def execute(self, context: Any) -> Any:
+        from airflow_provider_contactsync.operators.failures import configuration_errors_fail_at_once
+
+        with configuration_errors_fail_at_once():
+            return self.run_stage(context)
+
+    def run_stage(self, context: Any) -> Any:
+        """The task's work; :meth:`execute` runs it so that configuration errors are not retried."""
+        raise NotImplementedError
+
     def chunk_store(self, context: Any) -> ChunkStore:
         return ChunkStore(self.staging or default_staging_base(), self.spec.dag_id, context["run_id"])
 
@@ -92,7 +102,7 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
         super().__init__(**kwargs)
         self.chunk_size = chunk_size
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def run_stage(self, context: Any) -> dict[str, Any]:
         from airflow_provider_contactsync.sources import open_source, read_window
         from airflow_provider_contactsync.sources.base import ReadWindow
         from airflow_provider_contactsync.sources.files import FilesSource
@@ -209,7 +219,7 @@ class ContactsyncTransformOperator(ContactsyncBaseOperator):
         super().__init__(**kwargs)
         self.workers = workers
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def run_stage(self, context: Any) -> dict[str, Any]:
         from functools import partial
 
         from airflow_provider_contactsync.core.parallel import transform_files
@@ -274,7 +284,7 @@ class ContactsyncMapOperator(ContactsyncBaseOperator):
         super().__init__(**kwargs)
         self.workers = workers
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def run_stage(self, context: Any) -> dict[str, Any]:
         from functools import partial
 
         from airflow_provider_contactsync.core.attributes import AttributeCatalog
@@ -407,12 +417,15 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         super().__init__(**kwargs)
         self.retention_days = retention_days
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def run_stage(self, context: Any) -> dict[str, Any]:
         return self._load(context)
 
     def resume_after_rate_limit(self, context: Any, event: Any = None) -> Any:
         """Back from waiting out Brevo's rate limit (a trigger, no worker slot held): load on."""
-        return self._load(context)
+        from airflow_provider_contactsync.operators.failures import configuration_errors_fail_at_once
+
+        with configuration_errors_fail_at_once():
+            return self._load(context)
 
     def _load(self, context: Any) -> dict[str, Any]:
         from airflow_provider_contactsync.dag_factory.builder import ALLOW_MASS_DELETE_PARAM, DRY_RUN_PARAM

@@ -68,7 +68,9 @@ def extract_files(
     if not selection.ready:
         waiting = queued_retries(store.dag_root)
         if not waiting:
-            raise AirflowSkipException(describe_wait(source, selection))
+            reason = describe_wait(source, selection)
+            operator.log.info("Nothing to import, the run is skipped: %s", reason)  # the exception's text is not logged
+            raise AirflowSkipException(reason)
         operator.log.info(
             "%s; %d contact(s) Brevo refused before wait to be sent again: the run goes on for them",
             describe_wait(source, selection),
