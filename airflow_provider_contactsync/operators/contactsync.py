@@ -314,7 +314,9 @@ class ContactsyncMapOperator(ContactsyncBaseOperator):
         contacts_total = mapping_rejected = 0
         reasons: Counter[str] = Counter()
         file_names = [f["name"] for f in extracted["files"]] if "files" in extracted else None
-        report = _ErrorReport(store, context["run_id"], with_file=file_names is not None)
+        report = _ErrorReport(
+            store, context["run_id"], with_file=file_names is not None, values=self.spec.reports.values
+        )
         chunk_rejected = list(transformed.get("chunk_rejected") or [0] * len(jobs))
         for index, (contacts, rejected_rows, rejects) in enumerate(store.run_jobs(jobs, run)):
             report.add(rejects, reasons, file=file_names[extracted["chunk_files"][index]] if file_names else None)
@@ -374,7 +376,7 @@ REPORT_COLUMNS = ("row", "outcome", "field", "value", "reason")
 class _ErrorReport:
     """Streams rejects into the run's error report CSV: owner-only on local storage, constant memory."""
 
-    def __init__(self, store: ChunkStore, run_id: str, *, with_file: bool = False) -> None:
+    def __init__(self, store: ChunkStore, run_id: str, *, with_file: bool = False, values: str = "raw") -> None:
         import csv
 
         from airflow_provider_contactsync.staging import PrivateFile
@@ -382,6 +384,7 @@ class _ErrorReport:
         self._file = PrivateFile(store.dag_root / "reports" / f"{store.root.name}.csv")
         self._writer = csv.writer(self._file.stream)
         self._with_file = with_file  # file sources: which file each rejected row came from
+        self._values = values  # reports.values: raw, masked or hashed
         self._writer.writerow((*REPORT_COLUMNS, *(("file",) if with_file else ())))
         self.count = 0
         self.run_id = run_id
@@ -390,9 +393,9 @@ class _ErrorReport:
         extra = (file or "",) if self._with_file else ()
         for reject in rejects:
             self._writer.writerow(
-                _report_cells(reject.row, "rejected", reject.field, reject.value, reject.reason, *extra)
+                _report_line(reject.row, "rejected", reject.field, reject.value, reject.reason, self._values, extra)
             )
-            reasons[_reason_family(reject.reason)] += 1
+            reasons[_reason_family(_shown_reason(reject.reason, self._values))] += 1
             self.count += 1
 
     def close(self) -> str:
@@ -508,7 +511,19 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
 
             context["ti"].xcom_push(key="summary", value=summary)
             raise AirflowFailException(failure)
+        self._describe_asset_event(context, summary)
         return summary
+
+    def _describe_asset_event(self, context: Any, summary: dict[str, Any]) -> None:
+        """The run's counts in the asset event's extra, so Airflow's Assets page shows them too."""
+        events = context.get("outlet_events") if hasattr(context, "get") else None
+        if events is None:
+            return
+        extra = {
+            name: value for name, value in summary.items() if isinstance(value, int) and not isinstance(value, bool)
+        }
+        extra["cursor"] = summary.get("cursor")
+        events[self.asset].extra = {"contactsync": extra}
 
     def _defer_until(self, until: dt.datetime) -> None:
         from airflow.providers.standard.triggers.temporal import DateTimeTrigger
@@ -544,7 +559,9 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         store = self.chunk_store(context)
         report_url = mapped["error_report"]
         if result.problems:
-            append_to_report(report_url, result.problems, _file_of_chunk(extracted, mapped))
+            append_to_report(
+                report_url, result.problems, _file_of_chunk(extracted, mapped), values=self.spec.reports.values
+            )
         cursor = CursorStore(context, self.asset).advance(Cursor.from_json(extracted["cursor_end"]))
         if extracted.get("boundary"):
             promote_boundary(store.dag_root, extracted["boundary"], cursor)
@@ -564,7 +581,11 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             "cursor": cursor.to_json() if cursor else None,
             "error report": report_url,
             **{name: value for name, value in counts.items() if name not in _SUMMARY_COUNTS},
-            "refusals": [f"row {p.row}: {p.reason}" for p in result.problems if p.outcome == "refused"][:MAX_LISTED],
+            "refusals": [
+                _shown_reason(f"row {p.row}: {p.reason}", self.spec.reports.values)
+                for p in result.problems
+                if p.outcome == "refused"
+            ][:MAX_LISTED],
             "brevo requests": requests,
             "load seconds": result.seconds,
         }
@@ -672,7 +693,7 @@ def _file_of_chunk(extracted: dict[str, Any], mapped: dict[str, Any]) -> dict[st
     return {url: names[extracted["chunk_files"][index]] for index, url in enumerate(mapped["chunks"])}
 
 
-def append_to_report(url: str, problems: list[Any], files: dict[str, str] | None) -> None:
+def append_to_report(url: str, problems: list[Any], files: dict[str, str] | None, *, values: str = "raw") -> None:
     """Add the load's rows (identity conflicts, superseded rows, refusals) to the run's error report."""
     import csv
     import io
@@ -684,9 +705,31 @@ def append_to_report(url: str, problems: list[Any], files: dict[str, str] | None
     for problem in problems:
         extra = ((files or {}).get(problem.chunk_url or "", ""),) if files is not None else ()
         writer.writerow(
-            _report_cells(problem.row, problem.outcome, problem.field, problem.value, problem.reason, *extra)
+            _report_line(problem.row, problem.outcome, problem.field, problem.value, problem.reason, values, extra)
         )
     append_private(url, out.getvalue())
+
+
+def _shown_reason(reason: str, mode: str) -> str:
+    """A reason as it may appear outside the report (summary, alerts): emails protected as the report's."""
+    if mode == "raw":
+        return reason
+    from airflow_provider_contactsync.core.masking import protect_reason
+
+    return protect_reason(reason, mode)
+
+
+def _report_line(
+    row: Any, outcome: str, field: Any, value: Any, reason: str, mode: str, extra: tuple[str, ...]
+) -> tuple[str, ...]:
+    """One error-report line (:data:`REPORT_COLUMNS`), its data shown as ``reports.values`` says."""
+    if mode != "raw":
+        from airflow_provider_contactsync.core.masking import protect, protect_reason
+
+        row = protect(str(row), mode) if row is not None and "@" in str(row) else row  # a key can be an email
+        value = protect(str(value), mode) if value is not None else None
+        reason = protect_reason(str(reason), mode)
+    return _report_cells(row, outcome, field, value, reason, *extra)
 
 
 def _report_cells(*cells: Any) -> tuple[str, ...]:

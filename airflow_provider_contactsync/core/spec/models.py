@@ -613,6 +613,17 @@ class Consent(StrictModel):
         return self
 
 
+class Reports(StrictModel):
+    """What the run's error report shows of the data (it holds personal data: emails, phones, names)."""
+
+    values: Literal["raw", "masked", "hashed"] = Field(
+        "raw",
+        description="raw: values as read; masked: their shape only (j***@example.com), reasons kept; hashed: a "
+        "short SHA-256 digest of each value (the same value gives the same digest). Emails quoted in reasons "
+        "follow the same rule.",
+    )
+
+
 class Alerts(StrictModel):
     """Who hears about failures, and when a run with rejected rows counts as failed."""
 
@@ -661,6 +672,7 @@ class SourceDefinition(StrictModel):
         description="What a delete does (source.deleted_when, or mirror mode); defaults apply when either is set.",
     )
     consent: Consent | None = Field(None, description="Marketing consent from the source (blacklist flags).")
+    reports: Reports = Field(default_factory=Reports)
     alerts: Alerts = Field(default_factory=Alerts)
 
     @field_validator("version", mode="before")
