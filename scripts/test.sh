@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the whole test suite. Extra arguments go to pytest.
+# Set up (scripts/setup.sh test: the package with the test tools) and run the whole test suite.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-servers.sh
-bash scripts/setup.sh
+bash scripts/setup.sh test
 exec .venv/bin/python -m pytest -n auto "$@"
