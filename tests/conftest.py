@@ -20,6 +20,7 @@ pytest_plugins: list[str] = [
     "servers.ftp",
     "servers.sftp",  # after servers.ftp, which it imports
     "servers.bigquery",
+    "servers.s3",
     "servers.airflow_db",
     "servers.airflow_services",
 ]
