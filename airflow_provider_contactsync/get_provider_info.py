@@ -61,6 +61,11 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         },
+        # The Contactsync page in the Airflow UI (the same class is an ``airflow.plugins`` entry point: Airflow
+        # loads provider-declared plugins only with [core] lazy_discover_providers = False).
+        "plugins": [
+            {"name": "contactsync", "plugin-class": "airflow_provider_contactsync.plugins.plugin.ContactsyncPlugin"}
+        ],
         "connection-types": [
             {
                 "connection-type": "brevo",
