@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,7 @@ def _detail(session: Any, dag_id: str) -> data.SourceDetail:
     return detail
 
 
-def _count_names(sources: list[data.Source], runs: list[data.Run] = ()) -> list[str]:  # type: ignore[assignment]
+def _count_names(sources: list[data.Source], runs: Sequence[data.Run] = ()) -> list[str]:
     """The counts every source shows, plus the optional ones some summary here has."""
     summaries = [s.last_import.summary for s in sources if s.last_import and s.last_import.summary]
     summaries += [run.summary for run in runs if run.summary]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 720, 150, 48, 18, 8
+MAX_BAR = 24
 
 SERIES = (
     ("created", ("created",)),
@@ -59,7 +60,7 @@ def run_charts(runs: list[Any]) -> list[Chart]:
     """Counts per run, duration and reject rate, for runs given newest first."""
     ordered = list(reversed(runs))
     slot = (WIDTH - PAD_LEFT - 4) / max(len(ordered), 1)
-    bar_width = max(2.0, slot * 0.7)
+    bar_width = min(MAX_BAR, max(2.0, slot * 0.7))
     plot = HEIGHT - PAD_BOTTOM - PAD_TOP
 
     def x_of(index: int) -> float:

@@ -55,6 +55,7 @@ class ContactsyncPlugin(AirflowPlugin):
             # Relative (no leading slash): the UI resolves it against its own base, [api] base_url's path.
             "href": f"{URL_PREFIX.lstrip('/')}/",
             "icon": f"{URL_PREFIX.lstrip('/')}/static/icon.svg",
+            "icon_dark_mode": f"{URL_PREFIX.lstrip('/')}/static/icon-dark.svg",
             "url_route": "contactsync",
             "destination": "nav",
             "nav_top_level": True,
