@@ -81,9 +81,10 @@ def test_first_full_sync_loads_good_rows_and_reports_bad_ones(demo: Demo) -> Non
     assert {(r["row"], r["field"]) for r in rows} == {("4", "email"), ("5", "phone"), ("6", "loyalty_points")}
     assert oct(report.stat().st_mode & 0o777) == "0o600"
     assert xcom_value(dag_run, "map", "error_report") == summary["error report"]
-    from airflow_provider_contactsync.operators.contactsync import ErrorReportLink
+    from airflow_provider_contactsync.operators.links import ErrorReportLink
 
-    assert xcom_value(dag_run, "map", ErrorReportLink().xcom_key) == summary["error report"]  # the extra link
+    link = xcom_value(dag_run, "map", ErrorReportLink().xcom_key)  # the extra link: the page's http download
+    assert link.startswith(f"/contactsync/reports/{demo.definition.dag_id}/")
 
 
 def test_run_with_no_new_file_is_skipped_and_makes_no_write_call(demo: Demo) -> None:

@@ -91,12 +91,7 @@ def _build(definition: Path, staging: str | None) -> Any:
     from airflow_provider_contactsync.core.spec import load_definition
     from airflow_provider_contactsync.dag_factory import build_dag
 
-    from airflow_provider_contactsync.operators.links import ErrorReportLink
-
-    dag = build_dag(load_definition(definition), file=str(definition), staging=staging, default_args={"retries": 0})
-    # The link this plugin serves (a no-op once operators/contactsync.py imports it from operators.links).
-    dag.task_dict["map"].operator_extra_links = (ErrorReportLink(),)
-    return dag
+    return build_dag(load_definition(definition), file=str(definition), staging=staging, default_args={"retries": 0})
 
 
 @pytest.fixture(scope="module")

@@ -80,11 +80,6 @@ def test_the_error_report_link_is_the_plugins_download_under_the_api_base_url(mo
     assert _link(monkeypatch, ErrorReportLink(), None) == ""  # no report: no button
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operators/contactsync.py still defines its own ErrorReportLink (a file:// URL the UI drops); "
-    "it is to import ErrorReportLink from operators.links. Remove this marker when it does.",
-)
 def test_the_map_task_uses_the_http_error_report_link(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_provider_contactsync.operators import ContactsyncMapOperator
 

@@ -12,27 +12,15 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator, BaseOperatorLink
+from airflow.sdk import BaseOperator
 
 from airflow_provider_contactsync.core.boundary import SKIP_UNCHANGED, BoundaryFilter
 from airflow_provider_contactsync.core.cursor import Cursor, normalize_value
 from airflow_provider_contactsync.core.errors import Reject, RowError
 from airflow_provider_contactsync.core.spec import SourceDefinition
+from airflow_provider_contactsync.operators.links import ERROR_REPORT_XCOM_KEY, ErrorReportLink
 from airflow_provider_contactsync.staging import ChunkStore, default_staging_base
 from airflow_provider_contactsync.state import BOUNDARY_FILE, read_boundary, source_asset, write_boundary
-
-ERROR_REPORT_XCOM_KEY = "error_report"
-
-
-class ErrorReportLink(BaseOperatorLink):
-    """The run's error report (rejected rows with their reasons), from the task's XCom."""
-
-    name = "Error report"
-
-    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        return XCom.get_value(ti_key=ti_key, key=ERROR_REPORT_XCOM_KEY) or ""
 
 
 def definition_asset(definition: dict[str, Any]) -> Any:
