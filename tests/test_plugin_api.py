@@ -238,6 +238,7 @@ def test_overview_shows_each_source_with_its_last_import_counts_and_alerts(api: 
 def test_a_source_page_shows_runs_chart_reports_definition_and_trigger_buttons(api: Api, world: World) -> None:
     response = api.get(f"/contactsync/sources/{world.good}", "bob")
     assert response.status_code == 200
+    assert "frame-ancestors 'self'" in response.headers["content-security-policy"]  # framed by Airflow's UI only
     html = response.text
     first, second = world.good_runs
     assert html.index(f'<tr data-run-id="{second.run_id}"') < html.index(f'<tr data-run-id="{first.run_id}"')
@@ -251,6 +252,7 @@ def test_a_source_page_shows_runs_chart_reports_definition_and_trigger_buttons(a
     assert f'data-trigger-url="/api/v2/dags/{world.good}/dagRuns"' in html
     assert '<button type="button" id="sync-now" class="trigger" data-conf="{}" >' in html  # bob may trigger
     assert "data-conf='{\"full_refresh\": true}'" in html
+    assert 'id="paused-note"' in html  # Airflow creates DAGs paused: a run started here would wait
 
     viewer = api.get(f"/contactsync/sources/{world.good}", "ada").text  # a viewer sees the buttons disabled
     assert 'id="sync-now" class="trigger" data-conf="{}" disabled' in viewer
