@@ -13,7 +13,10 @@ URL_PREFIX = "/contactsync"
 
 def api_base_url() -> str:
     """``[api] base_url`` without its trailing slash ("" when unset: links are then relative to the host)."""
-    from airflow.configuration import conf
+    try:  # on workers, the Task SDK's configuration (Airflow 3.2+); the same [api] section
+        from airflow.sdk.configuration import conf
+    except ImportError:
+        from airflow.configuration import conf
 
     return (conf.get("api", "base_url", fallback="") or "").rstrip("/")
 
