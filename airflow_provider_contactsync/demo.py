@@ -17,7 +17,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-EXAMPLES = Path(__file__).parent / "example_dags"
+from airflow_provider_contactsync._layout import example_dags_dir
+
+EXAMPLES = example_dags_dir()
 DEMO_DEFINITION = EXAMPLES / "definitions" / "demo_customers.yaml"
 DEMO_ATTRIBUTES = {"COUNTRY": "text", "BIRTHDAY": "date", "LOYALTY_POINTS": "float"}
 

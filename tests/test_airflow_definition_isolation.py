@@ -26,7 +26,7 @@ from airflow_provider_contactsync.sandbox import BrevoSandbox
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags"
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_dags"
 DAG_FILE = "contactsync_dags.py"
 CHECK_FILE = "contactsync_check.py"
 DEMO = "contactsync__demo__customers"

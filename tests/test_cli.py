@@ -10,7 +10,7 @@ from hostile_definitions import CASES, GOOD
 
 from airflow_provider_contactsync.cli import main
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags" / "definitions"
+EXAMPLE = Path(__file__).resolve().parents[1] / "example_dags" / "definitions"
 
 DEFINITION = """\
 integration: shop

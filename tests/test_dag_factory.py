@@ -31,9 +31,9 @@ from airflow_provider_contactsync.dag_factory import (
 )
 from airflow_provider_contactsync.dag_factory.index import dag_id_of, files_for_dag_id, split_dag_id
 
-PACKAGE = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync"
-EXAMPLE_DAG_FILE = PACKAGE / "example_dags" / "contactsync_dags.py"
-DEMO = PACKAGE / "example_dags" / "definitions" / "demo_customers.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_DAG_FILE = ROOT / "example_dags" / "contactsync_dags.py"
+DEMO = ROOT / "example_dags" / "definitions" / "demo_customers.yaml"
 PARSING_CONTEXT_ENV = "_AIRFLOW_PARSING_CONTEXT_DAG_ID"
 ONE_LINER = "from airflow_provider_contactsync.dag_factory import load_dags; load_dags()\n"
 CHECK_LINER = "from airflow_provider_contactsync.dag_factory import check_definitions; check_definitions()\n"
@@ -178,7 +178,7 @@ def test_dag_serialises() -> None:
 
 
 def test_example_dag_files_load_without_import_errors(tmp_path: Path) -> None:
-    shutil.copytree(PACKAGE / "example_dags", tmp_path / "example_dags")
+    shutil.copytree(ROOT / "example_dags", tmp_path / "example_dags")
     bag = dag_bag(tmp_path / "example_dags")
     assert bag.import_errors == {}
     assert sorted(bag.dags) == [

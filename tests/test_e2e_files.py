@@ -15,7 +15,7 @@ from servers.airflow_db import run_dag, task_states, xcom_value
 from airflow_provider_contactsync.core.spec import load_definition
 from airflow_provider_contactsync.sandbox import BrevoSandbox
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags"
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_dags"
 
 
 class Demo:

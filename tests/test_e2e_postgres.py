@@ -16,7 +16,7 @@ from servers.airflow_db import run_dag, task_states, xcom_value
 from airflow_provider_contactsync.core.spec import load_definition
 from airflow_provider_contactsync.sandbox import BrevoSandbox
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags"
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_dags"
 T0 = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.timezone.utc)
 ROWS = [
     # id, email, first, last, phone, country, birthday, loyalty_points, minutes after T0

@@ -333,7 +333,7 @@ def test_the_sftp_example_definition_runs_against_a_real_server(
     from airflow_provider_contactsync.core.spec import load_definition
     from airflow_provider_contactsync.dag_factory import build_dag
 
-    examples = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags" / "definitions"
+    examples = Path(__file__).resolve().parents[1] / "example_dags" / "definitions"
     definition = load_definition(examples / "partner_drop_sftp.yaml")
     source = definition.source.model_copy(update={"path": sftp_server.remote_path(f"example-{uuid.uuid4().hex[:6]}")})
     definition = definition.model_copy(update={"source": source, "integration": f"ex{uuid.uuid4().hex[:8]}"})

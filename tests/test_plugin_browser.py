@@ -25,7 +25,7 @@ from airflow_provider_contactsync.sandbox import BrevoSandbox
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "airflow_provider_contactsync" / "example_dags"
+EXAMPLES = ROOT / "example_dags"
 CHROMIUM = Path("/usr/bin/chromium")
 DEMO = "contactsync__demo__customers"
 RUN_TIMEOUT = 180.0

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DIST = "airflow-provider-contactsync"
 DEMO_DAG = "contactsync__demo__customers"
-EXAMPLE_DEFINITIONS = ROOT / "airflow_provider_contactsync" / "example_dags" / "definitions"
+EXAMPLE_DEFINITIONS = ROOT / "example_dags" / "definitions"
 EXAMPLE_DAGS = {
     "contactsync__{integration}__{name}".format(integration=d["integration"], name=d["source"]["name"])
     for d in (yaml.safe_load(path.read_text(encoding="utf-8")) for path in EXAMPLE_DEFINITIONS.glob("*.yaml"))
@@ -135,7 +135,7 @@ def test_readme_dag_files_are_the_example_dag_files() -> None:
     for block in blocks:
         code = "\n".join(line.strip() for line in block.splitlines())
         example = re.search(r"\(example_dags/(\w+\.py)\)", code.splitlines()[0]).group(1)
-        example_code = (ROOT / "airflow_provider_contactsync" / "example_dags" / example).read_text()
+        example_code = (ROOT / "example_dags" / example).read_text()
         assert _statements(code) == _statements(example_code), example
 
 
@@ -300,7 +300,7 @@ def test_ui_section_runs_as_written_and_shows_the_example_dags(tmp_path: Path) -
     """
     if not (VENV_BIN / "airflow").exists():
         pytest.skip(f"no airflow command next to {sys.executable}")
-    example_dags = ROOT / "airflow_provider_contactsync" / "example_dags"
+    example_dags = ROOT / "example_dags"
     files = {"scripts/setup.sh": NO_SETUP}
     for path in example_dags.rglob("*"):
         if path.is_file() and "__pycache__" not in path.parts:

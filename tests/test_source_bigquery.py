@@ -35,7 +35,7 @@ NOW = dt.datetime(2030, 1, 1, tzinfo=UTC)
 NULL_REASON = "updated_at is null"
 LAG_REASON = "updated after the safety lag bound"
 REAL_PROJECT = os.environ.get("CONTACTSYNC_TEST_BIGQUERY_PROJECT")
-EXAMPLES = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags"
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_dags"
 
 
 class Warehouse:

@@ -52,7 +52,7 @@ T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 NULL_REASON = "updated_at is null"
 LAG_REASON = "updated after the safety lag bound"
 REAL_ENV = "CONTACTSYNC_TEST_SNOWFLAKE_CONN"
-EXAMPLES = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags"
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_dags"
 
 
 # -- the emulator and the real service -----------------------------------------------------------

@@ -25,7 +25,7 @@ from airflow_provider_contactsync.core.spec.sql import _plainly_one_select, chec
 from airflow_provider_contactsync.core.spec.yaml_source import parse_yaml
 from airflow_provider_contactsync.dag_factory.index import dag_id_of
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "airflow_provider_contactsync" / "example_dags" / "definitions"
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_dags" / "definitions"
 YAML_CASES = [case for case in CASES if case.kind == "yaml"]
 OTHER_CASES = [case for case in CASES if case.kind != "yaml"]
 CHILD_TIMEOUT = 240  # a guard against a hang, far above what the cases take
