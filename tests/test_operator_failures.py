@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
 from airflow.exceptions import AirflowNotFoundException
 from airflow.sdk.exceptions import AirflowFailException
+from drop_folder import build, drop_folder_definition
 from servers.airflow_db import run_dag, task_states
 
 from airflow_provider_contactsync.core.errors import BrevoError, MappingError
-from airflow_provider_contactsync.core.spec import load_definition
 from airflow_provider_contactsync.operators.failures import configuration_errors_fail_at_once
 from airflow_provider_contactsync.sandbox import BrevoSandbox
 
@@ -44,24 +41,14 @@ def test_a_mapping_the_account_cannot_take_fails_the_run_on_its_first_try(
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
-    from airflow_provider_contactsync.dag_factory import build_dag
-
-    conn = {"conn_type": "brevo", "host": brevo_sandbox.url, "password": brevo_sandbox.api_key}
-    monkeypatch.setenv("AIRFLOW_CONN_BREVO_FAIL", json.dumps(conn))
-    (tmp_path / "drop").mkdir()
-    (tmp_path / "drop" / "a.csv").write_text("id,email,points\n1,a@example.com,5\n")
-    path = tmp_path / "bad.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            integration: fail{uuid.uuid4().hex[:8]}
-            source: {{name: customers, type: file, path: drop, pattern: "*.csv", fields: [id, email, points], key: id}}
-            mapping: {{email: EMAIL, points: LOYALTY_POINTS}}
-            destination: {{conn_id: brevo_fail, list_ids: [2]}}
-            """
-        )
+    definition = drop_folder_definition(
+        tmp_path,
+        brevo_sandbox,
+        monkeypatch,
+        "id,email,points\n1,a@example.com,5\n",
+        mapping="{email: EMAIL, points: LOYALTY_POINTS}",
     )
-    dag = build_dag(load_definition(path), staging=f"file://{tmp_path}/staging", default_args={"retries": 3})
+    dag = build(definition, f"file://{tmp_path}/staging", retries=3)
 
     dag_run = run_dag(dag)
 

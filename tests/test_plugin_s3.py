@@ -6,16 +6,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
-import textwrap
-import uuid
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from drop_folder import build, drop_folder_definition
 from servers.airflow_db import run_dag, xcom_value
 
-from airflow_provider_contactsync.core.spec import load_definition
 from airflow_provider_contactsync.sandbox import BrevoSandbox
 
 
@@ -26,25 +23,14 @@ def test_an_s3_error_report_downloads_from_the_page(
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from fastapi.testclient import TestClient
 
-    from airflow_provider_contactsync.dag_factory import build_dag
-
-    conn = {"conn_type": "brevo", "host": brevo_sandbox.url, "password": brevo_sandbox.api_key}
-    monkeypatch.setenv("AIRFLOW_CONN_BREVO_S3PAGE", json.dumps(conn))
-    (tmp_path / "drop").mkdir()
-    (tmp_path / "drop" / "a.csv").write_text("id,email\n1,a@example.com\n2,not-an-email\n")
-    path = tmp_path / "s3page.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            integration: s3page{uuid.uuid4().hex[:8]}
-            source: {{name: customers, type: file, path: drop, pattern: "*.csv", fields: [id, email], key: id}}
-            mapping: {{email: EMAIL, id: EXT_ID}}
-            destination: {{conn_id: brevo_s3page, list_ids: [2]}}
-            alerts: {{max_error_rate: 0.6}}
-            """
-        )
+    definition = drop_folder_definition(
+        tmp_path,
+        brevo_sandbox,
+        monkeypatch,
+        "id,email\n1,a@example.com\n2,not-an-email\n",
+        extra="alerts: {max_error_rate: 0.6}\n",
     )
-    dag = build_dag(load_definition(path), file=str(path), staging=s3_staging, default_args={"retries": 0})
+    dag = build(definition, s3_staging)
     dag_run = run_dag(dag, logical_date=dt.datetime.now(dt.timezone.utc))
     assert xcom_value(dag_run, "load")["error report"].startswith("s3://")
 

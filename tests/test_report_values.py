@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import csv
-import json
-import textwrap
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from drop_folder import build, drop_folder_definition
 from servers.airflow_db import run_dag, xcom_value
 
 from airflow_provider_contactsync.core.masking import mask_email, mask_text, protect, protect_reason
-from airflow_provider_contactsync.core.spec import load_definition
 from airflow_provider_contactsync.sandbox import BrevoSandbox
 
 
@@ -35,30 +32,16 @@ def test_a_run_writes_its_report_as_reports_values_says_and_its_counts_in_the_as
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
-    from airflow_provider_contactsync.dag_factory import build_dag
-
-    conn = {"conn_type": "brevo", "host": brevo_sandbox.url, "password": brevo_sandbox.api_key}
-    monkeypatch.setenv("AIRFLOW_CONN_BREVO_REPORTS", json.dumps(conn))
-    (tmp_path / "drop").mkdir()
-    (tmp_path / "drop" / "a.csv").write_text(
-        "id,email,first_name\n1,ok@example.com,Ada\n2,jane.doe@example,Jane\n3,,Nobody\n"
+    csv_text = "id,email,first_name\n1,ok@example.com,Ada\n2,jane.doe@example,Jane\n3,,Nobody\n"
+    definition = drop_folder_definition(
+        tmp_path,
+        brevo_sandbox,
+        monkeypatch,
+        csv_text,
+        mapping="{email: EMAIL, id: EXT_ID, first_name: FIRSTNAME}",
+        extra=f"reports: {{values: {values}}}\nalerts: {{max_error_rate: 1}}\n",
     )
-    integration = f"rep{uuid.uuid4().hex[:8]}"
-    path = tmp_path / "reports.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            integration: {integration}
-            source:
-              {{name: customers, type: file, path: drop, pattern: "*.csv", fields: [id, email, first_name], key: id}}
-            mapping: {{email: EMAIL, id: EXT_ID, first_name: FIRSTNAME}}
-            destination: {{conn_id: brevo_reports, list_ids: [2]}}
-            reports: {{values: {values}}}
-            alerts: {{max_error_rate: 1}}
-            """
-        )
-    )
-    dag = build_dag(load_definition(path), staging=f"file://{tmp_path}/staging", default_args={"retries": 0})
+    dag = build(definition, f"file://{tmp_path}/staging")
 
     dag_run = run_dag(dag)
 
@@ -77,7 +60,7 @@ def test_a_run_writes_its_report_as_reports_values_says_and_its_counts_in_the_as
         (event,) = (
             session.query(AssetEvent)
             .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .filter(AssetModel.name == f"contactsync/{integration}/customers")
+            .filter(AssetModel.name == f"contactsync/{definition.integration}/customers")
             .all()
         )
         counts = event.extra["contactsync"]

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
+from drop_folder import build, drop_folder_definition
 from servers.airflow_db import run_dag, task_states, xcom_value
 from servers.s3 import S3Server
 
-from airflow_provider_contactsync.core.spec import load_definition
 from airflow_provider_contactsync.sandbox import BrevoSandbox
 
 
@@ -28,27 +25,15 @@ def test_a_run_staged_on_s3_loads_reports_and_cleans_up(
 ) -> None:
     from airflow.sdk import ObjectStoragePath
 
-    from airflow_provider_contactsync.dag_factory import build_dag
-
-    conn = {"conn_type": "brevo", "host": brevo_sandbox.url, "password": brevo_sandbox.api_key}
-    monkeypatch.setenv("AIRFLOW_CONN_BREVO_S3", json.dumps(conn))
-    (tmp_path / "drop").mkdir()
-    (tmp_path / "drop" / "a.csv").write_text("id,email\n1,a@example.com\n2,not-an-email\n3,c@example.com\n")
-    path = tmp_path / "s3.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            integration: s3{uuid.uuid4().hex[:8]}
-            source: {{name: customers, type: file, path: drop, pattern: "*.csv", fields: [id, email], key: id}}
-            mapping: {{email: EMAIL, id: EXT_ID}}
-            destination: {{conn_id: brevo_s3, list_ids: [2]}}
-            alerts: {{max_error_rate: 0.5}}
-            """
-        )
+    definition = drop_folder_definition(
+        tmp_path,
+        brevo_sandbox,
+        monkeypatch,
+        "id,email\n1,a@example.com\n2,not-an-email\n3,c@example.com\n",
+        extra="alerts: {max_error_rate: 0.5}\n",
     )
-    definition = load_definition(path)
 
-    dag_run = run_dag(build_dag(definition, staging=s3_staging, default_args={"retries": 0}))
+    dag_run = run_dag(build(definition, s3_staging))
 
     assert set(task_states(dag_run).values()) == {"success"}
     summary = xcom_value(dag_run, "load")
