@@ -147,3 +147,16 @@ def test_importing_the_plugin_loads_no_web_framework() -> None:
     code = f"import sys, airflow_provider_contactsync.plugins.plugin; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("max_error_rate", "alerted"), [(None, True), (0.6, False), (0.4, True)])
+def test_the_reject_alert_uses_the_definitions_max_error_rate(max_error_rate: float | None, alerted: bool) -> None:
+    from airflow_provider_contactsync.plugins.data import Run, Source
+
+    summary = {"rows read": 2, "rejected": 1, "refused": 0, "identity conflicts": 0}
+    if max_error_rate is not None:  # summaries written before it was recorded use the default 5%
+        summary["max error rate"] = max_error_rate
+    run = Run(1, "r", "success", "manual", None, None, None, {}, summary)
+    source = Source("contactsync__a__b", "a", "b", "file", "manual", False, False, False, None, None, run, run)
+    texts = [alert.text for alert in source.alerts]
+    assert (texts == ["1 row not loaded (50.0%)"]) is alerted

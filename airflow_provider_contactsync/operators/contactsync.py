@@ -566,6 +566,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             "rejected": mapped["rejected"],
             **{name: counts.get(name, 0) for name in _SUMMARY_COUNTS},
             "skipped at source": sum(extracted["skipped"].values()),
+            "max error rate": self.spec.alerts.max_error_rate,  # the page's reject alert uses the same threshold
             "cursor": cursor.to_json() if cursor else None,
             "error report": report_url,
             **{name: value for name, value in counts.items() if name not in _SUMMARY_COUNTS},

@@ -33,8 +33,8 @@ NOT_LOADED = ("rejected", "identity conflicts", "refused")
 """Rows of a run that did not reach Brevo as read, for its reject rate."""
 
 REJECT_WARNING_RATE = 0.05
-"""A run whose reject rate is above this raises an alert: the definitions' default ``max_error_rate``
-(a definition's own threshold is not in Airflow's records; its run fails above it, which alerts anyway)."""
+"""A run whose reject rate is above its definition's ``max_error_rate`` (in the load summary as
+``max error rate``) raises an alert; summaries written before it was recorded use this, the default."""
 
 _DEFINITION_LINE = re.compile(r"^Definition: `(?P<path>[^`\n]+)`$", re.MULTILINE)
 
@@ -159,7 +159,8 @@ class Source:
             if refused:
                 alerts.append(Alert("warning", f"{refused} contact{'s' * (refused != 1)} refused by Brevo"))
             rate = imported.reject_rate
-            if rate is not None and rate > REJECT_WARNING_RATE:
+            threshold = (imported.summary or {}).get("max error rate", REJECT_WARNING_RATE)
+            if rate is not None and rate > threshold:
                 count = imported.not_loaded or 0
                 alerts.append(Alert("warning", f"{count} row{'s' * (count != 1)} not loaded ({rate:.1%})"))
             failed_files = (imported.summary or {}).get("files failed") or []
