@@ -17,6 +17,7 @@ pytest_plugins: list[str] = [
     "airflow_provider_contactsync.sandbox.pytest_plugin",
     "servers.postgres",
     "servers.smtp",
+    "servers.http_receiver",
     "servers.redis",
     "servers.ftp",
     "servers.sftp",  # after servers.ftp, which it imports
