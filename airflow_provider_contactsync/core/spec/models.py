@@ -641,6 +641,62 @@ class Alerts(StrictModel):
     )
 
 
+NOTIFICATION_EVENTS = ("sync_completed", "sync_failed", "batch_completed")
+"""What a webhook can hear about: a run that succeeded, a run that failed, one import batch loaded."""
+
+MAX_WEBHOOKS = 10
+
+DEBUG_ROWS_PER_STAGE = 200
+"""``debug: true`` traces at most this many rows per stage and run: debug on a million rows cannot flood the log."""
+
+
+class Webhook(StrictModel):
+    """One endpoint that receives a signed JSON summary (no personal data) of the events it listens to."""
+
+    url_conn_id: str = Field(
+        pattern=CONN_ID_PATTERN,
+        max_length=250,
+        description="Airflow connection of type http: host (or a whole URL such as https://hooks.example.com/"
+        "contactsync), schema (http or https) and port give the URL; its password is the HMAC-SHA256 secret "
+        "that signs each request (header X-Contactsync-Signature: t=<unix>,v1=<hex of HMAC(t + '.' + body)>) and "
+        "is never sent; leave the login empty, put any Authorization header in the extra.",
+    )
+    events: list[Literal["sync_completed", "sync_failed", "batch_completed"]] = Field(
+        min_length=1,
+        max_length=len(NOTIFICATION_EVENTS),
+        description="sync_completed: a run succeeded; sync_failed: a task of a run failed for good (after its "
+        "retries); batch_completed: the load finished one import batch.",
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _unique_events(cls, events: list[str]) -> list[str]:
+        if len(set(events)) != len(events):
+            raise ValueError("an event is listed twice")
+        return events
+
+
+class Notifications(StrictModel):
+    """Who hears about runs besides the alert emails: outbound webhooks."""
+
+    webhooks: list[Webhook] = Field(
+        default_factory=list,
+        max_length=MAX_WEBHOOKS,
+        description="Endpoints posted a signed JSON summary of each event they listen to; a failing endpoint is "
+        "retried briefly, then logged, and never fails the sync.",
+    )
+
+    @field_validator("webhooks")
+    @classmethod
+    def _one_entry_per_connection(cls, webhooks: list[Webhook]) -> list[Webhook]:
+        seen: set[str] = set()
+        for webhook in webhooks:
+            if webhook.url_conn_id in seen:
+                raise ValueError(f"connection {webhook.url_conn_id!r} is listed twice: list its events once")
+            seen.add(webhook.url_conn_id)
+        return webhooks
+
+
 class SourceDefinition(StrictModel):
     """One source to sync into Brevo; the DAG factory turns each into one DAG."""
 
@@ -674,6 +730,13 @@ class SourceDefinition(StrictModel):
     consent: Consent | None = Field(None, description="Marketing consent from the source (blacklist flags).")
     reports: Reports = Field(default_factory=Reports)
     alerts: Alerts = Field(default_factory=Alerts)
+    notifications: Notifications = Field(default_factory=Notifications)
+    debug: bool = Field(
+        False,
+        description="Log each row's path through the stages (extract, transform, map, load), at most "
+        f"{DEBUG_ROWS_PER_STAGE} rows per stage and run, so you can see why one contact did not arrive. Values "
+        "are masked unless reports.values is set to raw (hashed when it is hashed).",
+    )
 
     @field_validator("version", mode="before")
     @classmethod
