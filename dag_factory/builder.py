@@ -67,9 +67,14 @@ def build_dag(
         kwargs: dict[str, Any] = {"task_id": task_id, "definition": spec, "staging": staging}
         if "on_failure_callback" not in args:
             # Task level (DAG-level failure callbacks are unreliable in 3.x), one notifier per task.
-            notifier = failure_notifier(definition)
-            if notifier is not None:
-                kwargs["on_failure_callback"] = notifier
+            callbacks = [failure_notifier(definition), *webhook_notifiers(definition, spec, "sync_failed")]
+            callbacks = [callback for callback in callbacks if callback is not None]
+            if callbacks:
+                kwargs["on_failure_callback"] = callbacks[0] if len(callbacks) == 1 else callbacks
+        if task_id == "load" and "on_success_callback" not in args:
+            completed = webhook_notifiers(definition, spec, "sync_completed")
+            if completed:
+                kwargs["on_success_callback"] = completed
         return kwargs
 
     with DAG(
@@ -137,6 +142,18 @@ def build_dag(
             dag.auto_register = False  # a half-built DAG must not reach the DagBag
             raise
     return dag
+
+
+def webhook_notifiers(definition: SourceDefinition, spec: dict[str, Any], event: str) -> list[Any]:
+    """The outbound webhook notifier for ``event`` (a list of one), or none when no webhook listens to it.
+
+    Imported only then: the HTTP provider's hook is not worth loading at every parse of every DAG.
+    """
+    if not any(event in webhook.events for webhook in definition.notifications.webhooks):
+        return []
+    from airflow_provider_contactsync.notifications.webhooks import ContactsyncWebhookNotifier
+
+    return [ContactsyncWebhookNotifier(spec, event)]
 
 
 def failure_notifier(definition: SourceDefinition) -> Any | None:

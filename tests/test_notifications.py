@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 import pytest
+from drop_folder import build, drop_folder_definition
 from servers.airflow_db import run_dag, task_states
 from servers.http_receiver import HttpReceiver, Received
 
@@ -478,3 +479,37 @@ def test_tracer_follows_the_definition() -> None:
 
 def test_module_constants_agree_with_the_spec() -> None:
     assert webhooks.NOTIFICATION_EVENTS == ("sync_completed", "sync_failed", "batch_completed")
+
+
+def test_a_dag_run_posts_sync_completed_and_a_failed_one_sync_failed(
+    tmp_path: Any,
+    webhook_receiver: HttpReceiver,
+    webhook_conn: str,
+    secret: str,
+    brevo_sandbox: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    airflow_db: str,
+) -> None:
+    """Wired by the DAG factory: the load's success callback and every task's failure callback."""
+    hooks = f"notifications: {{webhooks: [{{url_conn_id: {CONN_ID}, events: [sync_completed, sync_failed]}}]}}\n"
+    good = drop_folder_definition(
+        tmp_path / "good", brevo_sandbox, monkeypatch, "id,email\n1,a@example.com\n", extra=hooks
+    )
+    assert set(task_states(run_dag(build(good, f"file://{tmp_path}/staging"))).values()) == {"success"}
+    broken = drop_folder_definition(
+        tmp_path / "broken",
+        brevo_sandbox,
+        monkeypatch,
+        "id,email\n1,a@example.com\n",
+        mapping="{email: EMAIL, id: NO_SUCH_ATTRIBUTE}",
+        extra=hooks,
+    )
+    assert task_states(run_dag(build(broken, f"file://{tmp_path}/staging")))["map"] == "failed"
+
+    received = webhook_receiver.wait_for(2)
+    by_event = {r.json()["event"]: r for r in received}
+    assert set(by_event) == {"sync_completed", "sync_failed"}
+    for request in received:
+        assert verify_signature(secret, request.header("X-Contactsync-Signature"), request.body)
+    assert by_event["sync_completed"].json()["counts"]["created"] == 1
+    assert by_event["sync_failed"].json()["source"]["dag_id"] == broken.dag_id
