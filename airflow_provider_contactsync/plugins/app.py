@@ -6,12 +6,15 @@ Pages (HTML) and the same data as JSON:
 - ``/sources/{dag_id}``: a source's last runs, charts, error reports, definition and trigger buttons
   (``/api/sources/{dag_id}``);
 - ``/reports/{dag_id}/{run_id}``: a run's error report as CSV, streamed from the staging store.
+- ``POST /webhooks/{integration}/{source}``: the signed webhook intake (a shop's deliveries into the
+  source's events queue; :mod:`airflow_provider_contactsync.sources.events.intake`).
 
 Plugin endpoints are not protected by Airflow: every route here asks Airflow's auth manager. The user
 comes from the request's JWT (the UI's ``_token`` cookie, or an ``Authorization: Bearer`` header)
 through Airflow's own ``get_user`` dependency; a page of a DAG needs read access to its runs, a report
 its XComs (where its location is), and the overview lists only the DAGs the user may read. Static
-files (CSS, JS, icon) hold no data and are served to anyone.
+files (CSS, JS, icon) hold no data and are served to anyone. The webhook intake asks for no user
+either: a shop calls it, and each delivery's signature (a secret per source) authenticates it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from fastapi.staticfiles import StaticFiles
 from markupsafe import Markup, escape
 
 from airflow_provider_contactsync.plugins import charts, data, markdown, panels, reports
-from airflow_provider_contactsync.plugins.urls import report_path
+from airflow_provider_contactsync.plugins.urls import WEBHOOKS_PATH, report_path
 
 HERE = Path(__file__).parent
 
@@ -44,6 +47,7 @@ ReadXComs = Depends(requires_access_dag("GET", DagAccessEntity.XCOM))
 def create_app() -> FastAPI:
     app = FastAPI(title="Contactsync", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.mount(WEBHOOKS_PATH, _webhook_intake(), name="webhooks")
     app.add_exception_handler(HTTPException, _error_page)
     app.add_exception_handler(RequestValidationError, _error_page)
 
@@ -123,6 +127,20 @@ def create_app() -> FastAPI:
         )
 
     return app
+
+
+def _webhook_intake() -> Any:
+    """The intake app, with ``[contactsync] webhook_max_body_bytes`` and ``webhook_replay_window_seconds``."""
+    from airflow.configuration import conf
+
+    from airflow_provider_contactsync.sources.events import intake, signatures
+
+    return intake.create_app(
+        max_body_bytes=conf.getint("contactsync", "webhook_max_body_bytes", fallback=intake.DEFAULT_MAX_BODY_BYTES),
+        replay_window_seconds=conf.getfloat(
+            "contactsync", "webhook_replay_window_seconds", fallback=signatures.DEFAULT_REPLAY_WINDOW_SECONDS
+        ),
+    )
 
 
 def _readable_sources(user: Any, session: Any) -> list[data.Source]:

@@ -11,6 +11,16 @@ URL_PREFIX = "/contactsync"
 """Where the plugin's FastAPI app is mounted in Airflow's API server (under ``[api] base_url``'s path)."""
 
 
+WEBHOOKS_PATH = "/webhooks"
+"""Where the signed webhook intake lives under the plugin's mount point (no Airflow user: the signature
+authenticates the shop; :mod:`airflow_provider_contactsync.sources.events.intake`)."""
+
+
+def webhook_path(integration: str, source: str) -> str:
+    """The webhook of a source, relative to the plugin's mount point."""
+    return f"{WEBHOOKS_PATH}/{quote(integration, safe='')}/{quote(source, safe='')}"
+
+
 def api_base_url() -> str:
     """``[api] base_url`` without its trailing slash ("" when unset: links are then relative to the host)."""
     try:  # on workers, the Task SDK's configuration (Airflow 3.2+); the same [api] section
