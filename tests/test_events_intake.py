@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers.processes import free_port
+from servers.processes import free_port, stop_process
 
 from airflow_provider_contactsync.sources.events import signatures
 from airflow_provider_contactsync.sources.events.backends import open_event_queue
@@ -375,3 +375,51 @@ def test_a_rotated_secret_may_sign_alongside_the_old_one() -> None:
 def test_an_empty_secret_never_verifies() -> None:
     with pytest.raises(signatures.SignatureError, match="no signing secret"):
         signatures.verify("shopify", "", {"X-Shopify-Hmac-Sha256": b64_hmac("", b"{}")}, b"{}")
+
+
+# --- the standalone server as a process -----------------------------------------------------------------
+
+
+def test_the_standalone_server_listens_where_told_and_queues(endpoints: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    env = dict(os.environ)  # the AIRFLOW_CONN_* of the endpoints and the Redis server
+    args = ["--host", "127.0.0.1", "--port", str(port), "--max-body-bytes", "100000", "--log-level", "warning"]
+    log = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_contactsync.sources.events.intake_cli", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                    assert response.read() == b"ok"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                time.sleep(0.1)  # polling interval while the server starts
+        body = sample("shopify_customers_create.json")
+        request = urllib.request.Request(
+            f"{base}/webhooks/shop/shopify", data=body, headers=shopify_headers(body), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert (response.status, json.loads(response.read())["status"]) == (200, "queued")
+        big = urllib.request.Request(f"{base}/webhooks/shop/shopify", data=b"x" * 100_001, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(big, timeout=10)
+        assert refused.value.code == 413
+        assert [e.body for e in claimed(endpoints, "shopify")] == [body]
+    finally:
+        stop_process(process, 10)  # by its PID
+        log.close()
