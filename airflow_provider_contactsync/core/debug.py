@@ -36,9 +36,7 @@ def debug_value_mode(definition: SourceDefinition) -> str:
 
     ``reports.values`` defaults to ``raw`` for error reports; the debug log does not inherit that default.
     """
-    if "values" in definition.reports.model_fields_set:
-        return definition.reports.values
-    return "masked"
+    return definition.reports.values or "masked"  # None: not set, whatever JSON round trips the definition made
 
 
 class RowTracer:

@@ -69,6 +69,12 @@ class ContactsyncBaseOperator(DefinitionMixin, BaseOperator):
         """The task's work; :meth:`execute` runs it so that configuration errors are not retried."""
         raise NotImplementedError
 
+    def tracer(self) -> Any:
+        """``debug: true``: the row tracer of this task (values masked unless reports.values says raw)."""
+        from airflow_provider_contactsync.core.debug import RowTracer
+
+        return RowTracer.for_definition(self.spec, self.log)
+
     def chunk_store(self, context: Any) -> ChunkStore:
         return ChunkStore(self.staging or default_staging_base(), self.spec.dag_id, context["run_id"])
 
@@ -123,7 +129,10 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
         latest: Cursor | None = None
         field, key = source_spec.updated_field, source_spec.key
         boundary = self._boundary_filter(store, stored, source, full_refresh=full_refresh or mirror)
+        tracer = self.tracer()
         for chunk in source.read(window, chunk_size=self.chunk_size):
+            if tracer is not None:
+                trace_rows(tracer, chunk, key)
             if field and key:
                 # Ordered reads end with their latest row; otherwise every row is looked at.
                 latest = latest_cursor(_last_row(chunk) if source.ordered_reads else chunk, field, key, latest)
@@ -146,6 +155,8 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
             "cursor_end": latest.to_json() if latest else None,
             "cursor_store": cursors.backend,
         }
+        if tracer is not None:
+            tracer.finish()
         read_boundary = boundary.boundary() if boundary is not None else None
         if read_boundary is not None:
             result["boundary"] = write_boundary(store.path("extract", "boundary.json"), read_boundary)
@@ -173,6 +184,15 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
             saved = read_boundary(store.dag_root / "state" / BOUNDARY_FILE)
             previous = saved if saved is not None and saved.value == stored.value else None
         return BoundaryFilter(spec.updated_field, spec.key, previous)
+
+
+def trace_rows(tracer: Any, chunk: list[Any], key: str | None) -> None:
+    """Debug lines for a chunk of read rows (the tracer stops writing past its per-stage limit)."""
+    for position, row in enumerate(chunk, start=1):
+        if isinstance(row, RowError):
+            tracer.rejected("extract", row.row if row.row is not None else f"#{position}", row.reason)
+        else:
+            tracer.extract(row.get(key) if key else f"#{position}", row)
 
 
 def _last_row(chunk: list[Any]) -> list[Any]:
@@ -303,14 +323,19 @@ class ContactsyncMapOperator(ContactsyncBaseOperator):
         reasons: Counter[str] = Counter()
         file_names = [f["name"] for f in extracted["files"]] if "files" in extracted else None
         report = _ErrorReport(
-            store, context["run_id"], with_file=file_names is not None, values=self.spec.reports.values
+            store, context["run_id"], with_file=file_names is not None, values=self.spec.reports.mode
         )
         chunk_rejected = list(transformed.get("chunk_rejected") or [0] * len(jobs))
+        tracer = self.tracer()
         for index, (contacts, rejected_rows, rejects) in enumerate(store.run_jobs(jobs, run)):
             report.add(rejects, reasons, file=file_names[extracted["chunk_files"][index]] if file_names else None)
+            for reject in rejects if tracer is not None else ():
+                tracer.rejected("transform/map", reject.row, reject.reason, field=reject.field, value=reject.value)
             mapping_rejected += rejected_rows
             chunk_rejected[index] += rejected_rows
             contacts_total += contacts
+        if tracer is not None:
+            tracer.finish()
         if file_names is not None:
             from airflow_provider_contactsync.operators.file_pickup import file_rejects
 
@@ -481,6 +506,11 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
                 self.log.info("Dry run\n%s", format_summary(summary))
                 return summary
             summary, failure = self._settle_run(context, extracted, mapped, result, dict(hook.stats.requests))
+            tracer = self.tracer()
+            if tracer is not None:  # the rows the load did not deliver as read, and why
+                for problem in result.problems:
+                    tracer.trace("load", problem.row, f"{problem.outcome}: {problem.reason}")
+                tracer.finish()
             deferred = ledger.deferrals(context["run_id"])
             if deferred:
                 summary["deferred for Brevo's rate limit"] = deferred
@@ -548,7 +578,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         report_url = mapped["error_report"]
         if result.problems:
             append_to_report(
-                report_url, result.problems, _file_of_chunk(extracted, mapped), values=self.spec.reports.values
+                report_url, result.problems, _file_of_chunk(extracted, mapped), values=self.spec.reports.mode
             )
         cursor = CursorStore(context, self.asset).advance(Cursor.from_json(extracted["cursor_end"]))
         if extracted.get("boundary"):
@@ -571,7 +601,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             "error report": report_url,
             **{name: value for name, value in counts.items() if name not in _SUMMARY_COUNTS},
             "refusals": [
-                _shown_reason(f"row {p.row}: {p.reason}", self.spec.reports.values)
+                _shown_reason(f"row {p.row}: {p.reason}", self.spec.reports.mode)
                 for p in result.problems
                 if p.outcome == "refused"
             ][:MAX_LISTED],

@@ -77,6 +77,9 @@ def extract_files(
             waiting,
         )
     source.skipped.clear()
+    from airflow_provider_contactsync.operators.contactsync import trace_rows
+
+    tracer = operator.tracer()
     urls: list[str] = []
     chunk_rows: list[int] = []
     chunk_files: list[int] = []
@@ -89,6 +92,8 @@ def extract_files(
         file_latest: Cursor | None = None
         try:
             for chunk in source.read_file(info, window, chunk_size=operator.chunk_size, hasher=hasher):
+                if tracer is not None:
+                    trace_rows(tracer, chunk, spec.key)
                 staged.append((store.write("extract", len(urls) + len(staged), chunk), len(chunk)))
                 if spec.updated_field and spec.key:
                     file_latest = latest_cursor(chunk, spec.updated_field, spec.key, file_latest)
@@ -105,6 +110,8 @@ def extract_files(
         files.append(_file_doc(info) | {"sha256": hasher.hexdigest(), "rows": sum(c for _, c in staged)})
         latest = file_latest.max(latest) if file_latest else latest
     rows = sum(chunk_rows)
+    if tracer is not None:
+        tracer.finish()
     if failed and not files:
         problems = "; ".join(f"{f['name']}: {f['error']}" for f in failed)
         raise AirflowFailException(f"no file could be imported: {problems}")

@@ -616,12 +616,17 @@ class Consent(StrictModel):
 class Reports(StrictModel):
     """What the run's error report shows of the data (it holds personal data: emails, phones, names)."""
 
-    values: Literal["raw", "masked", "hashed"] = Field(
-        "raw",
-        description="raw: values as read; masked: their shape only (j***@example.com), reasons kept; hashed: a "
-        "short SHA-256 digest of each value (the same value gives the same digest). Emails quoted in reasons "
-        "follow the same rule.",
+    values: Literal["raw", "masked", "hashed"] | None = Field(
+        None,
+        description="raw (the default for reports): values as read; masked: their shape only (j***@example.com), "
+        "reasons kept; hashed: a short SHA-256 digest of each value (the same value gives the same digest). "
+        "Emails quoted in reasons follow the same rule. Debug logs are masked unless this is set.",
     )
+
+    @property
+    def mode(self) -> str:
+        """How error reports, summaries and alerts show values."""
+        return self.values or "raw"
 
 
 class Alerts(StrictModel):
