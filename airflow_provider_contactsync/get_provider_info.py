@@ -50,6 +50,21 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "3",
                         "default": "7",
                     },
+                    "webhook_max_body_bytes": {
+                        "description": "Largest webhook body the intake accepts (413 above it, read no further).",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "2097152",
+                        "default": "1048576",
+                    },
+                    "webhook_replay_window_seconds": {
+                        "description": "How far a custom-shape webhook's signed timestamp may be from now "
+                        "(older or newer deliveries are refused as replays).",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "600",
+                        "default": "300",
+                    },
                     "staging": {
                         "description": "ObjectStoragePath URL where tasks stage chunk files and error reports. "
                         "Use shared storage (s3://, gs://) when tasks run on several machines.",
