@@ -367,12 +367,7 @@ class ContactLoader:
                 if (item.get(SYNC_KEY) or {}).get("delete"):
                     would["deleted in source"] += 1
                     continue
-                ids = ids_of(item)
-                outgoing.append(
-                    _Outgoing(
-                        start + pos, pos, key, identity_of(ids, key, keyed=self.keyed), ids, item, contact_digest(item)
-                    )
-                )
+                outgoing.append(self._outgoing(start + pos, pos, key, item))
             known = self._previous(outgoing)
             for contact in outgoing:
                 previous = known.get(contact.seq)
@@ -440,13 +435,13 @@ class ContactLoader:
             if self.settings.intents and (item.get(SYNC_KEY) or {}).get("delete"):
                 self.counts["deleted in source"] += 1  # removed (or kept, said why) by the removal plan
                 continue
-            ids = ids_of(item)
-            outgoing.append(
-                _Outgoing(
-                    start + pos, pos, key, identity_of(ids, key, keyed=self.keyed), ids, item, contact_digest(item)
-                )
-            )
+            outgoing.append(self._outgoing(start + pos, pos, key, item))
         self._send(outgoing, chunk_url=chunk_url)
+
+    def _outgoing(self, seq: int, pos: int, key: Any, item: Item) -> _Outgoing:
+        """A contact of a chunk, as the send and the dry run look at it."""
+        ids = ids_of(item)
+        return _Outgoing(seq, pos, key, identity_of(ids, key, keyed=self.keyed), ids, item, contact_digest(item))
 
     def _send(self, outgoing: list[_Outgoing], *, chunk_url: str | None) -> None:
         started = time.perf_counter()
@@ -474,10 +469,9 @@ class ContactLoader:
             to_send.append(contact)
         if not to_send:
             return
-        if self.settings.intents or self.settings.unlink_list_ids:
-            self._spool_intents(to_send)
+        changes = self._spool_intents(to_send) if self.settings.intents or self.settings.unlink_list_ids else {}
         if not self.settings.imports:
-            self._send_updates(to_send, chunk_url)
+            self._send_updates(to_send, chunk_url, changes)
             return
         if self._sender is None:
             self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contactsync-import")
@@ -636,11 +630,13 @@ class ContactLoader:
 
     # -- 5. beyond upserts: ownership, lists, consent, deletes --------------------------------------
 
-    def _spool_intents(self, contacts: list[_Outgoing]) -> None:
-        """Remember what each sent contact's intent asks beyond its import (lists, resubscription)."""
+    def _spool_intents(self, contacts: list[_Outgoing]) -> dict[str, Any]:
+        """Remember what each sent contact's intent asks beyond its import (lists, resubscription);
+        return this chunk's list changes by identity."""
         with_lists = [c for c in contacts if (c.item.get(SYNC_KEY) or {}).keys() & {"in", "out"}]
         previous = self.ledger.contacts([c.identity for c in with_lists]) if with_lists else {}
         unlink = list(self.settings.unlink_list_ids)
+        changes: dict[str, Any] = {}
         for contact in contacts:
             intent = contact.item.get(SYNC_KEY) or {}
             before = previous[contact.identity].lists if contact.identity in previous else ()
@@ -649,14 +645,18 @@ class ContactLoader:
             drop = [i for i in left if i in before] + unlink
             now = tuple(sorted((set(before) - set(left)) | set(joined)))
             if add or drop or now != tuple(before):
-                self._membership.append((contact.identity, contact.ids, add, drop, now))
+                changes[contact.identity] = (contact.identity, contact.ids, add, drop, now)
+                self._membership.append(changes[contact.identity])
             if intent.get("email") is True and intent.get("email_at") and self.settings.resubscribe == "explicit_only":
                 self._candidates.append(consent_rules.Candidate(contact.identity, contact.ids, intent["email_at"]))
+        return changes
 
-    def _send_updates(self, contacts: list[_Outgoing], chunk_url: str | None) -> None:
-        """update_only: batch updates that never create; a contact Brevo does not have is skipped."""
+    def _send_updates(self, contacts: list[_Outgoing], chunk_url: str | None, membership: dict[str, Any]) -> None:
+        """update_only: batch updates that never create; a contact Brevo does not have is skipped.
+
+        :param membership: this chunk's list changes by identity (:meth:`_spool_intents`).
+        """
         refused = self._rekey([c for c in contacts if c.previous and needs_rekey(c.previous.ids, c.ids)])
-        membership = {entry[0]: entry for entry in self._membership[-len(contacts) :]} if self._membership else {}
         batched: list[_Outgoing] = []
         bodies: list[Item] = []
         singles: list[tuple[_Outgoing, ContactIds, Item]] = []
