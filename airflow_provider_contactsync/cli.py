@@ -148,6 +148,8 @@ def _check_source(definition: SourceDefinition) -> None:
     from airflow_provider_contactsync.sources.files import FilesSource
 
     source = open_source(definition.source)
+    if definition.source.type == "events":  # the queue's keys and default table name the integration
+        source.integration = definition.integration  # type: ignore[attr-defined]
     reachable, message = source.test_connection()
     if not reachable:
         raise ConfigurationError(message)

@@ -11,6 +11,7 @@ like the error reports.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -451,6 +452,37 @@ def write_private(path: str, data: bytes) -> None:
     with os.fdopen(descriptor, "wb") as stream:
         os.fchmod(descriptor, 0o600)  # a file left by an earlier attempt keeps no wider mode
         stream.write(data)
+
+
+@contextlib.contextmanager
+def local_copy(target: Any) -> Iterator[str]:
+    """A local path for a small database file under the staging base (the ledger, the events state).
+
+    On local storage it is the file itself (its folder made owner-only). On object storage it is a
+    temporary copy, uploaded back when the block ends, even after a failure: what was recorded there
+    happened. One writer at a time (the DAG's ``max_active_runs=1``) keeps the round trip safe.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.protocol == "file":
+        os.chmod(target.parent.path, 0o700)
+        yield target.path
+        return
+    import shutil
+    import tempfile
+
+    workdir = tempfile.mkdtemp(prefix="contactsync-state-")
+    local = os.path.join(workdir, target.name)
+    try:
+        if target.exists():
+            with target.open("rb") as src, open(local, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        try:
+            yield local
+        finally:
+            with open(local, "rb") as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def write_chunk_file(path: str, payload: Any) -> None:

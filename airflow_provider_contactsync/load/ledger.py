@@ -22,9 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -32,7 +30,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from airflow_provider_contactsync.load.identity import ContactIds
-from airflow_provider_contactsync.staging import decode, wrap_big_ints
+from airflow_provider_contactsync.staging import decode, local_copy, wrap_big_ints
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS delivered_email ON delivered(email);
@@ -629,30 +627,11 @@ def queued_retries(dag_root: Any) -> int:
 @contextlib.contextmanager
 def open_ledger(dag_root: Any) -> Iterator[ContactLedger]:
     """Open the DAG's ledger under the staging base; a remote ledger is copied in and back out."""
-    target = dag_root / "state" / "sent-contacts.sqlite"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.protocol == "file":
-        os.chmod(target.parent.path, 0o700)
-        ledger = ContactLedger(target.path)
+    with local_copy(dag_root / "state" / "sent-contacts.sqlite") as path:
+        ledger = ContactLedger(path)
         try:
             yield ledger
         finally:
-            ledger.close()
-        return
-    workdir = tempfile.mkdtemp(prefix="contactsync-ledger-")
-    local = os.path.join(workdir, "sent-contacts.sqlite")
-    try:
-        if target.exists():
-            with target.open("rb") as src, open(local, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        ledger = ContactLedger(local)
-        try:
-            yield ledger
-        finally:
-            # Upload even after a failure: what was recorded was delivered (or is pending recovery).
+            # Before the copy goes back: everything in the main file (what was recorded was delivered).
             ledger._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             ledger.close()
-            with open(local, "rb") as src, target.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)

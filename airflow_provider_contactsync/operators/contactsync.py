@@ -103,6 +103,12 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
         from airflow_provider_contactsync.state import CursorStore
 
         source_spec = self.spec.source
+        if source_spec.type == "events":  # the queue is the cursor: claims, acknowledged by the load
+            from airflow_provider_contactsync.operators.event_pickup import extract_events
+
+            store = self.chunk_store(context)
+            store.clear_stage("extract")
+            return extract_events(self, context, store)
         full_refresh = bool((context.get("params") or {}).get("full_refresh"))
         # Mirror mode reads the whole source every run, unbounded: a row left out (by the cursor or the
         # safety lag) would look gone. Unchanged contacts are still not sent (the ledger's digests).
@@ -322,9 +328,7 @@ class ContactsyncMapOperator(ContactsyncBaseOperator):
         contacts_total = mapping_rejected = 0
         reasons: Counter[str] = Counter()
         file_names = [f["name"] for f in extracted["files"]] if "files" in extracted else None
-        report = _ErrorReport(
-            store, context["run_id"], with_file=file_names is not None, values=self.spec.reports.mode
-        )
+        report = _ErrorReport(store, context["run_id"], with_file=file_names is not None, values=self.spec.reports.mode)
         chunk_rejected = list(transformed.get("chunk_rejected") or [0] * len(jobs))
         tracer = self.tracer()
         for index, (contacts, rejected_rows, rejects) in enumerate(store.run_jobs(jobs, run)):
@@ -383,7 +387,8 @@ class ContactsyncMapOperator(ContactsyncBaseOperator):
 
 REPORT_COLUMNS = ("row", "outcome", "field", "value", "reason")
 """The error report's columns (file sources add ``file``): one line per row not loaded as read, with why.
-``outcome`` is ``rejected`` (by the checks, before sending), ``refused`` (by Brevo) or ``skipped``."""
+``outcome`` is ``rejected`` (by the checks, before sending), ``refused`` (by Brevo), ``skipped``, or for an
+events source ``dead-lettered`` (an event set aside after ``max_attempts`` runs)."""
 
 
 class _ErrorReport:
@@ -583,6 +588,11 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         cursor = CursorStore(context, self.asset).advance(Cursor.from_json(extracted["cursor_end"]))
         if extracted.get("boundary"):
             promote_boundary(store.dag_root, extracted["boundary"], cursor)
+        events: dict[str, Any] = {}
+        if "events_file" in extracted:  # the run's events state, then their acknowledgement
+            from airflow_provider_contactsync.operators.event_pickup import settle_events
+
+            events = settle_events(self, context, store, extracted, report_url)
         settled: list[str] = []
         if "files" in extracted:
             from airflow_provider_contactsync.operators.file_pickup import settle_files
@@ -608,6 +618,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             "brevo requests": requests,
             "load seconds": result.seconds,
         }
+        summary.update(events)
         if result.notes:
             summary["notes"] = result.notes
         unmapped_failures = transformed.get("formula failures on unmapped fields")

@@ -17,9 +17,9 @@ from typing import Any
 
 from airflow_provider_contactsync.core.cursor import Cursor, as_instant
 from airflow_provider_contactsync.core.errors import ConfigurationError, RowError
-from airflow_provider_contactsync.core.spec.models import FileSource, MongoSource, SqlSource
+from airflow_provider_contactsync.core.spec.models import EventsSource, FileSource, MongoSource, SqlSource
 
-SourceSpec = SqlSource | MongoSource | FileSource
+SourceSpec = SqlSource | MongoSource | FileSource | EventsSource
 Chunk = list[dict[str, Any] | RowError]
 """Rows read together; every row dict has exactly the spec's ``fields`` as keys."""
 
@@ -193,6 +193,7 @@ _REGISTRY: dict[str, str] = {
     "mongo": "airflow_provider_contactsync.sources.mongo:MongoSource",
     "bigquery": "airflow_provider_contactsync.sources.bigquery:BigQuerySource",
     "snowflake": "airflow_provider_contactsync.sources.snowflake:SnowflakeSource",
+    "events": "airflow_provider_contactsync.sources.events.source:EventsQueueSource",
 }
 
 

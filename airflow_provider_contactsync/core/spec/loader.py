@@ -34,6 +34,7 @@ from airflow_provider_contactsync.core.spec.models import (
     Payload,
     SourceDefinition,
     SqlSource,
+    expand_events_source,
     mapping_problems,
 )
 from airflow_provider_contactsync.core.spec.secrets import find_credentials
@@ -283,6 +284,7 @@ def _valid_or(model: type[BaseModel], value: Any, default: Any) -> Any:
 
 def _consistency_errors(data: dict[str, Any], document: YamlDocument, file: str) -> list[ConfigurationError]:
     """Mapping problems from raw data: pydantic skips the model's own check when a field is invalid."""
+    data = expand_events_source(data)  # an events preset's fields and mapping, as the model sees them
     mapping = data.get("mapping")
     if not isinstance(mapping, dict):
         return []

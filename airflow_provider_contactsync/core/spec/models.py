@@ -418,7 +418,153 @@ class FileSource(_SourceBase):
         return self
 
 
-Source = Annotated[SqlSource | MongoSource | FileSource, Field(discriminator="type")]
+EVENT_TYPE_FIELD = "event_type"
+EVENT_TIME_FIELD = "event_time"
+CUSTOMER_ID_FIELD = "id"
+EVENT_FIELDS = (EVENT_TYPE_FIELD, EVENT_TIME_FIELD)
+"""Fields every events row carries besides the customer's own: the kind of the newest event applied
+(``created``, ``updated``, ``deleted``) and its time (ISO 8601, UTC). Formulas and conditions can use them."""
+
+EVENTS_DELETED_WHEN = f'{EVENT_TYPE_FIELD} == "deleted"'
+EVENTS_MAX_DELETES = 1000
+"""Default ``deletes.max_per_run`` of an events source: a count, since a percentage of a young source's few
+contacts would refuse its first deletes."""
+
+
+class EventsQueue(StrictModel):
+    """Where the customer events wait: the queue the webhook intake writes and the sync reads."""
+
+    backend: Literal["redis", "postgres"] = Field(
+        description="redis: a Redis stream with a consumer group (RedisHook); postgres: a table of events "
+        "(PostgresHook), for users who already land webhooks in their database."
+    )
+    conn_id: str = Field(
+        pattern=CONN_ID_PATTERN, max_length=250, description="Airflow connection of the Redis server or database."
+    )
+    table: str | None = Field(
+        None,
+        pattern=TABLE_PATTERN,
+        max_length=2 * MAX_NAME_LENGTH,
+        description="postgres only: the events table (name or schema.name); default "
+        "contactsync_events__<integration>__<source>, created when missing.",
+    )
+    wake_conn_id: str | None = Field(
+        None,
+        pattern=CONN_ID_PATTERN,
+        max_length=250,
+        description="sync_mode realtime: the Redis connection the intake publishes wake-ups on and the "
+        "triggerer listens to (default: conn_id with the redis backend; required with postgres).",
+    )
+
+    @model_validator(mode="after")
+    def _table_for_postgres(self) -> EventsQueue:
+        if self.table is not None and self.backend != "postgres":
+            raise ValueError("table is for the postgres backend only")
+        return self
+
+    @property
+    def wake_connection(self) -> str | None:
+        """The Redis connection realtime wake-ups go through, if any."""
+        return self.wake_conn_id or (self.conn_id if self.backend == "redis" else None)
+
+
+class EventsSource(_SourceBase):
+    """Customer events (created, updated, deleted) from a shop, read from a durable queue.
+
+    With ``preset: true`` (the default) the platform's standard fields and mapping apply (email -> EMAIL,
+    first and last name, phone -> SMS, the customer id -> EXT_ID, marketing consent); the definition's
+    ``fields``, ``mapping`` and ``consent`` add to or override them (map a field to null to drop it).
+    Every row also has ``id`` (the customer id, the row key), ``event_type`` and ``event_time``.
+    """
+
+    type: Literal["events"]
+    platform: Literal["custom", "shopify", "woocommerce"] = Field(
+        description="Payload shape: custom (the seed's JSON: event, timestamp, data, changes), shopify "
+        "(customers/create|update|delete) or woocommerce (customer.created|updated|deleted)."
+    )
+    queue: EventsQueue
+    sync_mode: Literal["batch", "realtime"] = Field(
+        "batch",
+        description="batch: runs follow the schedule; realtime: a run starts when events arrive (an Airflow "
+        "AssetWatcher in the triggerer), and the schedule, if any, is a safety sweep.",
+    )
+    preset: bool = Field(
+        True, description="Start from the platform's standard fields, mapping and consent (see above)."
+    )
+    fields: list[FieldName] = Field(  # type: ignore[assignment]
+        default_factory=list, description="Fields of the customer to read besides the preset's (flattened with _)."
+    )
+    max_events_per_run: int = Field(
+        100_000, ge=1, le=1_000_000, description="Most events one run claims from the queue (held in memory)."
+    )
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Runs that may claim an event before it goes to the dead-letter list: an event whose runs "
+        "keep failing (Brevo down, a bug) is set aside with its reason instead of blocking the queue.",
+    )
+
+    @model_validator(mode="after")
+    def _events_shape(self) -> EventsSource:
+        if CUSTOMER_ID_FIELD not in self.fields or any(name not in self.fields for name in EVENT_FIELDS):
+            raise ValueError(f"fields must include {CUSTOMER_ID_FIELD}, {EVENT_TYPE_FIELD} and {EVENT_TIME_FIELD}")
+        if self.key != CUSTOMER_ID_FIELD:
+            raise ValueError(f"key of an events source is {CUSTOMER_ID_FIELD!r} (the customer id)")
+        if self.updated_field is not None:
+            raise ValueError("updated_field: an events source has no cursor (the queue is)")
+        if self.safety_lag_seconds:
+            raise ValueError("safety_lag_seconds does not apply to an events source")
+        if self.sync_mode == "realtime" and self.queue.wake_connection is None:
+            raise ValueError(
+                "sync_mode realtime with the postgres backend needs queue.wake_conn_id (a Redis connection)"
+            )
+        return self
+
+
+def expand_events_source(data: Any) -> Any:
+    """An events definition with its platform preset applied, as plain data (before validation).
+
+    Idempotent: the result says ``preset: false``, so the JSON handed to tasks is validated as is.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("source"), dict):
+        return data
+    source = data["source"]
+    if source.get("type") != "events":
+        return data
+    data, source = dict(data), dict(source)
+    fields = source.get("fields") if isinstance(source.get("fields"), list) else []
+    mapping = data.get("mapping") if isinstance(data.get("mapping"), dict) else {}
+    if source.get("preset", True) is True and source.get("platform") in ("custom", "shopify", "woocommerce"):
+        from airflow_provider_contactsync.sources.events.presets import preset
+
+        standard = preset(source["platform"])
+        fields = standard["fields"] + [name for name in fields if name not in standard["fields"]]
+        mapping = {**standard["mapping"], **mapping}
+        if "consent" not in data and standard["consent_email"]:
+            data["consent"] = {"email": standard["consent_email"]}
+        source["preset"] = False
+    # null drops a preset's entry (pydantic would refuse a null attribute)
+    data["mapping"] = {name: attribute for name, attribute in mapping.items() if attribute is not None}
+    for name in (CUSTOMER_ID_FIELD, *EVENT_FIELDS):
+        if name not in fields:
+            fields = [*fields, name] if name != CUSTOMER_ID_FIELD else [name, *fields]
+    source["fields"] = fields
+    source.setdefault("key", CUSTOMER_ID_FIELD)
+    destination = data.get("destination")
+    create_only = isinstance(destination, dict) and (
+        destination.get("mode") == "create_only" or destination.get("update_existing") is False
+    )
+    if not create_only:
+        source.setdefault("deleted_when", EVENTS_DELETED_WHEN)
+        deletes = data.get("deletes")
+        if deletes is None or isinstance(deletes, dict):
+            data["deletes"] = {"max_per_run": EVENTS_MAX_DELETES, **(deletes or {})}
+    data["source"] = source
+    return data
+
+
+Source = Annotated[SqlSource | MongoSource | FileSource | EventsSource, Field(discriminator="type")]
 
 
 class Payload(StrictModel):
@@ -525,9 +671,7 @@ class Destination(StrictModel):
                 object.__setattr__(self, "mode", "create_only")
             object.__setattr__(self, "update_existing", None)  # read into mode: one way to say it
         if not self.list_ids and self.mode != "update_only":
-            raise ValueError(
-                f"destination.list_ids: mode {self.mode} imports contacts, which needs at least one list"
-            )
+            raise ValueError(f"destination.list_ids: mode {self.mode} imports contacts, which needs at least one list")
         for name, ids in (("list_ids", self.list_ids), ("unlink_list_ids", self.unlink_list_ids)):
             if len(set(ids)) != len(ids):
                 raise ValueError(f"destination.{name}: a list is given twice")
@@ -743,6 +887,11 @@ class SourceDefinition(StrictModel):
         "are masked unless reports.values is set to raw (hashed when it is hashed).",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _events_preset(cls, data: Any) -> Any:
+        return expand_events_source(data)
+
     @field_validator("version", mode="before")
     @classmethod
     def _version_is_a_number(cls, version: Any) -> Any:
@@ -788,13 +937,10 @@ class SourceDefinition(StrictModel):
             )
         if self.deletes is not None and not mirror and self.source.deleted_when is None:
             raise ValueError(
-                "deletes: nothing to act on: set source.deleted_when (a soft-delete marker) or "
-                "destination.mode: mirror"
+                "deletes: nothing to act on: set source.deleted_when (a soft-delete marker) or destination.mode: mirror"
             )
         if self.source.deleted_when is not None and self.destination.mode == "create_only":
-            raise ValueError(
-                "source.deleted_when: cannot be used with mode create_only (it never changes a contact)"
-            )
+            raise ValueError("source.deleted_when: cannot be used with mode create_only (it never changes a contact)")
         return self
 
     @property

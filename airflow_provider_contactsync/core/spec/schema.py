@@ -18,6 +18,12 @@ SCHEMA_ID = "https://contactsync.dev/schemas/source-definition-v1.json"
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one source definition file."""
     schema = SourceDefinition.model_json_schema(mode="validation")
+    # An events source with a platform preset gets its mapping from the preset (models.expand_events_source).
+    schema["required"] = [name for name in schema.get("required", []) if name != "mapping"]
+    schema["properties"]["mapping"]["description"] += (
+        " Required, except for an events source with a preset (its mapping adds to and overrides the preset's; "
+        "null drops an entry)."
+    )
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
 
 
