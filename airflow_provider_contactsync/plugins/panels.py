@@ -44,9 +44,8 @@ PanelProvider = Callable[[Any], "Panel | None"]
 _PROVIDERS: dict[str, list[PanelProvider]] = {}
 _IMPORTED: set[str] = set()
 
-BUILTIN: dict[str, tuple[str, ...]] = {}
-"""Source type -> modules that register its panels when imported (the file panel lives in this module),
-e.g. ``{"events": ("airflow_provider_contactsync.sources.events.panel",)}``."""
+BUILTIN: dict[str, tuple[str, ...]] = {"events": ("airflow_provider_contactsync.plugins.events_panel",)}
+"""Source type -> modules that register its panels when imported (the file panel lives in this module)."""
 
 
 def register_panel(*source_types: str) -> Callable[[PanelProvider], PanelProvider]:
