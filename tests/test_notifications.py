@@ -491,7 +491,10 @@ def test_a_dag_run_posts_sync_completed_and_a_failed_one_sync_failed(
     airflow_db: str,
 ) -> None:
     """Wired by the DAG factory: the load's success callback and every task's failure callback."""
-    hooks = f"notifications: {{webhooks: [{{url_conn_id: {CONN_ID}, events: [sync_completed, sync_failed]}}]}}\n"
+    hooks = (
+        f"notifications: {{webhooks: [{{url_conn_id: {CONN_ID}, events: [sync_completed, sync_failed, "
+        "batch_completed]}]}\n"
+    )
     good = drop_folder_definition(
         tmp_path / "good", brevo_sandbox, monkeypatch, "id,email\n1,a@example.com\n", extra=hooks
     )
@@ -506,9 +509,11 @@ def test_a_dag_run_posts_sync_completed_and_a_failed_one_sync_failed(
     )
     assert task_states(run_dag(build(broken, f"file://{tmp_path}/staging")))["map"] == "failed"
 
-    received = webhook_receiver.wait_for(2)
+    received = webhook_receiver.wait_for(3)
     by_event = {r.json()["event"]: r for r in received}
-    assert set(by_event) == {"sync_completed", "sync_failed"}
+    assert set(by_event) == {"sync_completed", "sync_failed", "batch_completed"}  # the failed run sent no batch
+    batch = by_event["batch_completed"].json()
+    assert batch["run"]["batch"] == 1 and batch["counts"] == {"accepted": 1, "refused": 0}
     for request in received:
         assert verify_signature(secret, request.header("X-Contactsync-Signature"), request.body)
     assert by_event["sync_completed"].json()["counts"]["created"] == 1

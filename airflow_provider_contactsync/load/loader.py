@@ -174,8 +174,10 @@ class ContactLoader:
         lookup_budget: int = DEFAULT_LOOKUP_BUDGET,
         settings: SyncSettings | None = None,
         read_sync: Callable[[str], dict[str, Any] | None] | None = None,
+        on_batch: Callable[[int, dict[str, int]], None] | None = None,
     ) -> None:
         self.hook = hook
+        self.on_batch = on_batch  # told as each of this run's import batches is settled (batch_completed)
         self.ledger = ledger
         self.destination = destination
         self.full_refresh = full_refresh
@@ -809,15 +811,19 @@ class ContactLoader:
         for batch in batches:
             counters[batch.batch] = sum((Counter(refusal_counters(by_id[pid])) for pid in batch.process_ids), Counter())
         if not any(counters.values()):
-            accepted = sum(self.ledger.settle(b.batch) for b in batches)
+            settled = [(b, self.ledger.settle(b.batch)) for b in batches]
         else:
             since = min(_instant(b.submitted_at) for b in batches)
             self._readback = ReadBack(self.hook.iter_contacts(modified_since=since))
             try:
-                accepted = sum(self._settle_checked(b, counters[b.batch], report=report) for b in batches)
+                settled = [(b, self._settle_checked(b, counters[b.batch], report=report)) for b in batches]
             finally:
                 self._readback.close()
                 self._readback = None
+        accepted = sum(count for _, count in settled)
+        if report and self.on_batch is not None:
+            for number, (batch, count) in enumerate(settled, start=1):
+                self.on_batch(number, {"accepted": count, "refused": sum(counters[batch.batch].values())})
         created = 0
         if self._contacts_before is not None and accepted:
             created = max(0, min(accepted, self.hook.count_contacts() - self._contacts_before))

@@ -481,6 +481,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
                 read_identities=store.read_identities,
                 settings=settings,
                 read_sync=store.read_sync,
+                on_batch=self._batch_notifier(context),
             )
             try:
                 result = loader.run(
@@ -536,6 +537,19 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             raise AirflowFailException(failure)
         self._describe_asset_event(context, summary)
         return summary
+
+    def _batch_notifier(self, context: Any) -> Any:
+        """``batch_completed`` webhooks: one post per settled import batch (None when nobody listens)."""
+        if not any("batch_completed" in webhook.events for webhook in self.spec.notifications.webhooks):
+            return None
+        from airflow_provider_contactsync.notifications.webhooks import notify_event
+
+        dry_run = bool((context.get("params") or {}).get("dry_run"))
+
+        def notify(batch: int, counts: dict[str, int]) -> None:  # never raises: notify_event logs failures
+            notify_event(self.spec, "batch_completed", counts, run_id=context["run_id"], batch=batch, dry_run=dry_run)
+
+        return notify
 
     def _describe_asset_event(self, context: Any, summary: dict[str, Any]) -> None:
         """The run's counts in the asset event's extra, so Airflow's Assets page shows them too."""
