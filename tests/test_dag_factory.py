@@ -187,7 +187,10 @@ def test_example_dag_files_load_without_import_errors(tmp_path: Path) -> None:
         "contactsync__demo__customers",
         "contactsync__partners__drop",
         "contactsync__shop__customers",
+        "contactsync__shopify__customers",
         "contactsync__warehouse__users",
+        "contactsync__webshop__customers",
+        "contactsync__woocommerce__customers",
     ]
     assert {Path(dag.fileloc).name for dag in bag.dags.values()} == {"contactsync_dags.py"}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import textwrap
 import uuid
 from pathlib import Path
@@ -197,7 +198,7 @@ def test_create_without_update_enabled_reports_the_existing_contact(
     """The seed's 409: updateEnabled false and the customer already in Brevo is a per-customer outcome."""
     shop = shop_factory(("redis", redis_conn_id))
     shop.definition = load_definition(
-        _rewrite(shop, "destination: {conn_id: brevo_sync, list_ids: [%d], mode: create_only}" % shop.list_id)
+        _rewrite(shop, f"destination: {{conn_id: brevo_sync, list_ids: [{shop.list_id}], mode: create_only}}")
     )
     httpx.post(
         f"{brevo_sandbox.url}/contacts",
@@ -269,3 +270,98 @@ def test_a_run_with_nothing_queued_is_skipped(shop_factory: Any, redis_conn_id: 
     shop = shop_factory(("redis", redis_conn_id))
     states = task_states(shop.run())
     assert states["extract"] == "skipped" and states["load"] == "skipped"
+
+
+# -- the example definitions, one per platform, fed the sample webhooks through the intake ----------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_dags" / "definitions"
+SAMPLES = Path(__file__).parent / "data" / "events"
+SECRET = "whsec-example"
+
+
+def signed(platform: str, body: bytes) -> dict[str, str]:
+    """The signature header each platform sends, computed here independently of the intake."""
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    if platform == "custom":
+        t = int(time.time())
+        digest = hmac.new(SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+        return {"X-Contactsync-Signature": f"t={t},v1={digest}"}
+    header = "X-Shopify-Hmac-Sha256" if platform == "shopify" else "X-WC-Webhook-Signature"
+    return {header: base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()}
+
+
+EXAMPLE_CASES = {
+    # example file, platform, queue kind, samples of the first run, of the second run
+    "shopify": ("shopify_customers_events.yaml", "redis", ["shopify_customers_create.json"],
+                ["shopify_customers_update.json", "shopify_customers_delete.json"]),
+    "woocommerce": ("woocommerce_customers_events.yaml", "redis", ["woocommerce_customer_created.json"],
+                    ["woocommerce_customer_updated.json", "woocommerce_customer_deleted.json"]),
+    "custom": ("webshop_customers_events.yaml", "postgres", ["custom_customer_created.json"],
+               ["custom_customer_updated.json", "custom_customer_deleted.json"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("platform", sorted(EXAMPLE_CASES))
+def test_each_platform_example_syncs_its_sample_webhooks(
+    platform: str, tmp_path: Path, brevo_sandbox: BrevoSandbox, monkeypatch: pytest.MonkeyPatch, airflow_db: str,
+    request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
+    from fastapi.testclient import TestClient
+
+    from airflow_provider_contactsync.dag_factory import build_dag
+    from airflow_provider_contactsync.sources.events.intake import endpoint_conn_id
+    from airflow_provider_contactsync.sources.events.intake_cli import create_app
+
+    file, kind, first, second = EXAMPLE_CASES[platform]
+    definition = load_definition(EXAMPLES / file)
+    queue_conn = str(request.getfixturevalue("redis_conn_id" if kind == "redis" else "postgres_db"))
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{definition.source.queue.conn_id.upper()}", os.environ[f"AIRFLOW_CONN_{queue_conn.upper()}"]
+    )
+    use_sandbox(monkeypatch, brevo_sandbox, "brevo_default")
+    endpoint = {
+        "conn_type": "generic",
+        "password": SECRET,
+        "extra": {"platform": platform, "queue": kind, "queue_conn_id": definition.source.queue.conn_id},
+    }
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{endpoint_conn_id(definition.integration, 'customers').upper()}", json.dumps(endpoint)
+    )
+    deliveries = json.loads((SAMPLES / "deliveries.json").read_text())
+    run = 0
+
+    def post_and_run(samples: list[str]) -> dict[str, Any]:
+        nonlocal run
+        with TestClient(create_app()) as client:
+            for name in samples:
+                body = (SAMPLES / name).read_bytes()
+                headers = {**deliveries[name]["headers"], **signed(platform, body)}
+                answer = client.post(f"/webhooks/{definition.integration}/customers", content=body, headers=headers)
+                assert answer.status_code == 200, answer.text
+        run += 1
+        dag = build_dag(definition, staging=f"file://{tmp_path}/staging", default_args={"retries": 0})
+        dag_run = run_dag(dag, logical_date=T0 + dt.timedelta(days=run))
+        assert set(task_states(dag_run).values()) == {"success"}, task_states(dag_run)
+        return xcom_value(dag_run, "load")
+
+    summary = post_and_run(first)
+    assert (summary["events"]["applied"], summary["created"]) == (1, 1)
+    customer_id = str(json.loads((SAMPLES / first[0]).read_bytes()).get("data", {}).get("id") or
+                      json.loads((SAMPLES / first[0]).read_bytes())["id"])  # fmt: skip
+    created = {str(c["attributes"].get("EXT_ID")): c for c in brevo_sandbox.contacts()}[customer_id]
+    assert created["attributes"]["FIRSTNAME"] in ("Jane", "John")
+
+    summary = post_and_run(second)
+    assert summary["events"]["applied"] == 2 and summary["events"]["unreadable"] == 0
+    after = {str(c["attributes"].get("EXT_ID")): c for c in brevo_sandbox.contacts()}
+    if platform == "shopify":  # hard delete
+        assert customer_id not in after
+    elif platform == "woocommerce":  # soft: unlinked from the list (the update before the delete is moot)
+        assert 2 not in after[customer_id]["listIds"]
+    else:  # custom, soft: blacklisted, the phone from `changes` kept
+        assert after[customer_id]["emailBlacklisted"] is True
+        assert after[customer_id]["attributes"]["LASTNAME"] == "Smith"
