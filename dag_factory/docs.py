@@ -22,7 +22,18 @@ def dag_doc_md(definition: SourceDefinition, file: str | None = None) -> str:
         if value:
             lines.append(f"  - {key}: `{_one_line(str(value))}`")
     lines.append(f"  - fields: {', '.join(f'`{f}`' for f in source.fields)}")
-    if source.updated_field:
+    if source.type == "events":
+        queue = source.queue
+        lines.append(
+            f"  - {source.platform} events from the {queue.backend} queue of connection `{queue.conn_id}`"
+            + (f" (table `{queue.table}`)" if queue.table else "")
+            + f", {source.sync_mode}: webhooks to `/contactsync/webhooks/{definition.integration}/{source.name}`"
+        )
+        lines.append(
+            f"- **Each run** drains up to {source.max_events_per_run:,} events, applied per customer in event-time "
+            f"order; an event whose runs fail {source.max_attempts} times goes to the dead-letter list"
+        )
+    elif source.updated_field:
         lines.append(f"- **Incremental** on `{source.updated_field}` (tie-breaker `{source.key}`)")
     else:
         lines.append("- **Full read** every run (no `updated_field`)")

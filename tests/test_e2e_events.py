@@ -365,3 +365,50 @@ def test_each_platform_example_syncs_its_sample_webhooks(
     else:  # custom, soft: blacklisted, the phone from `changes` kept
         assert after[customer_id]["emailBlacklisted"] is True
         assert after[customer_id]["attributes"]["LASTNAME"] == "Smith"
+
+
+def test_dag_docs_name_the_queue_and_the_intake_route() -> None:
+    from airflow_provider_contactsync.dag_factory.docs import dag_doc_md
+
+    text = dag_doc_md(load_definition(EXAMPLES / "webshop_customers_events.yaml"))
+    assert "postgres queue of connection `webshop_pg`" in text
+    assert "/contactsync/webhooks/webshop/customers" in text and "dead-letter" in text
+
+
+def test_brevo_failing_keeps_the_events_queued_until_a_run_loads_them_then_dead_letters_them(
+    shop_factory: Any, redis_conn_id: str, brevo_sandbox: BrevoSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5xx retried by the hook (with backoff), then by the next runs; after max_attempts runs, set aside."""
+    conn = {"conn_type": "brevo", "host": brevo_sandbox.url, "password": brevo_sandbox.api_key,
+            "extra": {"poll_interval": 0.01, "max_retries": 1}}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_BREVO_SYNC", json.dumps(conn))
+    shop = shop_factory(("redis", redis_conn_id))
+    shop.definition = shop.definition.model_copy(
+        update={"source": shop.definition.source.model_copy(update={"max_attempts": 2})}
+    )
+    shop.put(custom("created", 21, 0, email="c21@example.com"), delivery_ids=["first"])
+    brevo_sandbox.add_fault(method="POST", path="/v3/contacts/import", action="status", status=503, times=1000)
+    assert task_states(shop.run())["load"] == "failed"
+    assert len(brevo_sandbox.requests("POST", "/v3/contacts/import")) == 2  # the hook tried twice
+    queue = shop.queue()
+    try:
+        assert queue.depth() == 1  # not acknowledged: the next run gets it again
+    finally:
+        queue.close()
+    brevo_sandbox.clear_faults()
+    summary = shop.summary(shop.run())
+    assert summary["events"]["applied"] == 1 and "21" in shop.contacts()
+
+    shop.put(custom("created", 22, 0, email="c22@example.com"), delivery_ids=["doomed"])
+    brevo_sandbox.add_fault(method="POST", path="/v3/contacts/import", action="status", status=503, times=1000)
+    for _ in range(2):  # two runs claim it and fail
+        assert task_states(shop.run())["load"] == "failed"
+    brevo_sandbox.clear_faults()
+    summary = shop.summary(shop.run())
+    assert summary["events"]["dead-lettered"] == 1 and "22" not in shop.contacts()
+    queue = shop.queue()
+    try:
+        assert [(event.delivery_id, event.attempts) for event, _ in queue.dead_letters()] == [("doomed", 2)]
+        assert queue.depth() == 0
+    finally:
+        queue.close()
