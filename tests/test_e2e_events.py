@@ -412,3 +412,21 @@ def test_brevo_failing_keeps_the_events_queued_until_a_run_loads_them_then_dead_
         assert queue.depth() == 0
     finally:
         queue.close()
+
+
+def test_debug_traces_each_customers_events_masked(
+    tmp_path: Path, brevo_sandbox: BrevoSandbox, redis_conn_id: str, monkeypatch: pytest.MonkeyPatch,
+    airflow_db: str, capfd: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    use_sandbox(monkeypatch, brevo_sandbox)
+    shop = Shop(tmp_path, brevo_sandbox, "redis", redis_conn_id, "debug: true\n")
+    created = custom("created", 31, 0, event_id="e-31", email="jane.doe@example.com", firstName="Jane")
+    shop.put(created, created)  # the same event delivered twice
+    assert task_states(shop.run())["load"] == "success"
+    text = "".join(capfd.readouterr())
+    lines = [line for line in text.splitlines() if "extract row" in line]  # row keys are masked too: 31 is 3*
+    assert any("row 3*: duplicate: event e-31 is in this run more than once; applied once" in line for line in lines), (
+        lines
+    )
+    assert any("row 3*: id='3*', email='j***@example.com'" in line for line in lines)
+    assert "jane.doe@example.com" not in text

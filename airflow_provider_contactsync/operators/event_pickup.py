@@ -95,9 +95,7 @@ def extract_events(operator: Any, context: Any, store: ChunkStore) -> dict[str, 
         for outcome in result.skipped:
             counts[outcome.outcome] += 1
             if tracer is not None:
-                tracer.trace(
-                    "extract", f"customer {outcome.customer_id}", f"event {outcome.event_id}: {outcome.reason}"
-                )
+                tracer.trace("extract", outcome.customer_id, f"{outcome.outcome}: {outcome.reason}")
         create_only = spec.destination.mode == "create_only"
         rows: list[dict[str, Any]] = []
         received: list[float] = []
@@ -106,7 +104,7 @@ def extract_events(operator: Any, context: Any, store: ChunkStore) -> dict[str, 
             if action.kind == "delete" and create_only:
                 counts["ignored"] += len(applied)
                 if tracer is not None:
-                    tracer.trace("extract", f"customer {customer_id}", SKIP_IGNORED_DELETE)
+                    tracer.trace("extract", customer_id, SKIP_IGNORED_DELETE)
                 continue
             counts["applied"] += len(applied)
             received += [arrived[event.delivery_id] for event in applied if event.delivery_id in arrived]
