@@ -82,10 +82,11 @@ def build_dag(
         description=definition.description
         or f"Sync {definition.source.type} source {definition.source.name} of {definition.integration} into Brevo.",
         doc_md=dag_doc_md(definition, file),
-        schedule=definition.cron,
+        schedule=dag_schedule(definition),
         start_date=START_DATE,
         catchup=False,
-        # One run at a time: two runs would read and move the same cursor concurrently.
+        # One run at a time: two runs would read and move the same cursor concurrently. A realtime
+        # source's wake-ups during a run queue one next run (docs/adr/0010-customer-events.md).
         max_active_runs=1,
         default_args=args,
         params={
@@ -142,6 +143,25 @@ def build_dag(
             dag.auto_register = False  # a half-built DAG must not reach the DagBag
             raise
     return dag
+
+
+def dag_schedule(definition: SourceDefinition) -> Any:
+    """The DAG's ``schedule``: the definition's cron (None when manual), or for a realtime events source
+    its wake asset, or with a cron too, the asset or the cron (a safety sweep for lost wake-ups).
+
+    Imported only for realtime sources: the watcher's trigger class loads the messaging providers.
+    """
+    source = definition.source
+    if source.type != "events" or source.sync_mode != "realtime":
+        return definition.cron
+    from airflow_provider_contactsync.sources.events.wake import wake_asset
+
+    asset = wake_asset(definition.integration, source.name, source.queue.wake_connection)
+    if definition.cron is None:
+        return asset
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(definition.cron, timezone="UTC"), assets=asset)
 
 
 def webhook_notifiers(definition: SourceDefinition, spec: dict[str, Any], event: str) -> list[Any]:

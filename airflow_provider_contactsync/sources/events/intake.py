@@ -14,12 +14,16 @@ the metadata DB):
   secret shared with a custom platform);
 - its **extra**: ``{"platform": "shopify" | "woocommerce" | "custom", "queue": "redis" | "postgres",
   "queue_conn_id": "redis_default", "table": "..."}`` (``table``: postgres only, optional; see
-  :func:`.backends.open_event_queue`).
+  :func:`.backends.open_event_queue`), and ``"wake_conn_id": "redis_default"`` for a
+  ``sync_mode: realtime`` source (optional): the Redis connection to publish a wake-up on once a new
+  delivery is queued, the server the source's ``queue.wake_connection`` names (:mod:`.wake`). Without
+  it nothing is published, and the source's DAG runs on its schedule only.
 
 For example::
 
     AIRFLOW_CONN_CONTACTSYNC_WEBHOOK__SHOP__CUSTOMERS='{"conn_type": "generic", "password": "<secret>",
-      "extra": {"platform": "shopify", "queue": "redis", "queue_conn_id": "redis_default"}}'
+      "extra": {"platform": "shopify", "queue": "redis", "queue_conn_id": "redis_default",
+                "wake_conn_id": "redis_default"}}'
 
 The ``events`` source type will resolve endpoints from definitions instead; only
 :func:`resolve_endpoint` changes then.
@@ -27,7 +31,9 @@ The ``events`` source type will resolve endpoints from definitions instead; only
 Answers (JSON, ``{"status": ...}`` or ``{"detail": ...}``):
 
 - 200 ``{"status": "queued"}`` once ``queue.put`` returned (the event is durable), or
-  ``{"status": "duplicate"}`` when this delivery id is already stored (stored once);
+  ``{"status": "duplicate"}`` when this delivery id is already stored (stored once); a queued
+  delivery's wake-up, if any, is published after the answer is sent, throttled, and its failure is
+  only logged (:func:`.wake.publish_wake`);
 - 400 malformed body (not UTF-8 JSON, or not one JSON object), with the reason;
 - 401 missing, wrong or replayed signature: nothing is queued;
 - 404 unknown integration/source (the same answer for a bad name and a missing connection);
@@ -53,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
@@ -67,6 +74,7 @@ from airflow_provider_contactsync.sources.events.signatures import (
     SignatureError,
     verify,
 )
+from airflow_provider_contactsync.sources.events.wake import publish_wake
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +106,7 @@ class Endpoint:
     """Where one source's deliveries go and how they are signed.
 
     :param queue: the queue's kind (``redis``, ``postgres``); ``queue_conn_id`` its Airflow connection.
+    :param wake_conn_id: the Redis connection realtime wake-ups are published on (None: not realtime).
     """
 
     integration: str
@@ -107,6 +116,7 @@ class Endpoint:
     queue: str
     queue_conn_id: str
     table: str | None = None
+    wake_conn_id: str | None = None
 
     def open_queue(self) -> EventQueue:
         return open_event_queue(
@@ -147,8 +157,13 @@ def resolve_endpoint(integration: str, source: str) -> Endpoint:
         raise EndpointMisconfigured(f"connection {conn_id}: extra.queue_conn_id is missing")
     if not conn.password:
         raise EndpointMisconfigured(f"connection {conn_id}: the password (the signing secret) is empty")
+    wake_conn_id = extra.get("wake_conn_id")
+    if wake_conn_id is not None and (not isinstance(wake_conn_id, str) or not wake_conn_id):
+        raise EndpointMisconfigured(f"connection {conn_id}: extra.wake_conn_id must be a connection id")
     table = extra.get("table")
-    return Endpoint(integration, source, platform, conn.password, queue, queue_conn_id, table or None)
+    return Endpoint(
+        integration, source, platform, conn.password, queue, queue_conn_id, table or None, wake_conn_id or None
+    )
 
 
 class _Queues:
@@ -297,12 +312,15 @@ def create_app(
                 event.delivery_id,
             )
             return _answer(503, detail="the queue is unavailable; retry later")
-        return _answer(200, status="queued" if added else "duplicate", delivery_id=event.delivery_id)
+        wake = None
+        if added and endpoint.wake_conn_id:
+            wake = BackgroundTask(publish_wake, endpoint.wake_conn_id, integration, source)
+        return _answer(200, background=wake, status="queued" if added else "duplicate", delivery_id=event.delivery_id)
 
     app = Starlette(routes=[Route("/{integration}/{source}", receive, methods=["POST"])])
     app.state.queues = queues
     return app
 
 
-def _answer(code: int, **content: Any) -> JSONResponse:
-    return JSONResponse(content, status_code=code, headers={"Cache-Control": "no-store"})
+def _answer(code: int, background: BackgroundTask | None = None, **content: Any) -> JSONResponse:
+    return JSONResponse(content, status_code=code, headers={"Cache-Control": "no-store"}, background=background)
