@@ -1,8 +1,9 @@
 """Realtime wake-ups: the intake publishes on a Redis channel, an AssetWatcher in the triggerer listens.
 
 A ``sync_mode: realtime`` events source's DAG is scheduled on :func:`wake_asset`, an Asset whose
-watcher runs the common-messaging ``MessageQueueTrigger`` (scheme ``redis+pubsub``, dispatched to the
-Redis provider's ``AwaitMessageTrigger``) on :func:`wake_channel`. The intake calls
+watcher runs what the common-messaging ``MessageQueueTrigger`` (scheme ``redis+pubsub``) stores: the
+Redis provider's ``AwaitMessageTrigger`` on :func:`wake_channel` (without importing the former, see
+:func:`_wake_trigger_class`). The intake calls
 :func:`publish_wake` after each new event is durable in the queue. A wake-up carries no event: it only
 says "look at the queue"; the run drains whatever is queued.
 
@@ -41,6 +42,54 @@ def wake_channel(integration: str, source: str) -> str:
     return f"{CHANNEL_PREFIX}:{integration}:{source}"
 
 
+REDIS_PUBSUB_TRIGGER = "airflow.providers.redis.triggers.redis_await_message.AwaitMessageTrigger"
+"""What ``MessageQueueTrigger(scheme="redis+pubsub", ...)`` serializes to: the trigger the triggerer runs."""
+
+
+_WAKE_TRIGGER: type | None = None
+
+
+def _wake_trigger_class() -> type:
+    """The watcher's trigger class, a ``BaseEventTrigger`` built on first use (the intake imports no Airflow).
+
+    ``MessageQueueTrigger(scheme="redis+pubsub", channels=..., redis_conn_id=..., poll_interval=...)``
+    from the common-messaging provider serializes to the Redis provider's ``AwaitMessageTrigger`` with
+    those arguments: that is what the triggerer stores and runs. Importing it costs about 2.3 s (it loads
+    every installed provider's queue class), paid at every parse of the DAG file and every task start of
+    the DAG. This class stores the identical row without that import (docs/adr/0010-customer-events.md);
+    a test checks both serialize the same.
+    """
+    global _WAKE_TRIGGER
+    if _WAKE_TRIGGER is None:
+        from airflow.triggers.base import BaseEventTrigger as base
+
+        class WakeTrigger(base):  # type: ignore[misc, valid-type]
+            """A BaseEventTrigger (what an AssetWatcher needs) that serializes to Redis's pub/sub trigger."""
+
+            def __init__(self, *, channels: list[str], redis_conn_id: str, poll_interval: float) -> None:
+                super().__init__()
+                self.channels = channels
+                self.redis_conn_id = redis_conn_id
+                self.poll_interval = poll_interval
+
+            def serialize(self) -> tuple[str, dict[str, Any]]:
+                return REDIS_PUBSUB_TRIGGER, {
+                    "channels": self.channels,
+                    "redis_conn_id": self.redis_conn_id,
+                    "poll_interval": self.poll_interval,
+                }
+
+            async def run(self) -> Any:  # the triggerer runs the stored class; this is for direct use
+                from airflow.providers.redis.triggers.redis_await_message import AwaitMessageTrigger
+
+                async for event in AwaitMessageTrigger(**self.serialize()[1]).run():
+                    yield event
+
+        WakeTrigger.__module__ = __name__
+        _WAKE_TRIGGER = WakeTrigger
+    return _WAKE_TRIGGER
+
+
 def wake_asset(integration: str, source: str, conn_id: str) -> Any:
     """The Asset a realtime source's DAG is scheduled on, watched on the source's wake channel.
 
@@ -49,14 +98,10 @@ def wake_asset(integration: str, source: str, conn_id: str) -> Any:
 
     :param conn_id: the Redis connection the triggerer subscribes through (``queue.wake_connection``).
     """
-    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
     from airflow.sdk import Asset, AssetWatcher
 
-    trigger = MessageQueueTrigger(
-        scheme="redis+pubsub",
-        channels=[wake_channel(integration, source)],
-        redis_conn_id=conn_id,
-        poll_interval=POLL_INTERVAL_SECONDS,
+    trigger = _wake_trigger_class()(
+        channels=[wake_channel(integration, source)], redis_conn_id=conn_id, poll_interval=POLL_INTERVAL_SECONDS
     )
     # "x-" scheme: no provider's URI handler applies (see state.source_asset).
     return Asset(
