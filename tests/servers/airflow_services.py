@@ -165,13 +165,8 @@ class AirflowServices:
 
     def api(self, method: str, path: str, *, expect: int | tuple[int, ...] = (200, 201), **kwargs: Any) -> Any:
         """Call ``/api/v2<path>``; return the JSON body; fail on an unexpected status."""
-        answer = httpx.request(
-            method,
-            f"{self.api_url}/api/v2{path}",
-            headers={"Authorization": f"Bearer {self.token()}"},
-            timeout=30,
-            **kwargs,
-        )
+        headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
+        answer = httpx.request(method, f"{self.api_url}/api/v2{path}", headers=headers, timeout=30, **kwargs)
         expected = (expect,) if isinstance(expect, int) else expect
         if answer.status_code not in expected:
             raise AssertionError(f"{method} {path}: {answer.status_code} {answer.text}")
