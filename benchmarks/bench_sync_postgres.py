@@ -84,43 +84,10 @@ def fill(server: Any, dbname: str, rows: int) -> None:
         conn.execute("VACUUM ANALYZE public.customers")
 
 
-class _TI:
-    def __init__(self, xcoms: dict[str, Any]) -> None:
-        self.xcoms = xcoms
-
-    def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
-        return self.xcoms.get(task_ids)
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[f"push:{key}"] = value
-
-
-class _Accessor:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _data(self) -> dict[str, Any]:
-        return json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._data().get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        data = self._data()
-        data[key] = value
-        self.path.write_text(json.dumps(data))
-
-
-class _StateStore:
-    def __init__(self, path: Path) -> None:
-        self.accessor = _Accessor(path)
-
-    def __getitem__(self, asset: Any) -> _Accessor:
-        return self.accessor
-
-
 def run_stage(stage: str, state: Path, chunk_size: int, definition: dict[str, Any] | None = None) -> None:
     """Child process: run one operator's execute() with a stand-in context; record time and RSS."""
+    from servers.stage_process import FileStateStore, FileXcomTI
+
     from airflow_provider_contactsync import operators
 
     classes = {
@@ -144,10 +111,10 @@ def run_stage(stage: str, state: Path, chunk_size: int, definition: dict[str, An
     xcom_file = state / "xcom.json"
     xcoms = json.loads(xcom_file.read_text()) if xcom_file.exists() else {}
     context = {
-        "ti": _TI(xcoms),
+        "ti": FileXcomTI(xcoms),
         "run_id": os.environ.get("BENCH_RUN_ID", "bench"),
         "params": {"full_refresh": False},
-        "asset_state_store": _StateStore(state / "asset_state.json"),
+        "asset_state_store": FileStateStore(state / "asset_state.json"),
     }
     started, cpu_started = time.perf_counter(), time.process_time()
     result = operator.execute(context)

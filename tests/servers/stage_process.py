@@ -22,7 +22,9 @@ STAGES = ("extract", "transform", "map", "load")
 TESTS = Path(__file__).resolve().parents[1]
 
 
-class _TI:
+class FileXcomTI:
+    """The task instance's XCom, in a dict the caller keeps in a file."""
+
     def __init__(self, xcoms: dict[str, Any]) -> None:
         self.xcoms = xcoms
 
@@ -33,7 +35,9 @@ class _TI:
         self.xcoms[f"push:{key}"] = value
 
 
-class _Accessor:
+class FileAccessor:
+    """One asset's state store entries, in a JSON file."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
 
@@ -54,11 +58,13 @@ class _Accessor:
         self.path.write_text(json.dumps(data))
 
 
-class _StateStore:
-    def __init__(self, path: Path) -> None:
-        self.accessor = _Accessor(path)
+class FileStateStore:
+    """``context['asset_state_store']``: every asset's accessor is the one JSON file."""
 
-    def __getitem__(self, asset: Any) -> _Accessor:
+    def __init__(self, path: Path) -> None:
+        self.accessor = FileAccessor(path)
+
+    def __getitem__(self, asset: Any) -> FileAccessor:
         return self.accessor
 
 
@@ -80,10 +86,10 @@ def run_stage(stage: str, state: Path, run_id: str) -> int:
     xcom_file = state / "xcom.json"
     xcoms = json.loads(xcom_file.read_text()) if xcom_file.exists() else {}
     context = {
-        "ti": _TI(xcoms),
+        "ti": FileXcomTI(xcoms),
         "run_id": run_id,
         "params": {},
-        "asset_state_store": _StateStore(state / "asset_state.json"),
+        "asset_state_store": FileStateStore(state / "asset_state.json"),
     }
     try:
         result = operator.execute(context)
