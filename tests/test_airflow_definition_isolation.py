@@ -37,7 +37,10 @@ GOOD = {
     DEMO,
     "contactsync__partners__drop",
     "contactsync__shop__customers",
+    "contactsync__shopify__customers",
     "contactsync__warehouse__users",
+    "contactsync__webshop__customers",
+    "contactsync__woocommerce__customers",
 }
 PARSE_TIMEOUT = 90.0  # a change shows after a parse loop or two (intervals of 2 to 5 s here)
 RUN_TIMEOUT = 180.0

@@ -627,11 +627,13 @@ def queued_retries(dag_root: Any) -> int:
 @contextlib.contextmanager
 def open_ledger(dag_root: Any) -> Iterator[ContactLedger]:
     """Open the DAG's ledger under the staging base; a remote ledger is copied in and back out."""
-    with local_copy(dag_root / "state" / "sent-contacts.sqlite") as path:
+    target = dag_root / "state" / "sent-contacts.sqlite"
+    with local_copy(target) as path:
         ledger = ContactLedger(path)
         try:
             yield ledger
         finally:
-            # Before the copy goes back: everything in the main file (what was recorded was delivered).
-            ledger._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if target.protocol != "file":
+                # Before the copy goes back: everything in the main file (what was recorded was delivered).
+                ledger._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             ledger.close()
