@@ -115,6 +115,8 @@ def build_dag(
         },
         tags=["contactsync", f"integration:{definition.integration}", f"source:{definition.source.type}"],
         auto_register=register,
+        # A draft is built paused; a run started anyway is skipped by its extract (the reason in its log).
+        is_paused_upon_creation=True if definition.status == "draft" else None,
     ) as dag:
         try:
             extract = ContactsyncExtractOperator(**task_args("extract"))

@@ -11,6 +11,14 @@ def dag_doc_md(definition: SourceDefinition, file: str | None = None) -> str:
     """Markdown summary: source, schedule, formulas, mapping, destination and alerts."""
     source = definition.source
     lines = [f"### contactsync: {definition.integration} / {source.name}", ""]
+    if definition.status == "draft":
+        lines += [
+            "**Draft**: this DAG is paused and its runs are skipped until the definition says "
+            "`status: active`"
+            + (" (with `consent.opt_in_confirmed: true`)" if source.type == "salesforce" else "")
+            + ".",
+            "",
+        ]
     if definition.description:
         lines += [definition.description, ""]
     if file:

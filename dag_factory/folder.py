@@ -183,11 +183,36 @@ def scan_definitions(files: list[Path]) -> FolderScan:
             continue
         defined_by[dag_id] = path
         scan.definitions[dag_id] = (path, definition)
+    _limit_salesforce_connections(scan)
     # a broken file whose DAG id another file gives does not lose that DAG
     for path, dag_id in list(scan.lost_dag_ids.items()):
         if dag_id in scan.definitions:
             del scan.lost_dag_ids[path]
     return scan
+
+
+def _limit_salesforce_connections(scan: FolderScan) -> None:
+    """The seed: one Salesforce account (one connection) serves at most five definitions, contacts and
+    leads together. The first five (in file order) keep their DAGs; a sixth is a problem naming them."""
+    from airflow_provider_contactsync.core.spec.models import MAX_CONNECTIONS_PER_ORG
+
+    users: dict[str, list[str]] = {}
+    for dag_id, (path, definition) in list(scan.definitions.items()):
+        if definition.source.type != "salesforce":
+            continue
+        conn_id = definition.source.conn_id
+        taken = users.setdefault(conn_id, [])
+        if len(taken) < MAX_CONNECTIONS_PER_ORG:
+            taken.append(f"{path.name} ({dag_id})")
+            continue
+        del scan.definitions[dag_id]
+        scan.add_problem(
+            path,
+            f"{path}: source.conn_id: the Salesforce connection {conn_id!r} already serves "
+            f"{MAX_CONNECTIONS_PER_ORG} definitions ({', '.join(taken)}); one Salesforce account can be connected "
+            f"at most {MAX_CONNECTIONS_PER_ORG} times across contacts and leads",
+            dag_id,
+        )
 
 
 def _build_dags(scan: FolderScan, *, register: bool = True, **kwargs: Any) -> dict[str, DAG]:

@@ -103,6 +103,12 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
         from airflow_provider_contactsync.state import CursorStore
 
         source_spec = self.spec.source
+        if self.spec.status == "draft":
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            reason = f"{self.spec.dag_id} is a draft: nothing is synced until its definition says status: active"
+            self.log.warning("%s", reason)
+            raise AirflowSkipException(reason)
         if source_spec.type == "events":  # the queue is the cursor: claims, acknowledged by the load
             from airflow_provider_contactsync.operators.event_pickup import extract_events
 

@@ -35,6 +35,7 @@ from airflow_provider_contactsync.core.spec.models import (
     SourceDefinition,
     SqlSource,
     expand_events_source,
+    expand_salesforce_source,
     mapping_problems,
 )
 from airflow_provider_contactsync.core.spec.secrets import find_credentials
@@ -284,7 +285,7 @@ def _valid_or(model: type[BaseModel], value: Any, default: Any) -> Any:
 
 def _consistency_errors(data: dict[str, Any], document: YamlDocument, file: str) -> list[ConfigurationError]:
     """Mapping problems from raw data: pydantic skips the model's own check when a field is invalid."""
-    data = expand_events_source(data)  # an events preset's fields and mapping, as the model sees them
+    data = expand_salesforce_source(expand_events_source(data))  # presets' fields and mapping, as the model sees
     mapping = data.get("mapping")
     if not isinstance(mapping, dict):
         return []

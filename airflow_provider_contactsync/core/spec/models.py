@@ -564,7 +564,87 @@ def expand_events_source(data: Any) -> Any:
     return data
 
 
-Source = Annotated[SqlSource | MongoSource | FileSource | EventsSource, Field(discriminator="type")]
+SALESFORCE_SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
+"""Read from every Salesforce object: the key, the cursor (Salesforce's own last-change stamp) and the
+soft-delete flag (deleted records are read through queryAll)."""
+SALESFORCE_DELETED_WHEN = "IsDeleted == true"
+MAX_CONNECTIONS_PER_ORG = 5
+"""The seed: one Salesforce account can be connected at most five times across contacts and leads."""
+
+
+class SalesforceSource(_SourceBase):
+    """Salesforce Contacts or Leads through the Salesforce provider's SalesforceHook.
+
+    Incremental on ``SystemModstamp`` with ``Id`` as tie-breaker; deleted records are read too
+    (``queryAll``) and handled by ``deletes``. With ``preset: true`` (the default) Email, FirstName,
+    LastName and the Id (EXT_ID) are mapped, and ``HasOptedOutOfEmail`` gives email consent; the
+    definition's ``fields``, ``mapping`` and ``consent`` add to them and override them.
+    """
+
+    type: Literal["salesforce"]
+    conn_id: str = Field(
+        pattern=CONN_ID_PATTERN, max_length=250, description="Airflow connection of type salesforce (the org)."
+    )
+    object: Literal["Contact", "Lead"] = Field(description="The Salesforce object to sync.")
+    preset: bool = Field(True, description="Start from the standard fields, mapping and consent (see above).")
+    fields: list[FieldName] = Field(  # type: ignore[assignment]
+        default_factory=list, description="Fields of the object to read besides the preset's (API names)."
+    )
+    read: Literal["auto", "rest", "bulk"] = Field(
+        "auto",
+        description="rest: SOQL query/queryMore pages; bulk: a Bulk API 2.0 query job; auto: bulk when the run "
+        "has more than bulk_threshold records to read (counted first with SELECT COUNT()).",
+    )
+    bulk_threshold: int = Field(10_000, ge=0, le=100_000_000, description="Records above which auto reads in bulk.")
+
+    @model_validator(mode="after")
+    def _salesforce_shape(self) -> SalesforceSource:
+        missing = [name for name in SALESFORCE_SYSTEM_FIELDS if name not in self.fields]
+        if missing:
+            raise ValueError(f"fields must include {', '.join(missing)}")
+        if (self.updated_field, self.key) != ("SystemModstamp", "Id"):
+            raise ValueError("a Salesforce source is incremental on SystemModstamp with Id as tie-breaker")
+        return self
+
+
+def expand_salesforce_source(data: Any) -> Any:
+    """A Salesforce definition with its preset and system fields applied, as plain data (idempotent)."""
+    if not isinstance(data, dict) or not isinstance(data.get("source"), dict):
+        return data
+    source = data["source"]
+    if source.get("type") != "salesforce":
+        return data
+    data, source = dict(data), dict(source)
+    fields = source.get("fields") if isinstance(source.get("fields"), list) else []
+    mapping = data.get("mapping") if isinstance(data.get("mapping"), dict) else {}
+    if source.get("preset", True) is True:
+        standard = ["Id", "Email", "FirstName", "LastName", "HasOptedOutOfEmail"]
+        fields = standard + [name for name in fields if name not in standard]
+        mapping = {"Id": "EXT_ID", "Email": "EMAIL", "FirstName": "FIRSTNAME", "LastName": "LASTNAME", **mapping}
+        consent = data.get("consent")
+        if consent is None or (isinstance(consent, dict) and "email" not in consent and "sms" not in consent):
+            consent = dict(consent or {})
+            consent["email"] = "HasOptedOutOfEmail == null ? null : !HasOptedOutOfEmail"
+            data["consent"] = consent
+        source["preset"] = False
+    data["mapping"] = {name: attribute for name, attribute in mapping.items() if attribute is not None}
+    for name in SALESFORCE_SYSTEM_FIELDS:
+        if name not in fields:
+            fields = [*fields, name]
+    source["fields"] = fields
+    source.setdefault("updated_field", "SystemModstamp")
+    source.setdefault("key", "Id")
+    destination = data.get("destination")
+    create_only = isinstance(destination, dict) and (
+        destination.get("mode") == "create_only" or destination.get("update_existing") is False
+    )
+    if not create_only:
+        source.setdefault("deleted_when", SALESFORCE_DELETED_WHEN)
+    data["source"] = source
+    return data
+
+
+Source = Annotated[SqlSource | MongoSource | FileSource | EventsSource | SalesforceSource, Field(discriminator="type")]
 
 
 class Payload(StrictModel):
@@ -740,6 +820,11 @@ class Consent(StrictModel):
         "opt-in that may resubscribe a contact who unsubscribed in Brevo before it.",
     )
     sms_opt_in_at: Condition | None = Field(None, description="CEL timestamp of the contact's SMS opt-in.")
+    opt_in_confirmed: bool = Field(
+        False,
+        description="You confirm that the contacts synced gave their consent to receive your marketing (the "
+        "seed's checkbox). Required before a Salesforce definition with status active can run.",
+    )
     resubscribe: Literal["explicit_only", "never"] = Field(
         "explicit_only",
         description="explicit_only: a contact blacklisted in Brevo is allowed again only when the source holds "
@@ -880,6 +965,11 @@ class SourceDefinition(StrictModel):
     reports: Reports = Field(default_factory=Reports)
     alerts: Alerts = Field(default_factory=Alerts)
     notifications: Notifications = Field(default_factory=Notifications)
+    status: Literal["active", "draft"] = Field(
+        "active",
+        description="draft: the DAG is built paused, and a run started anyway (unpaused by mistake) is skipped "
+        "with the reason; set active once the definition is ready (Salesforce: with consent.opt_in_confirmed).",
+    )
     debug: bool = Field(
         False,
         description="Log each row's path through the stages (extract, transform, map, load), at most "
@@ -890,7 +980,7 @@ class SourceDefinition(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _events_preset(cls, data: Any) -> Any:
-        return expand_events_source(data)
+        return expand_salesforce_source(expand_events_source(data))
 
     @field_validator("version", mode="before")
     @classmethod
@@ -941,6 +1031,16 @@ class SourceDefinition(StrictModel):
             )
         if self.source.deleted_when is not None and self.destination.mode == "create_only":
             raise ValueError("source.deleted_when: cannot be used with mode create_only (it never changes a contact)")
+        return self
+
+    @model_validator(mode="after")
+    def _salesforce_opt_in(self) -> SourceDefinition:
+        if self.source.type == "salesforce" and self.status == "active":
+            if self.consent is None or not self.consent.opt_in_confirmed:
+                raise ValueError(
+                    "consent.opt_in_confirmed: an active Salesforce definition needs it set to true: confirm "
+                    "that these contacts agreed to receive your marketing (or keep status: draft until then)"
+                )
         return self
 
     @property
