@@ -17,9 +17,15 @@ from typing import Any
 
 from airflow_provider_contactsync.core.cursor import Cursor, as_instant
 from airflow_provider_contactsync.core.errors import ConfigurationError, RowError
-from airflow_provider_contactsync.core.spec.models import EventsSource, FileSource, MongoSource, SqlSource
+from airflow_provider_contactsync.core.spec.models import (
+    EventsSource,
+    FileSource,
+    MongoSource,
+    SalesforceSource,
+    SqlSource,
+)
 
-SourceSpec = SqlSource | MongoSource | FileSource | EventsSource
+SourceSpec = SqlSource | MongoSource | FileSource | EventsSource | SalesforceSource
 Chunk = list[dict[str, Any] | RowError]
 """Rows read together; every row dict has exactly the spec's ``fields`` as keys."""
 
@@ -194,6 +200,7 @@ _REGISTRY: dict[str, str] = {
     "bigquery": "airflow_provider_contactsync.sources.bigquery:BigQuerySource",
     "snowflake": "airflow_provider_contactsync.sources.snowflake:SnowflakeSource",
     "events": "airflow_provider_contactsync.sources.events.source:EventsQueueSource",
+    "salesforce": "airflow_provider_contactsync.sources.salesforce:SalesforceSource",
 }
 
 
