@@ -15,6 +15,7 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_home}/airflow.
 
 pytest_plugins: list[str] = [
     "airflow_provider_contactsync.sandbox.pytest_plugin",
+    "airflow_provider_contactsync.salesforce_sandbox.pytest_plugin",
     "servers.postgres",
     "servers.smtp",
     "servers.http_receiver",
