@@ -36,6 +36,7 @@ GOOD = {
     "contactsync__crm__customers",
     DEMO,
     "contactsync__partners__drop",
+    "contactsync__salesforce__contacts",
     "contactsync__shop__customers",
     "contactsync__shopify__customers",
     "contactsync__warehouse__users",

@@ -186,6 +186,7 @@ def test_example_dag_files_load_without_import_errors(tmp_path: Path) -> None:
         "contactsync__crm__customers",
         "contactsync__demo__customers",
         "contactsync__partners__drop",
+        "contactsync__salesforce__contacts",
         "contactsync__shop__customers",
         "contactsync__shopify__customers",
         "contactsync__warehouse__users",
