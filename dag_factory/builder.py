@@ -126,6 +126,13 @@ def build_dag(
                 >> ContactsyncMapOperator(**task_args("map"))
                 >> ContactsyncLoadOperator(**task_args("load"))
             )
+            if getattr(definition.source, "writeback", False):  # Salesforce: Brevo's changes go back
+                from airflow_provider_contactsync.operators.salesforce_writeback import (
+                    ContactsyncSalesforceWritebackOperator,
+                )
+
+                load = dag.get_task("load")
+                load >> ContactsyncSalesforceWritebackOperator(**task_args("writeback"))
             wait = getattr(definition.source, "wait_for_file", None)
             if wait is not None:
                 from airflow_provider_contactsync.sensors import ContactsyncNewFileSensor

@@ -596,6 +596,11 @@ class SalesforceSource(_SourceBase):
         "has more than bulk_threshold records to read (counted first with SELECT COUNT()).",
     )
     bulk_threshold: int = Field(10_000, ge=0, le=100_000_000, description="Records above which auto reads in bulk.")
+    writeback: bool = Field(
+        False,
+        description="Write changes made in Brevo to these contacts back to Salesforce, by the seed's rules (a "
+        "writeback task after the load; contacts created in Brevo are never pushed, deletions not propagated).",
+    )
 
     @model_validator(mode="after")
     def _salesforce_shape(self) -> SalesforceSource:

@@ -1,0 +1,163 @@
+"""Brevo -> Salesforce: changes made in Brevo to contacts that came from Salesforce, written back.
+
+A task after the load (``source.writeback: true``). It reads the Brevo contacts modified since its
+last run (``modifiedSince``), keeps those linked to a record of the source's object (EXT_ID is a
+Salesforce Id), reads those records (SystemModstamp and the mapped fields, 200 Ids per SOQL call),
+and writes back the attributes whose Brevo value differs from Salesforce's, by the seed's rules
+(:mod:`..sources.salesforce_writeback`), 200 records per composite call.
+
+No ping-pong: an attribute is written back only when its Brevo value differs from the record's
+current value, so what the forward sync itself wrote into Brevo (equal to Salesforce's value) is
+never echoed back. Conflicts: a record changed in Salesforce after the contact was changed in Brevo
+is left alone (the most recent change wins; the next forward run brings Salesforce's value).
+
+Every contact looked at ends in one outcome with its reason: ``written``, ``skipped`` (not linked,
+nothing changed, newer in Salesforce, ...) or ``refused`` (a seed rule, or Salesforce's answer).
+Deletions made in Brevo are not propagated (Brevo does not list deleted contacts by date).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+from airflow_provider_contactsync.operators.contactsync import ContactsyncBaseOperator
+
+WRITEBACK_KEY = "writeback_since"
+BATCH = 200  # SOQL IN list and composite/sobjects: Salesforce's limit per call
+MAX_REASONS = 10
+
+
+class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
+    """Write Brevo's changes to linked Salesforce records back, by the seed's rules."""
+
+    def run_stage(self, context: Any) -> dict[str, Any]:
+        from airflow_provider_contactsync.hooks.brevo import BrevoHook
+        from airflow_provider_contactsync.sources import open_source
+        from airflow_provider_contactsync.state import SourceState
+
+        state = SourceState(context, self.asset)
+        started = dt.datetime.now(dt.timezone.utc)
+        since_text = state.get(WRITEBACK_KEY)
+        if since_text is None:  # first run: from now on (the past was Salesforce's to begin with)
+            state.set(WRITEBACK_KEY, started.isoformat())
+            self.log.info("Write-back starts now: changes made in Brevo from %s on go back to Salesforce", started)
+            return {"looked at": 0, "written": 0, "since": started.isoformat()}
+        since = dt.datetime.fromisoformat(since_text)
+        source = open_source(self.spec.source)
+        reverse = {attribute: field for field, attribute in self.spec.mapping.items()}
+        outcomes: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        written = 0
+        with BrevoHook(self.spec.destination.conn_id) as brevo:
+            batch: list[dict[str, Any]] = []
+            for contact in brevo.iter_contacts(modified_since=since):
+                batch.append(contact)
+                if len(batch) == BATCH:
+                    written += self._write(source, batch, reverse, outcomes, reasons)
+                    batch = []
+            if batch:
+                written += self._write(source, batch, reverse, outcomes, reasons)
+        state.set(WRITEBACK_KEY, started.isoformat())
+        summary = {
+            "looked at": sum(outcomes.values()),
+            "written": written,
+            **{f"{name}": count for name, count in outcomes.items() if name != "written"},
+            "reasons": dict(reasons.most_common(MAX_REASONS)),
+            "salesforce calls": dict(source.client.api_usage) if hasattr(source.client, "api_usage") else {},
+            "since": since.isoformat(),
+        }
+        self.log.info("Brevo -> Salesforce: %s", summary)
+        return summary
+
+    def _write(
+        self, source: Any, contacts: list[dict[str, Any]], reverse: dict[str, str], outcomes: Counter, reasons: Counter
+    ) -> int:
+        from airflow_provider_contactsync.sources.salesforce import parse_datetime
+        from airflow_provider_contactsync.sources.salesforce_writeback import linked_id, plan_writeback
+
+        obj = self.spec.source.object
+        linked = {}
+        for contact in contacts:
+            record = linked_id(obj, (contact.get("attributes") or {}).get("EXT_ID"))
+            if record is None:
+                outcomes["skipped"] += 1
+                reasons["created in Brevo (no Salesforce Id): never pushed"] += 1
+            else:
+                linked[record] = contact
+        if not linked:
+            return 0
+        fields = sorted({name for name in reverse.values() if "." not in name} | {"Id", "SystemModstamp"})
+        ids = ", ".join(f"'{record}'" for record in linked)  # ids matched the Salesforce Id pattern
+        answer = source.client.query_all(f"SELECT {', '.join(fields)} FROM {obj} WHERE Id IN ({ids})")
+        current = {row["Id"]: row for row in answer["records"]}
+        updates: list[dict[str, Any]] = []
+        for record, contact in linked.items():
+            row = current.get(record)
+            if row is None:
+                outcomes["skipped"] += 1
+                reasons["no longer in Salesforce"] += 1
+                continue
+            # An attribute missing in Brevo was emptied there: compared as null (the rules decide what goes)
+            shown = {**(contact.get("attributes") or {}), "EMAIL": contact.get("email")}
+            changed = {
+                attribute: shown.get(attribute)
+                for attribute, name in reverse.items()
+                if attribute != "EXT_ID" and "." not in name and not _same(shown.get(attribute), row.get(name))
+            }
+            if not changed:
+                outcomes["skipped"] += 1
+                reasons["nothing to write back (equal in Salesforce)"] += 1
+                continue
+            plan = plan_writeback(
+                obj,
+                contact,
+                changed,
+                reverse,
+                source.describe,
+                salesforce_modstamp=parse_datetime(row.get("SystemModstamp")),
+                brevo_modified_at=_brevo_time(contact.get("modifiedAt")),
+            )
+            for refusal in plan.refusals:
+                reasons[refusal.reason.split(" (")[0]] += 1
+            if plan.outcome != "update":
+                outcomes[plan.outcome] += 1
+                if plan.outcome == "skipped":  # refusals were counted above, field by field
+                    reasons[plan.reason.split(" (")[0]] += 1
+                continue
+            updates.append({"attributes": {"type": obj}, "id": record, **plan.values})
+        written = 0
+        for start in range(0, len(updates), BATCH):
+            part = updates[start : start + BATCH]
+            results = source.client.restful(
+                "composite/sobjects", method="PATCH", json={"allOrNone": False, "records": part}
+            )
+            for result in results:
+                if result.get("success"):
+                    written += 1
+                    outcomes["written"] += 1
+                else:
+                    outcomes["refused"] += 1
+                    errors = result.get("errors") or [{}]
+                    reasons[f"Salesforce refused it: {errors[0].get('statusCode', '?')}"] += 1
+        return written
+
+
+def _same(brevo: Any, salesforce: Any) -> bool:
+    """Equal as Brevo and Salesforce show them (text compared without case for emails, dates as text)."""
+    if brevo in (None, "") and salesforce in (None, ""):
+        return True
+    if isinstance(brevo, str) and isinstance(salesforce, str):
+        return brevo.strip().lower() == salesforce.strip().lower() if "@" in brevo else brevo == salesforce
+    return str(brevo) == str(salesforce)
+
+
+def _brevo_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)

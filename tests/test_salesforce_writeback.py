@@ -1,0 +1,100 @@
+"""Brevo -> Salesforce through DAG runs (issue 15, item 3): both sandboxes, the writeback task after the load.
+
+Changes made in Brevo to linked contacts reach Salesforce; a rule of the seed refuses with its reason;
+contacts created in Brevo are never pushed; what the forward sync wrote is never echoed back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from servers.airflow_db import run_dag, task_states, xcom_value
+from test_sync_semantics import use_sandbox
+
+from airflow_provider_contactsync.core.spec import load_definition
+from airflow_provider_contactsync.sandbox import BrevoSandbox
+
+T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture
+def linked(
+    tmp_path: Path, salesforce_sandbox: Any, brevo_sandbox: BrevoSandbox, monkeypatch: pytest.MonkeyPatch,
+    airflow_db: str,
+) -> Any:  # fmt: skip
+    use_sandbox(monkeypatch, brevo_sandbox)
+    for name, value in salesforce_sandbox.environ("crm_sf").items():
+        monkeypatch.setenv(name, value)
+    list_id = brevo_sandbox.create_list("salesforce")
+    path = tmp_path / "contacts.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            integration: crm{uuid.uuid4().hex[:6]}
+            source: {{name: contacts, type: salesforce, conn_id: crm_sf, object: Contact, writeback: true}}
+            consent: {{opt_in_confirmed: true}}
+            destination: {{conn_id: brevo_sync, list_ids: [{list_id}]}}
+            """
+        )
+    )
+    definition = load_definition(path)
+    runs = []
+
+    def run() -> dict[str, Any]:
+        from airflow_provider_contactsync.dag_factory import build_dag
+
+        dag = build_dag(definition, staging=f"file://{tmp_path}/staging", default_args={"retries": 0})
+        runs.append(None)
+        dag_run = run_dag(dag, logical_date=T0 + dt.timedelta(days=len(runs)))
+        assert set(task_states(dag_run).values()) == {"success"}, task_states(dag_run)
+        return xcom_value(dag_run, "writeback")
+
+    return run
+
+
+def brevo_update(sandbox: BrevoSandbox, email: str, **attributes: Any) -> None:
+    httpx.put(
+        f"{sandbox.url}/contacts/{email}", headers={"api-key": sandbox.api_key}, json={"attributes": attributes}
+    ).raise_for_status()
+
+
+def test_brevo_changes_go_back_by_the_seeds_rules_without_echo(
+    linked: Any, salesforce_sandbox: Any, brevo_sandbox: BrevoSandbox
+) -> None:
+    ids = salesforce_sandbox.seed(
+        "Contact",
+        [{"FirstName": f"F{n}", "LastName": f"L{n}", "Email": f"p{n}@example.com"} for n in range(3)],
+    )
+    first = linked()
+    assert first["written"] == 0  # the first run only starts the write-back's clock
+    assert len(brevo_sandbox.contacts()) == 3
+
+    brevo_update(brevo_sandbox, "p0@example.com", FIRSTNAME="Ann from Brevo")
+    brevo_update(brevo_sandbox, "p1@example.com", LASTNAME="")  # a mapped last name cannot be emptied
+    httpx.post(
+        f"{brevo_sandbox.url}/contacts",
+        headers={"api-key": brevo_sandbox.api_key},
+        json={"email": "new@example.com", "attributes": {"FIRSTNAME": "New", "EXT_ID": "brevo-only"}},
+    ).raise_for_status()
+    second = linked()
+    records = {r["Id"]: r for r in salesforce_sandbox.records("Contact")}
+    assert records[ids[0]]["FirstName"] == "Ann from Brevo"
+    assert records[ids[1]]["LastName"] == "L1"  # refused: kept
+    assert len(records) == 3  # the Brevo-created contact was never pushed
+    assert (second["written"], second.get("refused")) == (1, 1), second
+    assert second["reasons"]["a mapped last name cannot be emptied"] == 1
+    assert second["reasons"]["created in Brevo (no Salesforce Id): never pushed"] == 1
+
+    # The forward sync brings Salesforce's change of ids[0] back to Brevo; it is not written back again.
+    stamp = records[ids[0]]["SystemModstamp"]
+    salesforce_sandbox.clear_calls()
+    third = linked()
+    assert third["written"] == 0
+    assert {r["Id"]: r for r in salesforce_sandbox.records("Contact")}[ids[0]]["SystemModstamp"] == stamp
+    assert not salesforce_sandbox.calls().get("composite_update")
