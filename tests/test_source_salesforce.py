@@ -9,6 +9,7 @@ formula fields refused with the reason.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import textwrap
 import uuid
 from pathlib import Path
@@ -224,3 +225,34 @@ def test_check_source_lists_the_objects_fields_and_refuses_a_formula_field(
     assert main(["validate", str(file), "--check-source"]) == 1
     err = capsys.readouterr().err
     assert "'Full_Name_Formula__c' is a formula field" in err and "cannot be matched" in err
+
+
+REAL_ENV = "CONTACTSYNC_TEST_SALESFORCE_CONN"
+
+
+@pytest.mark.skipif(
+    not os.environ.get(REAL_ENV),
+    reason=f"{REAL_ENV} is not set: give it an Airflow connection (JSON) to a Salesforce developer org",
+)
+@pytest.mark.parametrize("read", ["rest", "bulk"])
+def test_a_real_org_reads_like_the_sandbox(monkeypatch: pytest.MonkeyPatch, read: str) -> None:
+    """Opt-in, read-only: the same reader against a real org (describe, count, a window of Contacts)."""
+    from airflow_provider_contactsync.core.spec import SourceDefinition
+    from airflow_provider_contactsync.sources import open_source
+    from airflow_provider_contactsync.sources.base import ReadWindow
+
+    monkeypatch.setenv("AIRFLOW_CONN_REAL_SF", os.environ[REAL_ENV])
+    definition = SourceDefinition.model_validate(
+        {"integration": "real", "consent": {"opt_in_confirmed": True}, "destination": {"list_ids": [2]},
+         "source": {"type": "salesforce", "name": "contacts", "conn_id": "real_sf", "object": "Contact",
+                    "read": read}}
+    )  # fmt: skip
+    source = open_source(definition.source)
+    ok, message = source.test_connection()
+    assert ok, message
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+    from airflow_provider_contactsync.core.cursor import Cursor
+
+    rows = [row for chunk in source.read(ReadWindow(since=Cursor(since, None)), chunk_size=500) for row in chunk]
+    assert all(row["SystemModstamp"] >= since.replace(microsecond=0) for row in rows)
+    assert [(r["SystemModstamp"], r["Id"]) for r in rows] == sorted((r["SystemModstamp"], r["Id"]) for r in rows)
