@@ -1,6 +1,6 @@
-"""Salesforce reads: rows/s and API calls per 10,000 contacts, Bulk API 2.0 against SOQL pages.
+"""Salesforce reads and write-backs: rows/s and API calls per 10,000 contacts, both directions.
 
-    python benchmarks/bench_salesforce_read.py [--contacts 200000] [--modes bulk rest]
+    python benchmarks/bench_salesforce_read.py [--contacts 200000] [--modes bulk rest] [--writeback 10000]
 
 Seeds the Salesforce sandbox (HTTPS on 127.0.0.1, in this process's threads) with N Contacts, then
 reads them through the salesforce source as a run's extract does (SalesforceHook from an Airflow
@@ -13,6 +13,9 @@ Measured on the 2-core machine, 2026-11-27, 200,000 contacts:
     bulk: 16,128 rows/s (12.4 s), 7 API calls = 0.35 per 10,000 contacts (one job, 4 result pages);
           about 5 s of it is simple-salesforce's job-status poll interval, paid once per run
     rest: 27,274 rows/s (7.3 s), 101 API calls = 5.0 per 10,000 contacts (queryAll + 99 queryMore)
+
+    writeback (Brevo -> Salesforce), 10,000 linked contacts changed: 100 API calls = 100 per 10,000
+          (one SOQL read of 200 records' current values + one composite update of 200), 7,290 records/s
 
 Bulk costs 14x fewer API calls (Salesforce's daily API limit) at a fixed few seconds per run: hence
 ``read: auto`` goes bulk above ``bulk_threshold`` (10,000) records.
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=200_000)
     parser.add_argument("--modes", nargs="+", default=["bulk", "rest"], choices=["bulk", "rest"])
+    parser.add_argument("--writeback", type=int, default=10_000, help="Brevo changes written back (0: none)")
     args = parser.parse_args(argv)
 
     from airflow_provider_contactsync.core.spec import SourceDefinition
@@ -80,8 +85,48 @@ def main(argv: list[str] | None = None) -> None:
                     f"{total} API calls ({per_10k:.1f} per 10,000 contacts): "
                     + ", ".join(f"{kind} {n}" for kind, n in calls.items() if n)
                 )
+            if args.writeback:
+                writeback(sandbox, definition, min(args.writeback, args.contacts))
         finally:
             sandbox.stop()
+
+
+def writeback(sandbox: Any, definition: Any, count: int) -> None:
+    """The Brevo -> Salesforce direction: ``count`` linked contacts changed in Brevo, written back."""
+    from collections import Counter
+
+    from airflow_provider_contactsync.operators.salesforce_writeback import (
+        BATCH,
+        ContactsyncSalesforceWritebackOperator,
+    )
+    from airflow_provider_contactsync.sources import open_source
+
+    records = sandbox.records("Contact")[:count]
+    contacts = [
+        {"email": r["Email"], "attributes": {"EXT_ID": r["Id"], "FIRSTNAME": f"Changed {n}", "LASTNAME": r["LastName"]},
+         "modifiedAt": "2030-01-01T00:00:00.000+00:00"}
+        for n, r in enumerate(records)
+    ]  # fmt: skip
+    spec = definition.model_dump(mode="json")
+    operator = ContactsyncSalesforceWritebackOperator(task_id="writeback", definition=spec)
+    source = open_source(definition.source)
+    reverse = {attribute: field for field, attribute in definition.mapping.items()}
+    _ = source.describe  # one call, as a run makes
+    sandbox.clear_calls()
+    outcomes: Counter[str] = Counter()
+    started = time.perf_counter()
+    written = sum(
+        operator._write(source, contacts[i : i + BATCH], reverse, outcomes, Counter())
+        for i in range(0, len(contacts), BATCH)
+    )
+    seconds = time.perf_counter() - started
+    calls = sandbox.calls()
+    total = calls.pop("total")
+    print(
+        f"writeback: {written:,} records written in {seconds:.1f} s = {written / seconds:,.0f} records/s; "
+        f"{total} API calls ({total * 10_000 / max(written, 1):.1f} per 10,000 contacts): "
+        + ", ".join(f"{kind} {n}" for kind, n in calls.items() if n)
+    )
 
 
 if __name__ == "__main__":
