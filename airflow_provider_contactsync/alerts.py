@@ -1,6 +1,7 @@
-"""Alert emails: a failure notification per task, and the reject-rate alert.
+"""Alert emails: a failure notification per task, the reject-rate alert, and the others a run sends
+(refusals by Brevo, the delete guardrail, the monthly operations quota).
 
-Both go through the smtp provider (``SmtpNotifier`` / ``SmtpHook``) and the definition's
+All go through the smtp provider (``SmtpNotifier`` / ``SmtpHook``) and the definition's
 ``alerts.smtp_conn_id``, so the sender address, relay and credentials live in one Airflow connection.
 
 What may reach a mail: DAG/task/run identifiers, counts, reject reasons and the exception text, the
@@ -56,6 +57,10 @@ class _FailureNotifier(SmtpNotifier):
 
     def __call__(self, *args: Any) -> None:
         if len(args) == 1 and isinstance(args[0], Mapping):
+            if getattr(args[0].get("exception"), "contactsync_alert_sent", False):
+                # A failure with its own email (the monthly quota's stop), sent once: not one more per run.
+                log.info("No task-failure email: this failure's own alert was sent")
+                return
             context = dict(args[0])  # never mutate the task's own context
             context["contactsync_error"] = describe_error(context.get("exception"))
             args = (context,)
@@ -208,6 +213,58 @@ def mass_delete_message(definition: SourceDefinition, error: Any) -> tuple[str, 
 def send_mass_delete_alert(definition: SourceDefinition, error: Any, context: Any) -> None:
     """Email that the delete guardrail stopped a run; never raises."""
     _send(definition, *mass_delete_message(definition, error), context, "mass-delete alert")
+
+
+def quota_warning_message(definition: SourceDefinition, usage: Any, limit: int) -> tuple[str, str]:
+    """The monthly quota's warning (``quota.warn_at`` reached), as (subject, HTML body)."""
+    e = html.escape
+    name = definition.integration
+    subject = (
+        f"[contactsync] integration {name}: {usage.used:,} of {limit:,} monthly operations used "
+        f"({usage.share(limit)}, {usage.month})"
+    )
+    body = (
+        f"<p>Integration {e(name)} has made {usage.used:,} of its {limit:,} operations (creates, updates and "
+        f"deletes in Brevo) for {e(usage.month)} (UTC), {e(usage.share(limit))} of its monthly quota; the last run "
+        f"was {e(definition.dag_id)}.</p>\n"
+        "<p>When a run would go past the limit, it sends nothing and fails, and the integration's sources stop "
+        "syncing until the month ends (or until <code>quota.operations_per_month</code> is raised in their "
+        "definitions). This email is sent once a month.</p>\n"
+    )
+    return subject, body
+
+
+def send_quota_warning(definition: SourceDefinition, usage: Any, limit: int, context: Any) -> None:
+    """Email that the integration passed ``quota.warn_at`` of its monthly quota; never raises."""
+    _send(definition, *quota_warning_message(definition, usage, limit), context, "quota warning")
+
+
+def quota_exhausted_message(definition: SourceDefinition, usage: Any, limit: int, reason: str) -> tuple[str, str]:
+    """The monthly quota's stop, as (subject, HTML body)."""
+    from airflow_provider_contactsync.load.quota import month_end
+
+    e = html.escape
+    name = definition.integration
+    subject = f"[contactsync] integration {name} stopped: monthly operations quota reached ({usage.month})"
+    body = (
+        f"<p>Integration {e(name)} reached its monthly operations quota: its sources stop syncing until "
+        f"{month_end(usage.month):%Y-%m-%d %H:%M} UTC, when the count starts again from 0. Every run until then "
+        "fails before reading or sending anything (no further email).</p>\n"
+        "<table>\n"
+        f"<tr><td>Operations used in {e(usage.month)} (UTC)</td><td>{usage.used:,}</td></tr>\n"
+        f"<tr><td>quota.operations_per_month</td><td>{limit:,}</td></tr>\n"
+        f"<tr><td>Stopped by</td><td>{e(definition.dag_id)}</td></tr>\n"
+        "</table>\n"
+        f"<p>{e(reason)}</p>\n"
+        "<p>To sync again this month, raise <code>quota.operations_per_month</code> in the definitions of the "
+        "integration's sources.</p>\n"
+    )
+    return subject, body
+
+
+def send_quota_exhausted(definition: SourceDefinition, usage: Any, limit: int, reason: str, context: Any) -> None:
+    """Email that the integration stopped for the month at its quota; never raises."""
+    _send(definition, *quota_exhausted_message(definition, usage, limit, reason), context, "quota alert")
 
 
 def send_reject_rate_alert(definition: SourceDefinition, summary: Mapping[str, Any], context: Any) -> None:

@@ -355,12 +355,44 @@ class ContactLoader:
 
     def dry_run(self, chunk_urls: Sequence[str]) -> LoadResult:
         """What the run would do, with nothing sent and nothing recorded."""
+        would = self._would_send(chunk_urls)
+        plan = self._removal_plan
+        counts = dict(would)
+        if plan is not None:
+            counts["would remove"] = len(plan.removals)
+            counts["would keep (not owned or never delivered)"] = len(plan.kept)
+            self.notes.extend(f"would remove {line}" for line in plan.sample())
+        if self.guardrail is not None:
+            self.notes.append(f"a real run would stop: {self.guardrail}")
+        self.notes.insert(0, "dry run: nothing was sent to Brevo and nothing was recorded")
+        return LoadResult(counts, [], list(self.notes))
+
+    def planned_operations(self, chunk_urls: Sequence[str]) -> int:
+        """Writes this run would make in Brevo, once :meth:`plan` and :meth:`plan_removals` ran: its new or
+        changed contacts (the chunks read again and looked up in the ledger), the refused contacts of earlier
+        runs sent again, and the planned removals; each is one create, update or delete at most (the monthly
+        quota counts them). Reads and records nothing else."""
+        return self._would_send(chunk_urls)["would send"] + self.planned_retries + self.planned_removals
+
+    @property
+    def planned_retries(self) -> int:
+        """Refused contacts of earlier runs this run sends again (those no newer row replaced)."""
+        oldest = -len(self._retries)
+        return sum(oldest + index not in self._verdicts for index in range(len(self._retries)))
+
+    @property
+    def planned_removals(self) -> int:
+        return len(self._removal_plan.removals) if self._removal_plan is not None else 0
+
+    def _would_send(self, chunk_urls: Sequence[str]) -> Counter[str]:
+        """The run's contacts as the send would classify them: would send, unchanged, skipped, deleted."""
         read = self._reader()
         would = Counter[str]()
+        seq = 0
         for url in chunk_urls:
             chunk = read(url)
-            start = self._next_seq
-            self._next_seq += len(chunk)
+            start = seq
+            seq += len(chunk)
             outgoing = []
             for pos, (key, item) in enumerate(chunk):
                 if start + pos in self._verdicts:
@@ -373,18 +405,14 @@ class ContactLoader:
             known = self._previous(outgoing)
             for contact in outgoing:
                 previous = known.get(contact.seq)
-                unchanged = previous is not None and previous.digest == contact.digest and not self.full_refresh
+                unchanged = (  # as _classify_and_send decides
+                    previous is not None
+                    and previous.identity == contact.identity
+                    and previous.digest == contact.digest
+                    and not self.full_refresh
+                )
                 would["unchanged" if unchanged else "would send"] += 1
-        plan = self._removal_plan
-        counts = dict(would)
-        if plan is not None:
-            counts["would remove"] = len(plan.removals)
-            counts["would keep (not owned or never delivered)"] = len(plan.kept)
-            self.notes.extend(f"would remove {line}" for line in plan.sample())
-        if self.guardrail is not None:
-            self.notes.append(f"a real run would stop: {self.guardrail}")
-        self.notes.insert(0, "dry run: nothing was sent to Brevo and nothing was recorded")
-        return LoadResult(counts, [], list(self.notes))
+        return would
 
     def _reader(self) -> ChunkReader:
         if self._read_chunk is None:

@@ -78,6 +78,28 @@ class ContactsyncBaseOperator(DefinitionMixin, BaseOperator):
     def chunk_store(self, context: Any) -> ChunkStore:
         return ChunkStore(self.staging or default_staging_base(), self.spec.dag_id, context["run_id"])
 
+    def stop_at_quota(self, context: Any) -> None:
+        """Fail at once, before reading the source, when the integration used up its monthly quota
+        (:mod:`..load.quota`); dry runs go on (they count nothing)."""
+        from airflow_provider_contactsync.dag_factory.builder import DRY_RUN_PARAM
+        from airflow_provider_contactsync.load.quota import MonthlyQuota
+
+        quota = MonthlyQuota.of(self.spec)
+        if quota is None or (context.get("params") or {}).get(DRY_RUN_PARAM):
+            return
+        self.enforce_quota(context, quota.check(0, source=self.spec.dag_id))
+
+    def enforce_quota(self, context: Any, check: Any) -> None:
+        """Fail the run when the quota check refused it; the first refusal of the month emails."""
+        if check.reason is None:
+            return
+        from airflow_provider_contactsync import alerts
+        from airflow_provider_contactsync.load.quota import QuotaExhaustedError
+
+        if check.newly_stopped:
+            alerts.send_quota_exhausted(self.spec, check.usage, check.limit, check.reason, context)
+        raise QuotaExhaustedError(check.reason)
+
     @staticmethod
     def upstream(context: Any, task_id: str) -> dict[str, Any]:
         result = context["ti"].xcom_pull(task_ids=task_id)
@@ -109,6 +131,7 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
             reason = f"{self.spec.dag_id} is a draft: nothing is synced until its definition says status: active"
             self.log.warning("%s", reason)
             raise AirflowSkipException(reason)
+        self.stop_at_quota(context)
         if source_spec.type == "events":  # the queue is the cursor: claims, acknowledged by the load
             from airflow_provider_contactsync.operators.event_pickup import extract_events
 
@@ -458,6 +481,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
         from airflow_provider_contactsync.dag_factory.builder import ALLOW_MASS_DELETE_PARAM, DRY_RUN_PARAM
         from airflow_provider_contactsync.hooks.brevo import BrevoHook, BrevoRateLimitedError
         from airflow_provider_contactsync.load import ContactLoader, open_ledger
+        from airflow_provider_contactsync.load.quota import MonthlyQuota
         from airflow_provider_contactsync.load.removal import MassDeleteError
         from airflow_provider_contactsync.load.settings import SyncSettings
 
@@ -489,11 +513,17 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
                 read_sync=store.read_sync,
                 on_batch=self._batch_notifier(context),
             )
+            quota = MonthlyQuota.of(self.spec)
+            quota_run = f"{self.spec.dag_id}/{context['run_id']}"  # its reservation in the month's usage
+            checked: list[Any] = []
+
+            def before_sending() -> None:
+                self._fail_before_sending(context, extracted, mapped, loader.problems)
+                if quota is not None:
+                    checked.append(self._check_quota(context, quota, quota_run, loader, mapped))
+
             try:
-                result = loader.run(
-                    mapped["chunks"],
-                    before_sending=lambda: self._fail_before_sending(context, extracted, mapped, loader.problems),
-                )
+                result = loader.run(mapped["chunks"], before_sending=before_sending)
             except MassDeleteError as exc:
                 from airflow.sdk.exceptions import AirflowFailException
 
@@ -515,9 +545,17 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             if settings.dry_run:  # nothing happened: no cursor, no files settled, no run recorded
                 summary = {"rows read": int(extracted["rows"]), "rejected": mapped["rejected"], **result.counts}
                 summary["notes"] = result.notes
+                if quota is not None:  # what a real run would meet, nothing counted
+                    planned = int(result.counts.get("would send", 0)) + int(result.counts.get("would remove", 0))
+                    check = quota.check(planned, source=self.spec.dag_id, write=False)
+                    summary.update(quota.summary(check.usage))
+                    if check.reason is not None:
+                        summary["notes"].append(f"a real run would stop: {check.reason}")
                 self.log.info("Dry run\n%s", format_summary(summary))
                 return summary
             summary, failure = self._settle_run(context, extracted, mapped, result, dict(hook.stats.requests))
+            if quota is not None and checked:
+                self._settle_quota(context, quota, quota_run, checked[-1], summary)
             tracer = self.tracer()
             if tracer is not None:  # the rows the load did not deliver as read, and why
                 for problem in result.problems:
@@ -587,6 +625,44 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
             context["ti"].xcom_push(key="summary", value=summary)
             raise AirflowFailException(f"{failure} (this run's load had already finished so)")
         return summary
+
+    def _check_quota(self, context: Any, quota: Any, run: str, loader: Any, mapped: dict[str, Any]) -> Any:
+        """Before sending: the run's planned operations against what is left of the month's quota.
+
+        An upper bound (every staged contact, the retries and the planned removals) is enough when it fits;
+        near the limit the exact plan is counted (the chunks read again, unchanged contacts left out).
+        Refused: nothing is sent and the run fails (:meth:`enforce_quota`). Allowed: reserved in the month.
+        """
+        bound = int(mapped.get("contacts") or 0) + loader.planned_retries + loader.planned_removals
+        planned = bound if bound <= quota.room(run) else loader.planned_operations(mapped["chunks"])
+        check = quota.check(planned, run=run, source=self.spec.dag_id)
+        self.enforce_quota(context, check)
+        self.log.info(
+            "Monthly quota of integration %s: %d of %d operations used in %s; this run may make %d",
+            quota.integration,
+            check.usage.used,
+            quota.limit,
+            check.usage.month,
+            planned,
+        )
+        return check
+
+    def _settle_quota(self, context: Any, quota: Any, run: str, check: Any, summary: dict[str, Any]) -> None:
+        """After settling: what Brevo did added to the month of the check; the warning and stop emails."""
+        from airflow_provider_contactsync import alerts
+        from airflow_provider_contactsync.load.quota import operations_of
+
+        settled = quota.settle(operations_of(summary), run=run, month=check.usage.month)
+        summary.update(quota.summary(settled.usage))
+        usage = settled.usage
+        if settled.warn:
+            alerts.send_quota_warning(self.spec, usage, quota.limit, context)
+        if settled.newly_stopped:
+            reason = (
+                f"The run made {settled.operations:,} operations, bringing integration {quota.integration} to "
+                f"{usage.used:,} of its {quota.limit:,} for {usage.month} (UTC)."
+            )
+            alerts.send_quota_exhausted(self.spec, usage, quota.limit, reason, context)
 
     def _settle_run(
         self,

@@ -44,8 +44,12 @@ PanelProvider = Callable[[Any], "Panel | None"]
 _PROVIDERS: dict[str, list[PanelProvider]] = {}
 _IMPORTED: set[str] = set()
 
-BUILTIN: dict[str, tuple[str, ...]] = {"events": ("airflow_provider_contactsync.plugins.events_panel",)}
-"""Source type -> modules that register its panels when imported (the file panel lives in this module)."""
+BUILTIN: dict[str, tuple[str, ...]] = {
+    "events": ("airflow_provider_contactsync.plugins.events_panel",),
+    "*": ("airflow_provider_contactsync.plugins.quota_panel",),
+}
+"""Source type ("*": every type) -> modules that register its panels when imported (the file panel lives in
+this module)."""
 
 
 def register_panel(*source_types: str) -> Callable[[PanelProvider], PanelProvider]:
@@ -64,7 +68,7 @@ def register_panel(*source_types: str) -> Callable[[PanelProvider], PanelProvide
 def panels_for(detail: Any) -> list[Panel]:
     """The panels of the source's type (and those for every type), in registration order."""
     source_type = detail.source.source_type
-    for module in BUILTIN.get(source_type, ()):
+    for module in (*BUILTIN.get(source_type, ()), *BUILTIN.get("*", ())):
         if module not in _IMPORTED:
             import_module(module)
             _IMPORTED.add(module)

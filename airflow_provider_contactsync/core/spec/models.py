@@ -936,6 +936,26 @@ class Notifications(StrictModel):
         return webhooks
 
 
+class Quota(StrictModel):
+    """The most operations an integration may make in Brevo per calendar month (UTC).
+
+    Each create, update and delete counts as one operation, summed over every source of the integration.
+    At warn_at of the limit the alert addresses get one email a month; a run that would go past the
+    limit sends nothing and fails, and every later run of the integration fails before sending until the
+    month ends or the limit is raised (docs/sync-semantics.md).
+    """
+
+    operations_per_month: int = Field(
+        100_000,
+        ge=1,
+        le=10**9,
+        description="Creates, updates and deletes the integration may make in Brevo per calendar month (UTC).",
+    )
+    warn_at: float = Field(
+        0.8, gt=0, lt=1, description="Share of the limit at which the alert addresses get a warning email."
+    )
+
+
 class SourceDefinition(StrictModel):
     """One source to sync into Brevo; the DAG factory turns each into one DAG."""
 
@@ -970,6 +990,11 @@ class SourceDefinition(StrictModel):
     reports: Reports = Field(default_factory=Reports)
     alerts: Alerts = Field(default_factory=Alerts)
     notifications: Notifications = Field(default_factory=Notifications)
+    quota: Quota | None = Field(
+        None,
+        description="Monthly operations quota of the integration; Salesforce sources get 100,000 a month "
+        "unless they set their own.",
+    )
     status: Literal["active", "draft"] = Field(
         "active",
         description="draft: the DAG is built paused, and a run started anyway (unpaused by mistake) is skipped "
@@ -1056,6 +1081,13 @@ class SourceDefinition(StrictModel):
         if self.destination.mode == "mirror" or self.source.deleted_when is not None:
             return Deletes()
         return None
+
+    @property
+    def quota_or_default(self) -> Quota | None:
+        """The quota in force: the ``quota`` block, the default one for Salesforce sources, else None."""
+        if self.quota is not None:
+            return self.quota
+        return Quota() if self.source.type == "salesforce" else None
 
     @property
     def dag_id(self) -> str:
