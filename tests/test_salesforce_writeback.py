@@ -24,15 +24,24 @@ T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.timezone.utc)
 
 
 @pytest.fixture
-def linked(
+def linked_factory(
     tmp_path: Path, salesforce_sandbox: Any, brevo_sandbox: BrevoSandbox, monkeypatch: pytest.MonkeyPatch,
     airflow_db: str,
 ) -> Any:  # fmt: skip
     use_sandbox(monkeypatch, brevo_sandbox)
     for name, value in salesforce_sandbox.environ("crm_sf").items():
         monkeypatch.setenv(name, value)
+    return lambda extra="": _linked(tmp_path, brevo_sandbox, extra)
+
+
+@pytest.fixture
+def linked(linked_factory: Any) -> Any:
+    return linked_factory()
+
+
+def _linked(tmp_path: Path, brevo_sandbox: BrevoSandbox, extra: str) -> Any:
     list_id = brevo_sandbox.create_list("salesforce")
-    path = tmp_path / "contacts.yaml"
+    path = tmp_path / f"contacts-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(
         textwrap.dedent(
             f"""\
@@ -42,18 +51,19 @@ def linked(
             destination: {{conn_id: brevo_sync, list_ids: [{list_id}]}}
             """
         )
+        + extra
     )
     definition = load_definition(path)
     runs = []
 
-    def run() -> dict[str, Any]:
+    def run(expect: str = "success") -> dict[str, Any]:
         from airflow_provider_contactsync.dag_factory import build_dag
 
         dag = build_dag(definition, staging=f"file://{tmp_path}/staging", default_args={"retries": 0})
         runs.append(None)
         dag_run = run_dag(dag, logical_date=T0 + dt.timedelta(days=len(runs)))
-        assert set(task_states(dag_run).values()) == {"success"}, task_states(dag_run)
-        return xcom_value(dag_run, "writeback")
+        assert task_states(dag_run)["writeback"] == expect, task_states(dag_run)
+        return xcom_value(dag_run, "writeback") or {}
 
     return run
 
@@ -98,3 +108,16 @@ def test_brevo_changes_go_back_by_the_seeds_rules_without_echo(
     assert third["written"] == 0
     assert {r["Id"]: r for r in salesforce_sandbox.records("Contact")}[ids[0]]["SystemModstamp"] == stamp
     assert not salesforce_sandbox.calls().get("composite_update")
+
+
+def test_writing_back_counts_in_the_monthly_quota_and_stops_before_crossing_it(
+    linked_factory: Any, salesforce_sandbox: Any, brevo_sandbox: BrevoSandbox
+) -> None:
+    run = linked_factory("quota: {operations_per_month: 4}\n")
+    ids = salesforce_sandbox.seed("Contact", [{"LastName": f"L{n}", "Email": f"q{n}@example.com"} for n in range(3)])
+    run()  # 3 creates: 3 of 4 operations
+    brevo_update(brevo_sandbox, "q0@example.com", FIRSTNAME="One")
+    brevo_update(brevo_sandbox, "q1@example.com", FIRSTNAME="Two")
+    run(expect="failed")  # two write-backs would make 5 of 4: nothing written
+    records = {r["Id"]: r for r in salesforce_sandbox.records("Contact")}
+    assert records[ids[0]].get("FirstName") is None and records[ids[1]].get("FirstName") is None

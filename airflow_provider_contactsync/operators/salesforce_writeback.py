@@ -34,11 +34,15 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
 
     def run_stage(self, context: Any) -> dict[str, Any]:
         from airflow_provider_contactsync.hooks.brevo import BrevoHook
+        from airflow_provider_contactsync.load.quota import MonthlyQuota
         from airflow_provider_contactsync.sources import open_source
         from airflow_provider_contactsync.state import SourceState
 
         state = SourceState(context, self.asset)
         started = dt.datetime.now(dt.timezone.utc)
+        self._context = context
+        self._quota = MonthlyQuota.of(self.spec)  # writes back count as operations too
+        self._quota_run = f"{self.spec.dag_id}/{context['run_id']}/writeback"
         since_text = state.get(WRITEBACK_KEY)
         if since_text is None:  # first run: from now on (the past was Salesforce's to begin with)
             state.set(WRITEBACK_KEY, started.isoformat())
@@ -68,6 +72,8 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
             "salesforce calls": dict(source.client.api_usage) if hasattr(source.client, "api_usage") else {},
             "since": since.isoformat(),
         }
+        if self._quota is not None:
+            summary.update(self._quota.summary(self._quota.usage()))
         self.log.info("Brevo -> Salesforce: %s", summary)
         return summary
 
@@ -130,18 +136,44 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
         written = 0
         for start in range(0, len(updates), BATCH):
             part = updates[start : start + BATCH]
+            month = self._reserve(len(part))  # stops before a batch that would cross the monthly quota
             results = source.client.restful(
                 "composite/sobjects", method="PATCH", json={"allOrNone": False, "records": part}
             )
+            done = 0
             for result in results:
                 if result.get("success"):
-                    written += 1
+                    done += 1
                     outcomes["written"] += 1
                 else:
                     outcomes["refused"] += 1
                     errors = result.get("errors") or [{}]
                     reasons[f"Salesforce refused it: {errors[0].get('statusCode', '?')}"] += 1
+            self._settle_quota(done, month)
+            written += done
         return written
+
+    def _reserve(self, planned: int) -> str | None:
+        """Check and reserve ``planned`` operations in the month's quota; raise when it would be crossed."""
+        quota = getattr(self, "_quota", None)
+        if quota is None:
+            return None
+        check = quota.check(planned, run=self._quota_run, source=self.spec.dag_id)
+        self.enforce_quota(self._context, check)
+        return check.usage.month
+
+    def _settle_quota(self, operations: int, month: str | None) -> None:
+        quota = getattr(self, "_quota", None)
+        if quota is None:
+            return
+        from airflow_provider_contactsync import alerts
+
+        settled = quota.settle(operations, run=self._quota_run, month=month)
+        if settled.warn:
+            alerts.send_quota_warning(self.spec, settled.usage, quota.limit, self._context)
+        if settled.newly_stopped:
+            reason = f"Writing back to Salesforce brought integration {quota.integration} to {settled.usage.used:,}."
+            alerts.send_quota_exhausted(self.spec, settled.usage, quota.limit, reason, self._context)
 
 
 def _same(brevo: Any, salesforce: Any) -> bool:
