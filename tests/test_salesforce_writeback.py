@@ -65,6 +65,13 @@ def _linked(tmp_path: Path, brevo_sandbox: BrevoSandbox, extra: str) -> Any:
         assert task_states(dag_run)["writeback"] == expect, task_states(dag_run)
         return xcom_value(dag_run, "writeback") or {}
 
+    def with_deletes() -> dict[str, Any]:
+        nonlocal definition
+        source = definition.source.model_copy(update={"writeback_deletes": True})
+        definition = definition.model_copy(update={"source": source})
+        return run()
+
+    run.with_deletes = with_deletes  # type: ignore[attr-defined]
     return run
 
 
@@ -121,3 +128,23 @@ def test_writing_back_counts_in_the_monthly_quota_and_stops_before_crossing_it(
     run(expect="failed")  # two write-backs would make 5 of 4: nothing written
     records = {r["Id"]: r for r in salesforce_sandbox.records("Contact")}
     assert records[ids[0]].get("FirstName") is None and records[ids[1]].get("FirstName") is None
+
+
+def test_contacts_deleted_in_brevo_are_deleted_in_salesforce_except_one_linked_to_a_case(
+    linked_factory: Any, salesforce_sandbox: Any, brevo_sandbox: BrevoSandbox
+) -> None:
+    run = linked_factory("deletes: {max_per_run: 10}\n")
+    ids = salesforce_sandbox.seed("Contact", [{"LastName": f"L{n}", "Email": f"d{n}@example.com"} for n in range(4)])
+    run()
+    # writeback_deletes on: set on the definition the factory wrote (the model is frozen)
+    salesforce_sandbox.add_case(ids[1])
+    for email in ("d0@example.com", "d1@example.com"):
+        httpx.delete(f"{brevo_sandbox.url}/contacts/{email}", headers={"api-key": brevo_sandbox.api_key})
+    summary = run.with_deletes()
+    left = {r["Id"] for r in salesforce_sandbox.records("Contact")}
+    assert ids[0] not in left and {ids[1], ids[2], ids[3]} <= left  # ids[1] has a Case: not deleted
+    assert summary["deleted in Salesforce"] == 1
+    assert summary["delete skipped"] == 1
+    assert any("linked to a Case" in reason for reason in summary["reasons"])
+    again = run.with_deletes()  # handled once: not tried again
+    assert again["deleted in Salesforce"] == 0 and "delete skipped" not in again

@@ -53,7 +53,7 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
         reverse = {attribute: field for field, attribute in self.spec.mapping.items()}
         outcomes: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
-        written = 0
+        written = deletes = 0
         with BrevoHook(self.spec.destination.conn_id) as brevo:
             batch: list[dict[str, Any]] = []
             for contact in brevo.iter_contacts(modified_since=since):
@@ -63,8 +63,12 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
                     batch = []
             if batch:
                 written += self._write(source, batch, reverse, outcomes, reasons)
+            deletes = (
+                self._propagate_deletes(brevo, source, outcomes, reasons) if self.spec.source.writeback_deletes else 0
+            )
         state.set(WRITEBACK_KEY, started.isoformat())
         summary = {
+            "deleted in Salesforce": deletes,
             "looked at": sum(outcomes.values()),
             "written": written,
             **{f"{name}": count for name, count in outcomes.items() if name != "written"},
@@ -152,6 +156,61 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
             self._settle_quota(done, month)
             written += done
         return written
+
+    def _propagate_deletes(self, brevo: Any, source: Any, outcomes: Counter, reasons: Counter) -> int:
+        """Records whose Brevo contact was deleted in Brevo, deleted in Salesforce (``writeback_deletes``).
+
+        Brevo lists no deleted contacts, so the contacts this source delivered (the ledger's, still live)
+        are compared with every EXT_ID Brevo holds now (one scan, 1,000 contacts a request). Salesforce's
+        ``DELETE_FAILED`` (a Contact linked to a Case) and ``ENTITY_IS_DELETED`` are outcomes, not errors;
+        either way the contact is not tried again. ``deletes.max_per_run`` bounds a run, as for deletes
+        the other way: a run that would delete more deletes nothing and fails.
+        """
+        from airflow_provider_contactsync.load.ledger import open_ledger
+        from airflow_provider_contactsync.sources.salesforce_writeback import delete_outcome, linked_id
+        from airflow_provider_contactsync.staging import ChunkStore, default_staging_base
+
+        obj = self.spec.source.object
+        in_brevo = {str((c.get("attributes") or {}).get("EXT_ID")) for c in brevo.iter_contacts()}
+        store = ChunkStore(self.staging or default_staging_base(), self.spec.dag_id, self._context["run_id"])
+        with open_ledger(store.dag_root) as ledger:
+            live = ledger._db.execute(
+                "SELECT identity, ext_id FROM delivered WHERE ext_id IS NOT NULL AND state IS NULL"
+            ).fetchall()
+            gone = {ext: identity for identity, ext in live if linked_id(obj, ext) and ext not in in_brevo}
+            if not gone:
+                return 0
+            rules = self.spec.deletes_or_default
+            limit = rules.limit(len(live)) if rules is not None else 0
+            if len(gone) > limit:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException(
+                    f"{len(gone)} contacts deleted in Brevo would be deleted in Salesforce, over deletes.max_per_run "
+                    f"({limit}): nothing was deleted. If that is right, raise deletes.max_per_run for a run."
+                )
+            deleted = 0
+            records = list(gone)
+            for start in range(0, len(records), BATCH):
+                part = records[start : start + BATCH]
+                month = self._reserve(len(part))
+                results = source.client.restful(
+                    "composite/sobjects", method="DELETE", params={"ids": ",".join(part), "allOrNone": "false"}
+                )
+                done = 0
+                for result in results:
+                    errors = result.get("errors") or [{}]
+                    outcome, reason = delete_outcome(
+                        None if result.get("success") else errors[0].get("statusCode"), errors[0].get("message", "")
+                    )
+                    outcomes[f"delete {outcome}"] += 1
+                    if reason:
+                        reasons[reason] += 1
+                    done += outcome == "deleted"
+                self._settle_quota(done, month)
+                deleted += done
+                ledger.mark_removed([gone[record] for record in part], "deleted")  # handled: never tried again
+        return deleted
 
     def _reserve(self, planned: int) -> str | None:
         """Check and reserve ``planned`` operations in the month's quota; raise when it would be crossed."""

@@ -599,7 +599,12 @@ class SalesforceSource(_SourceBase):
     writeback: bool = Field(
         False,
         description="Write changes made in Brevo to these contacts back to Salesforce, by the seed's rules (a "
-        "writeback task after the load; contacts created in Brevo are never pushed, deletions not propagated).",
+        "writeback task after the load; contacts created in Brevo are never pushed).",
+    )
+    writeback_deletes: bool = Field(
+        False,
+        description="With writeback: a contact deleted in Brevo is deleted in Salesforce too (not a Contact linked to "
+        "a Case: Salesforce refuses, and that deletion is not propagated); bounded by deletes.max_per_run.",
     )
 
     @model_validator(mode="after")
