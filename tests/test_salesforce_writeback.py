@@ -63,7 +63,9 @@ def _linked(tmp_path: Path, brevo_sandbox: BrevoSandbox, extra: str) -> Any:
         runs.append(None)
         dag_run = run_dag(dag, logical_date=T0 + dt.timedelta(days=len(runs)))
         assert task_states(dag_run)["writeback"] == expect, task_states(dag_run)
-        return xcom_value(dag_run, "writeback") or {}
+        result = xcom_value(dag_run, "writeback") or {}
+        mapped = xcom_value(dag_run, "map") or {}
+        return {**result, "error report": mapped.get("error_report")}
 
     def with_deletes() -> dict[str, Any]:
         nonlocal definition
@@ -73,6 +75,13 @@ def _linked(tmp_path: Path, brevo_sandbox: BrevoSandbox, extra: str) -> Any:
 
     run.with_deletes = with_deletes  # type: ignore[attr-defined]
     return run
+
+
+def read_report(brevo_sandbox: BrevoSandbox, summary: dict[str, Any]) -> list[dict[str, str]]:
+    import csv
+
+    with open(summary["error report"].removeprefix("file://")) as stream:
+        return list(csv.DictReader(stream))
 
 
 def brevo_update(sandbox: BrevoSandbox, email: str, **attributes: Any) -> None:
@@ -107,6 +116,12 @@ def test_brevo_changes_go_back_by_the_seeds_rules_without_echo(
     assert (second["written"], second.get("refused")) == (1, 1), second
     assert second["reasons"]["a mapped last name cannot be emptied"] == 1
     assert second["reasons"]["created in Brevo (no Salesforce Id): never pushed"] == 1
+    # ... and per contact in the run's error report (the dashboard's download)
+    lines = [line for line in read_report(brevo_sandbox, second) if line["reason"].startswith("write-back")]
+    assert {(line["row"], line["outcome"], line["field"]) for line in lines} == {
+        (ids[1], "refused", "LastName"),
+        ("new@example.com", "skipped", ""),
+    }
 
     # The forward sync brings Salesforce's change of ids[0] back to Brevo; it is not written back again.
     stamp = records[ids[0]]["SystemModstamp"]

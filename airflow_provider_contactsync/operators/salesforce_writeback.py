@@ -43,6 +43,7 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
         self._context = context
         self._quota = MonthlyQuota.of(self.spec)  # writes back count as operations too
         self._quota_run = f"{self.spec.dag_id}/{context['run_id']}/writeback"
+        self._lines: list[Any] = []  # per-contact outcomes for the run's error report
         since_text = state.get(WRITEBACK_KEY)
         if since_text is None:  # first run: from now on (the past was Salesforce's to begin with)
             state.set(WRITEBACK_KEY, started.isoformat())
@@ -67,6 +68,7 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
                 self._propagate_deletes(brevo, source, outcomes, reasons) if self.spec.source.writeback_deletes else 0
             )
         state.set(WRITEBACK_KEY, started.isoformat())
+        self._report(context)
         summary = {
             "deleted in Salesforce": deletes,
             "looked at": sum(outcomes.values()),
@@ -94,6 +96,7 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
             if record is None:
                 outcomes["skipped"] += 1
                 reasons["created in Brevo (no Salesforce Id): never pushed"] += 1
+                self._line(contact.get("email"), "skipped", "created in Brevo (no Salesforce Id): never pushed")
             else:
                 linked[record] = contact
         if not linked:
@@ -108,6 +111,7 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
             if row is None:
                 outcomes["skipped"] += 1
                 reasons["no longer in Salesforce"] += 1
+                self._line(record, "skipped", "no longer in Salesforce")
                 continue
             # An attribute missing in Brevo was emptied there: compared as null (the rules decide what goes)
             shown = {**(contact.get("attributes") or {}), "EMAIL": contact.get("email")}
@@ -131,10 +135,12 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
             )
             for refusal in plan.refusals:
                 reasons[refusal.reason.split(" (")[0]] += 1
+                self._line(record, "refused", refusal.reason, field=refusal.field, value=refusal.value)
             if plan.outcome != "update":
                 outcomes[plan.outcome] += 1
                 if plan.outcome == "skipped":  # refusals were counted above, field by field
                     reasons[plan.reason.split(" (")[0]] += 1
+                    self._line(record, "skipped", plan.reason)
                 continue
             updates.append({"attributes": {"type": obj}, "id": record, **plan.values})
         written = 0
@@ -145,7 +151,7 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
                 "composite/sobjects", method="PATCH", json={"allOrNone": False, "records": part}
             )
             done = 0
-            for result in results:
+            for sent, result in zip(part, results, strict=True):
                 if result.get("success"):
                     done += 1
                     outcomes["written"] += 1
@@ -153,6 +159,8 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
                     outcomes["refused"] += 1
                     errors = result.get("errors") or [{}]
                     reasons[f"Salesforce refused it: {errors[0].get('statusCode', '?')}"] += 1
+                    why = f"Salesforce refused it: {errors[0].get('statusCode', '?')}: {errors[0].get('message', '')}"
+                    self._line(sent["id"], "refused", why)
             self._settle_quota(done, month)
             written += done
         return written
@@ -198,7 +206,7 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
                     "composite/sobjects", method="DELETE", params={"ids": ",".join(part), "allOrNone": "false"}
                 )
                 done = 0
-                for result in results:
+                for record, result in zip(part, results, strict=True):
                     errors = result.get("errors") or [{}]
                     outcome, reason = delete_outcome(
                         None if result.get("success") else errors[0].get("statusCode"), errors[0].get("message", "")
@@ -206,11 +214,27 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
                     outcomes[f"delete {outcome}"] += 1
                     if reason:
                         reasons[reason] += 1
+                        self._line(record, outcome, f"deleted in Brevo: {reason}")
                     done += outcome == "deleted"
                 self._settle_quota(done, month)
                 deleted += done
                 ledger.mark_removed([gone[record] for record in part], "deleted")  # handled: never tried again
         return deleted
+
+    def _line(self, row: Any, outcome: str, reason: str, *, field: str | None = None, value: Any = None) -> None:
+        from airflow_provider_contactsync.load.loader import LoadProblem
+
+        if hasattr(self, "_lines"):
+            self._lines.append(LoadProblem(row, outcome, field, value, f"write-back to Salesforce: {reason}"))
+
+    def _report(self, context: Any) -> None:
+        """The per-contact outcomes, added to the run's error report (the dashboard's download)."""
+        if not self._lines:
+            return
+        from airflow_provider_contactsync.operators.contactsync import append_to_report
+
+        report = self.upstream(context, "map")["error_report"]
+        append_to_report(report, self._lines, None, values=self.spec.reports.mode)
 
     def _reserve(self, planned: int) -> str | None:
         """Check and reserve ``planned`` operations in the month's quota; raise when it would be crossed."""
