@@ -74,6 +74,7 @@ def _linked(tmp_path: Path, brevo_sandbox: BrevoSandbox, extra: str) -> Any:
         return run()
 
     run.with_deletes = with_deletes  # type: ignore[attr-defined]
+    run.dag_id = definition.dag_id  # type: ignore[attr-defined]
     return run
 
 
@@ -163,3 +164,24 @@ def test_contacts_deleted_in_brevo_are_deleted_in_salesforce_except_one_linked_t
     assert any("linked to a Case" in reason for reason in summary["reasons"])
     again = run.with_deletes()  # handled once: not tried again
     assert again["deleted in Salesforce"] == 0 and "delete skipped" not in again
+
+
+def test_the_source_page_shows_what_each_run_wrote_back(
+    linked: Any, salesforce_sandbox: Any, brevo_sandbox: BrevoSandbox
+) -> None:
+    from airflow.utils.session import create_session
+
+    from airflow_provider_contactsync.plugins.data import load_source
+    from airflow_provider_contactsync.plugins.panels import panels_for
+
+    salesforce_sandbox.seed("Contact", [{"LastName": f"L{n}", "Email": f"w{n}@example.com"} for n in range(2)])
+    linked()
+    brevo_update(brevo_sandbox, "w0@example.com", FIRSTNAME="Changed")
+    brevo_update(brevo_sandbox, "w1@example.com", LASTNAME="")
+    linked()
+    with create_session() as session:
+        detail = load_source(session, linked.dag_id)
+    [panel] = [p for p in panels_for(detail) if p.title == "Brevo -> Salesforce"]
+    newest = panel.rows[0]
+    assert newest[1:6] == (2, 1, 1, 0, 0)  # looked at, written, refused, skipped, deleted
+    assert "a mapped last name cannot be emptied (1)" in newest[6]

@@ -21,6 +21,7 @@ from typing import Any
 SOURCE_TAG = "contactsync"
 LOAD_TASK = "load"
 MAP_TASK = "map"
+WRITEBACK_TASK = "writeback"  # Salesforce sources with writeback: Brevo -> Salesforce
 ERROR_REPORT_KEY = "error_report"  # operators.links.ERROR_REPORT_XCOM_KEY (not imported: it pulls in the SDK)
 SUMMARY_KEYS = ("return_value", "summary")
 RUNS_SHOWN = 30
@@ -60,6 +61,7 @@ class Run:
     summary: dict[str, Any] | None = None
     error_report: str | None = None
     task_states: dict[str, str] = field(default_factory=dict)
+    writeback: dict[str, Any] | None = None  # Salesforce sources: what the write-back task did
 
     @property
     def when(self) -> dt.datetime | None:
@@ -373,6 +375,7 @@ def _runs(session: Any, pks: set[int]) -> dict[int, Run]:
         for row in session.execute(select(*columns).where(DagRun.id.in_(pks)))
     }
     wanted = [(LOAD_TASK, key) for key in SUMMARY_KEYS] + [(MAP_TASK, ERROR_REPORT_KEY)]
+    wanted.append((WRITEBACK_TASK, "return_value"))
     xcoms = session.execute(
         select(XComModel.dag_run_id, XComModel.task_id, XComModel.key, XComModel.value).where(
             and_(
@@ -390,6 +393,8 @@ def _runs(session: Any, pks: set[int]) -> dict[int, Run]:
         value = XComModel.deserialize_value(row)
         if row.task_id == MAP_TASK:
             run.error_report = value if isinstance(value, str) and value else None
+        elif row.task_id == WRITEBACK_TASK:
+            run.writeback = value if isinstance(value, dict) else None
         elif isinstance(value, dict) and (run.summary is None or row.key == "return_value"):
             run.summary = value
     states = session.execute(

@@ -46,6 +46,7 @@ _IMPORTED: set[str] = set()
 
 BUILTIN: dict[str, tuple[str, ...]] = {
     "events": ("airflow_provider_contactsync.plugins.events_panel",),
+    "salesforce": ("airflow_provider_contactsync.plugins.salesforce_panel",),
     "*": ("airflow_provider_contactsync.plugins.quota_panel",),
 }
 """Source type ("*": every type) -> modules that register its panels when imported (the file panel lives in
