@@ -185,3 +185,22 @@ def test_the_source_page_shows_what_each_run_wrote_back(
     newest = panel.rows[0]
     assert newest[1:6] == (2, 1, 1, 0, 0)  # looked at, written, refused, skipped, deleted
     assert "a mapped last name cannot be emptied (1)" in newest[6]
+
+
+def test_a_record_changed_in_salesforce_after_the_brevo_change_wins(
+    linked: Any, salesforce_sandbox: Any, brevo_sandbox: BrevoSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    [record] = salesforce_sandbox.seed("Contact", [{"FirstName": "Ann", "LastName": "Lee", "Email": "c@example.com"}])
+    linked()
+    brevo_update(brevo_sandbox, "c@example.com", FIRSTNAME="From Brevo")
+    # Salesforce's clock an hour ahead: its change is stamped after the Brevo one, whatever the rounding
+    monkeypatch.setattr(salesforce_sandbox.api, "clock", lambda: time.time() + 3600)
+    from simple_salesforce import Salesforce
+
+    Salesforce(**salesforce_sandbox.simple_salesforce_kwargs()).Contact.update(record, {"FirstName": "From Salesforce"})
+    summary = linked()
+    assert summary["written"] == 0
+    assert summary["reasons"] == {"changed in Salesforce since: the most recent change wins": 1}
+    assert salesforce_sandbox.records("Contact")[0]["FirstName"] == "From Salesforce"
