@@ -362,7 +362,8 @@ def test_crud(salesforce_sandbox: SalesforceSandbox, sf: Salesforce) -> None:
     assert got["SystemModstamp"].endswith(".000+0000")
     assert sf.Contact.get(record_id[:15])["Id"] == record_id  # 15-character ids work too
 
-    time.sleep(1.05)  # date-times are kept to the second
+    later = salesforce_sandbox.api.clock() + 2  # date-times are kept to the second: the update comes later
+    salesforce_sandbox.api.clock = lambda: later
     assert sf.Contact.update(record_id, {"FirstName": "Augusta", "Segment__c": "VIP", "Email": ""}) == 204
     updated = sf.Contact.get(record_id)
     assert updated["Name"] == "Augusta Lovelace" and updated["Segment__c"] == "VIP"
