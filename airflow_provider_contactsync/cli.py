@@ -164,9 +164,8 @@ def _check_source(definition: SourceDefinition) -> None:
             print(f"  file {info.path} ({info.size} bytes): {columns}")
     columns = source.discover()
     print(f"  columns: {', '.join(columns)}")
-    check_fields = getattr(source, "check_fields", None)  # sources that know more (Salesforce: formula fields)
-    if check_fields is not None:
-        check_fields()
+    if definition.source.type == "salesforce":  # describe knows more: formula fields cannot be matched
+        source.check_fields()  # type: ignore[attr-defined]
     missing = [f for f in definition.source.fields if f not in columns and f.split(".")[0] not in columns]
     if missing:
         raise ConfigurationError(f"fields {missing} are not in the source (it has {columns})", key_path="source.fields")
