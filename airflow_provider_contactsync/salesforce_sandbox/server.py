@@ -109,12 +109,22 @@ class _Handler(BaseHTTPRequestHandler):
         status: int | None = None
         fault: str | None = None
         kind = "control" if path.startswith("/_sandbox/") else sandbox.api.route(self.command, path)[0].kind
+        logged = False
+
+        def log_now() -> None:
+            # before the answer goes out: a client that got it finds its request in requests()
+            nonlocal logged
+            if kind != "control" and not logged:
+                logged = True
+                sandbox._log_request(self.command, path, query, kind, status, fault, time.monotonic() - started)
+
         try:
             try:
                 body = self._read_body()
             except ApiError as exc:
                 self.close_connection = True
                 status = exc.status
+                log_now()
                 self._send(Response(exc.status, exc.body()))
                 return
             if kind == "control":
@@ -133,6 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
             if rule and rule.action == "status":
                 fault = f"status:{rule.status}"
                 status = rule.status
+                log_now()
                 self._send(Response(rule.status, rule.body if rule.body is not None else default_body(rule.status)))
                 return
             req = Request(self.command, path, query, self.headers, body)
@@ -146,15 +157,16 @@ class _Handler(BaseHTTPRequestHandler):
             status = response.status
             if rule and rule.action == "drop_after":
                 fault = "drop_after"
+                log_now()
                 self._drop()
+            log_now()
             self._send(response)
         except _Dropped:
             pass
         except (ConnectionError, TimeoutError, ssl.SSLError):
             self.close_connection = True
         finally:
-            if kind != "control":
-                sandbox._log_request(self.command, path, query, kind, status, fault, time.monotonic() - started)
+            log_now()  # dropped connections, and anything that left before answering
 
 
 class _Server(ThreadingHTTPServer):
