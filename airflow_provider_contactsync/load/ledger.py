@@ -491,6 +491,12 @@ class ContactLedger:
         with self._db:
             self._db.executemany("UPDATE delivered SET digest = '' WHERE identity = ?", ((i,) for i in identities))
 
+    def live_ext_ids(self) -> list[tuple[str, str]]:
+        """(identity, EXT_ID) of the contacts delivered with an EXT_ID and not removed since."""
+        return self._db.execute(
+            "SELECT identity, ext_id FROM delivered WHERE ext_id IS NOT NULL AND state IS NULL"
+        ).fetchall()
+
     def mark_removed(self, identities: Iterable[str], state: str) -> None:
         """A delete was done: ``deleted`` forgets the contacts; ``unlinked``/``blacklisted`` keep them,
         changed (digest cleared), so that a contact coming back to the source is sent again. A

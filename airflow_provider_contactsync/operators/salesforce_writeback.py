@@ -182,9 +182,7 @@ class ContactsyncSalesforceWritebackOperator(ContactsyncBaseOperator):
         in_brevo = {str((c.get("attributes") or {}).get("EXT_ID")) for c in brevo.iter_contacts()}
         store = ChunkStore(self.staging or default_staging_base(), self.spec.dag_id, self._context["run_id"])
         with open_ledger(store.dag_root) as ledger:
-            live = ledger._db.execute(
-                "SELECT identity, ext_id FROM delivered WHERE ext_id IS NOT NULL AND state IS NULL"
-            ).fetchall()
+            live = ledger.live_ext_ids()
             gone = {ext: identity for identity, ext in live if linked_id(obj, ext) and ext not in in_brevo}
             if not gone:
                 return 0

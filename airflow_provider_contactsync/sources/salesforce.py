@@ -191,8 +191,6 @@ def _converter(field: dict[str, Any]) -> Any:
             return int(text)
         if kind in _NUMBER_TYPES:
             return Decimal(text)
-        if kind == "datetime":
-            return text
-        return text
+        return text  # text, dates and datetimes as REST gives them
 
     return convert

@@ -522,6 +522,14 @@ class EventsSource(_SourceBase):
         return self
 
 
+def _creates_only(data: dict[str, Any]) -> bool:
+    """The raw definition's destination never changes a contact (mode create_only, or its deprecated form)."""
+    destination = data.get("destination")
+    return isinstance(destination, dict) and (
+        destination.get("mode") == "create_only" or destination.get("update_existing") is False
+    )
+
+
 def expand_events_source(data: Any) -> Any:
     """An events definition with its platform preset applied, as plain data (before validation).
 
@@ -551,11 +559,7 @@ def expand_events_source(data: Any) -> Any:
             fields = [*fields, name] if name != CUSTOMER_ID_FIELD else [name, *fields]
     source["fields"] = fields
     source.setdefault("key", CUSTOMER_ID_FIELD)
-    destination = data.get("destination")
-    create_only = isinstance(destination, dict) and (
-        destination.get("mode") == "create_only" or destination.get("update_existing") is False
-    )
-    if not create_only:
+    if not _creates_only(data):
         source.setdefault("deleted_when", EVENTS_DELETED_WHEN)
         deletes = data.get("deletes")
         if deletes is None or isinstance(deletes, dict):
@@ -644,11 +648,7 @@ def expand_salesforce_source(data: Any) -> Any:
     source["fields"] = fields
     source.setdefault("updated_field", "SystemModstamp")
     source.setdefault("key", "Id")
-    destination = data.get("destination")
-    create_only = isinstance(destination, dict) and (
-        destination.get("mode") == "create_only" or destination.get("update_existing") is False
-    )
-    if not create_only:
+    if not _creates_only(data):
         source.setdefault("deleted_when", SALESFORCE_DELETED_WHEN)
     data["source"] = source
     return data
