@@ -53,6 +53,16 @@ def build_dag(
     :param register: register the DAG with the DAG file being parsed (what a ``with DAG`` block
         does); ``False`` builds it only to see that it builds (``check_definitions``).
     """
+    if getattr(definition, "kind", None) == "export":
+        from airflow_provider_contactsync.dag_factory.export_builder import build_export_dag
+
+        return build_export_dag(
+            definition,  # type: ignore[arg-type]
+            file=file,
+            staging=staging,
+            default_args=default_args,
+            register=register,
+        )
     from airflow_provider_contactsync.operators import (
         ContactsyncExtractOperator,
         ContactsyncLoadOperator,

@@ -198,7 +198,7 @@ def _limit_salesforce_connections(scan: FolderScan) -> None:
 
     users: dict[str, list[str]] = {}
     for dag_id, (path, definition) in list(scan.definitions.items()):
-        if definition.source.type != "salesforce":
+        if getattr(getattr(definition, "source", None), "type", None) != "salesforce":
             continue
         conn_id = definition.source.conn_id
         taken = users.setdefault(conn_id, [])

@@ -1,7 +1,8 @@
 """Find the one definition file behind a DAG id without validating the others (the worker case).
 
 A worker re-parses the DAG file for every task it runs; it needs one DAG, so it should pay for one
-definition. The DAG id is ``contactsync__<integration>__<source>`` and names contain no ``__``, so
+definition. The DAG id is ``contactsync__<integration>__<source>`` (an export's:
+``contactsync_export__<integration>__<name>``) and names contain no ``__``, so
 a file can only match if both names appear in its text; those few are read, and only
 ``integration`` and ``source.name`` are looked at.
 
@@ -20,12 +21,18 @@ from airflow_provider_contactsync.core.spec.loader import read_definition_text
 from airflow_provider_contactsync.core.spec.yaml_source import parse_yaml
 
 DAG_ID_PREFIX = "contactsync__"
+EXPORT_DAG_ID_PREFIX = "contactsync_export__"
 
 
 def split_dag_id(dag_id: str) -> tuple[str, str] | None:
-    """``contactsync__crm__customers`` -> ``("crm", "customers")``; None for other DAG ids."""
+    """``contactsync__crm__customers`` -> ``("crm", "customers")`` (an export's DAG id too); None for other DAG ids."""
     parts = dag_id.split("__")
-    if len(parts) != 3 or parts[0] != DAG_ID_PREFIX[:-2] or not parts[1] or not parts[2]:
+    if (
+        len(parts) != 3
+        or parts[0] not in (DAG_ID_PREFIX[:-2], EXPORT_DAG_ID_PREFIX[:-2])
+        or not parts[1]
+        or not parts[2]
+    ):
         return None
     return parts[1], parts[2]
 
@@ -55,13 +62,19 @@ def dag_id_of(text: str) -> str | None:
         data = parse_yaml(text, file="<definition>", lenient=True).data
     except DefinitionError:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("source"), dict):
+    if not isinstance(data, dict):
         return None
-    integration, name = data.get("integration"), data["source"].get("name")
+    if data.get("kind") == "export":
+        prefix, name = EXPORT_DAG_ID_PREFIX, data.get("name")
+    elif isinstance(data.get("source"), dict):
+        prefix, name = DAG_ID_PREFIX, data["source"].get("name")
+    else:
+        return None
+    integration = data.get("integration")
     if not isinstance(integration, str) or not isinstance(name, str):
         return None
     # the models strip surrounding whitespace, so the DAG id does too
-    return f"{DAG_ID_PREFIX}{integration.strip()}__{name.strip()}"
+    return f"{prefix}{integration.strip()}__{name.strip()}"
 
 
 def read_or_empty(path: Path) -> str:

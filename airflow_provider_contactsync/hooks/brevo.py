@@ -250,6 +250,7 @@ class BrevoHook(BaseHook):
         modified_since: _dt.datetime | None = None,
         created_since: _dt.datetime | None = None,
         list_id: int | None = None,
+        segment_id: int | None = None,
         page_size: int = 1000,
     ) -> Iterator[dict[str, Any]]:
         """Yield contacts page by page, oldest first (``sort=asc`` keeps offsets stable while new
@@ -258,6 +259,7 @@ class BrevoHook(BaseHook):
         :param modified_since: only contacts modified after this instant (naive = UTC).
         :param created_since: only contacts created after this instant (naive = UTC).
         :param list_id: only contacts of this list.
+        :param segment_id: only contacts of this segment (not with ``list_id``).
         :param page_size: contacts per request, at most 1000.
         """
         if not 1 <= page_size <= 1000:
@@ -269,6 +271,8 @@ class BrevoHook(BaseHook):
             params["createdSince"] = _brevo_datetime(created_since)
         if list_id is not None:
             params["listIds"] = list_id
+        if segment_id is not None:
+            params["segmentId"] = segment_id
         offset = 0
         while True:
             page = self.http.request("GET", "/contacts", idempotent=True, params={**params, "offset": offset}).json()
@@ -280,10 +284,19 @@ class BrevoHook(BaseHook):
                 return
 
     def count_contacts(
-        self, *, created_since: _dt.datetime | None = None, modified_since: _dt.datetime | None = None
+        self,
+        *,
+        created_since: _dt.datetime | None = None,
+        modified_since: _dt.datetime | None = None,
+        list_id: int | None = None,
+        segment_id: int | None = None,
     ) -> int:
-        """How many contacts were created (or modified) after an instant: one request, whatever the count."""
+        """How many contacts (of a list or segment) were created (or modified) after an instant: one request."""
         params: dict[str, Any] = {"limit": 1, "offset": 0}
+        if list_id is not None:
+            params["listIds"] = list_id
+        if segment_id is not None:
+            params["segmentId"] = segment_id
         if created_since is not None:
             params["createdSince"] = _brevo_datetime(created_since)
         if modified_since is not None:
@@ -584,6 +597,60 @@ class BrevoHook(BaseHook):
                 process_id,
             )
         return process_ids
+
+    # -- exports ------------------------------------------------------------------------------
+
+    def request_contact_export(self, contact_filter: Mapping[str, Any], attributes: Sequence[str]) -> int:
+        """Start Brevo's CSV export of the contacts ``contact_filter`` selects (``POST /contacts/export``).
+
+        Not idempotent (each call starts one more export, and /contacts/export has a small budget).
+        :return: the process id; :meth:`wait_for_processes` then gives the document with ``export_url``.
+        """
+        body = {
+            "customContactFilter": dict(contact_filter),
+            "exportAttributes": list(attributes),
+            "disableNotification": True,
+        }
+        answer = self.http.request("POST", "/contacts/export", idempotent=False, json_body=body).json()
+        return int(answer["processId"])
+
+    def download_export(self, url: str, target: Any, *, chunk_size: int = 1 << 20) -> int:
+        """Stream an export's file (a process's ``export_url``) into the binary file ``target``; bytes written.
+
+        The URL is a signed download link, on another host at Brevo: the API key is not sent with it.
+        """
+        written = 0
+        timeout = httpx.Timeout(self.http.client.timeout.read or DEFAULT_TIMEOUT, connect=30.0)
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=True, transport=self._transport) as client,
+            client.stream("GET", url) as answer,
+        ):
+            if answer.status_code != 200:
+                raise BrevoError(
+                    answer.status_code,
+                    "export_download_failed",
+                    f"downloading the export file answered HTTP {answer.status_code}",
+                    method="GET",
+                    path="export_url",
+                )
+            for block in answer.iter_bytes(chunk_size):
+                target.write(block)
+                written += len(block)
+        return written
+
+    def get_segments(self) -> list[dict[str, Any]]:
+        """All segments of the account (paged by 50)."""
+        segments: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = self.http.request(
+                "GET", "/contacts/segments", idempotent=True, params={"limit": 50, "offset": offset}
+            ).json()
+            batch = page.get("segments") or []
+            segments.extend(batch)
+            offset += len(batch)
+            if len(batch) < 50 or offset >= int(page.get("count") or 0):
+                return segments
 
     # -- processes ----------------------------------------------------------------------------
 

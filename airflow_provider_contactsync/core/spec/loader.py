@@ -22,6 +22,7 @@ from airflow_provider_contactsync.core.errors import (
     DefinitionErrors,
     FormulaError,
 )
+from airflow_provider_contactsync.core.spec.export_models import ExportDefinition
 from airflow_provider_contactsync.core.spec.limits import DEFINITION_SIZE, ERRORS_SHOWN
 from airflow_provider_contactsync.core.spec.models import (
     ATTRIBUTE_PATTERN,
@@ -53,7 +54,7 @@ _PATH_IN_MESSAGE = re.compile(
 )
 
 
-def load_definition(path: str | Path, *, formulas: bool = True) -> SourceDefinition:
+def load_definition(path: str | Path, *, formulas: bool = True) -> SourceDefinition | ExportDefinition:
     """Read, validate and check one definition file; raise DefinitionErrors listing every problem.
 
     ``formulas=False`` skips compiling the formulas: for a worker that re-reads a definition the
@@ -226,6 +227,8 @@ def inspect_definition(text: str, *, file: str = "<definition>", formulas: bool 
     if not isinstance(data, dict):
         errors.append(DefinitionError("a definition is a mapping of keys (integration, source, ...)", file=file))
         return report
+    if data.get("kind") == "export":
+        return _inspect_export(report, data, document, file)
     try:
         report.validated = SourceDefinition.model_validate(data)
     except ValidationError as exc:
@@ -249,6 +252,26 @@ def inspect_definition(text: str, *, file: str = "<definition>", formulas: bool 
                 file=file,
             )
         )
+    return report
+
+
+def _inspect_export(
+    report: DefinitionReport, data: dict[str, Any], document: YamlDocument, file: str
+) -> DefinitionReport:
+    """The export branch of :func:`inspect_definition`: schema, then the ``where`` condition."""
+    errors = report.errors
+    try:
+        report.validated = ExportDefinition.model_validate(data)  # type: ignore[assignment]
+    except ValidationError as exc:
+        errors.extend(_schema_errors(exc, document, file, skip=report.credential_paths, root=ExportDefinition))
+    if report.validated is not None:
+        from airflow_provider_contactsync.exports.condition import check_condition
+
+        problem = check_condition(report.validated.content)  # type: ignore[attr-defined]
+        if problem is not None:
+            errors.append(problem.located(file=file, file_line=document.line_of(("content", "where"))))
+    errors.sort(key=lambda error: error.file_line or 0)
+    del errors[ERRORS_SHOWN.value :]
     return report
 
 
@@ -305,7 +328,7 @@ def _consistency_errors(data: dict[str, Any], document: YamlDocument, file: str)
 
 def _resolve_local_folder(definition: SourceDefinition, base: Path) -> SourceDefinition:
     """A relative folder of a ``file`` source is relative to the definition file, not the worker's cwd."""
-    source = definition.source
+    source = getattr(definition, "source", None)
     if not isinstance(source, FileSource) or source.type != "file" or Path(source.path).is_absolute():
         return definition
     resolved = source.model_copy(update={"path": str((base / source.path).resolve())})
@@ -395,7 +418,12 @@ def iter_definition_files(folder: str | Path) -> list[Path]:
 
 
 def _schema_errors(
-    exc: ValidationError, document: YamlDocument, file: str, *, skip: frozenset[KeyPath] = frozenset()
+    exc: ValidationError,
+    document: YamlDocument,
+    file: str,
+    *,
+    skip: frozenset[KeyPath] = frozenset(),
+    root: type[BaseModel] = SourceDefinition,
 ) -> list[ConfigurationError]:
     """pydantic's errors, located; not those under ``skip`` (credentials, already reported) nor the
     mapping check's, which :func:`_consistency_errors` reports in full."""
@@ -406,7 +434,7 @@ def _schema_errors(
         loc = _user_loc(error["loc"])
         if any(loc[: len(path)] == path for path in skip):
             continue
-        message = _message(error, loc, document.data)
+        message = _message(error, loc, document.data, root)
         located = _PATH_IN_MESSAGE.match(message)
         if located:
             loc = tuple(located.group(1).split("."))
@@ -425,11 +453,11 @@ def _user_loc(loc: tuple[Any, ...]) -> KeyPath:
     return tuple(p for p in parts if p != "[key]")
 
 
-def _message(error: dict[str, Any], loc: KeyPath, data: Any) -> str:
+def _message(error: dict[str, Any], loc: KeyPath, data: Any, root: type[BaseModel] = SourceDefinition) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        allowed = _allowed_keys(loc[:-1], data)
+        allowed = _allowed_keys(loc[:-1], data, root)
         hint = difflib.get_close_matches(key, allowed, n=1)
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
         return f"unknown key {key!r}{suggestion}; allowed: {', '.join(sorted(allowed))}"
@@ -474,18 +502,30 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _allowed_keys(parent: KeyPath, data: Any) -> list[str]:
-    model: type[BaseModel] | None = SourceDefinition
+def _allowed_keys(parent: KeyPath, data: Any, root: type[BaseModel] = SourceDefinition) -> list[str]:
+    model: type[BaseModel] | None = root
     node = data
     for part in parent:
         node = node.get(part) if isinstance(node, dict) else None
         if model is None:
             break
-        if part == "source":
+        if part == "source" and root is SourceDefinition:
             source_type = node.get("type") if isinstance(node, dict) else None
             model = _SOURCE_MODELS.get(str(source_type), SqlSource)
             continue
+        if isinstance(part, int):  # an entry of a list of models (content.fields.0)
+            continue
         annotation = model.model_fields.get(str(part))
-        inner = getattr(annotation, "annotation", None) if annotation else None
-        model = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+        model = _model_in(getattr(annotation, "annotation", None) if annotation else None)
     return list(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model an annotation holds: ``Model``, ``Model | None``, ``list[Model]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

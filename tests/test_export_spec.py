@@ -1,0 +1,170 @@
+"""Export definitions (kind: export): validation with file:line errors, schedules, the DAG they become."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_contactsync.core.cursor import Cursor
+from airflow_provider_contactsync.core.errors import ConfigurationError
+from airflow_provider_contactsync.core.spec.export_models import ExportContent, ExportDefinition
+from airflow_provider_contactsync.core.spec.loader import inspect_definition_file
+from airflow_provider_contactsync.exports.condition import attributes_of, compile_condition
+from airflow_provider_contactsync.exports.content import choose_method, export_filter
+
+GOOD = """\
+kind: export
+integration: newsletter
+name: unsubscribes
+schedule: {every: daily, at: "06:30", timezone: Europe/Paris}
+content:
+  contacts: list
+  list_id: 2
+  status: unsubscribed
+  incremental: true
+  where: 'COUNTRY == "FR"'
+  fields:
+    - EMAIL
+    - {attribute: SMS, column: phone, obfuscate: sha256}
+    - MODIFIED_TIME
+file: {name: "unsub_{date:%Y%m%d}", compression: gzip}
+destination: {type: sftp, conn_id: partner_sftp, folder: /outbox}
+confirmation: {format: keyvalue}
+alerts: {emails: [a@example.com, b@example.com]}
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "export.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_good_export_definition_validates(tmp_path: Path) -> None:
+    report = inspect_definition_file(_write(tmp_path, GOOD))
+    assert report.errors == []
+    definition = report.definition
+    assert isinstance(definition, ExportDefinition)
+    assert definition.dag_id == "contactsync_export__newsletter__unsubscribes"
+    assert definition.cron == "30 6 * * *" and definition.timezone == "Europe/Paris"
+    assert [f.name for f in definition.content.fields] == ["EMAIL", "phone", "MODIFIED_TIME"]
+
+
+def test_errors_name_file_line_and_key(tmp_path: Path) -> None:
+    text = GOOD.replace("  status: unsubscribed\n", "  statuz: unsubscribed\n").replace(
+        "{format: keyvalue}", "{format: xml}"
+    )
+    path = _write(tmp_path, text)
+    messages = [str(e) for e in inspect_definition_file(path).errors]
+    assert f"{path}:8: content.statuz: unknown key 'statuz' (did you mean 'status'?)" in messages[0]
+    assert any(m.startswith(f"{path}:17: confirmation.format") for m in messages)
+
+
+def test_where_condition_errors_are_located(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD.replace("'COUNTRY == \"FR\"'", "'COUNTRY +'"))
+    (error,) = inspect_definition_file(path).errors
+    assert str(error).startswith(f"{path}:10: content.where")
+
+
+def test_where_must_give_a_boolean(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD.replace("'COUNTRY == \"FR\"'", "'COUNTRY + \"x\"'"))
+    (error,) = inspect_definition_file(path).errors
+    assert "must give true, false or null" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("contacts: list\n  list_id: 2\n", "contacts: segment\n"), "segment_id is required"),
+        (("status: unsubscribed", "status: unsubscribed_from_list\n  read: pages"), "only in Brevo's export"),
+        (
+            ("{attribute: SMS, column: phone, obfuscate: sha256}", "{attribute: SMS, obfuscate: hmac-sha256}"),
+            "hmac_key_conn_id: required",
+        ),
+        (
+            ("{type: sftp, conn_id: partner_sftp, folder: /outbox}", "{type: storage, path: 's3://k:s@b/x'}"),
+            "credentials",
+        ),
+        (('{every: daily, at: "06:30", timezone: Europe/Paris}', "{every: daily, at: '25:00'}"), "at"),
+        (("timezone: Europe/Paris", "timezone: Mars/Olympus"), "not an IANA time zone"),
+        (("- EMAIL\n", "- EMAIL\n    - {attribute: FIRSTNAME, column: EMAIL}\n"), "appears twice"),
+    ],
+)
+def test_inconsistent_definitions_are_refused(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    text = GOOD.replace(*change)
+    assert text != GOOD
+    errors = inspect_definition_file(_write(tmp_path, text)).errors
+    assert errors and message in "\n".join(str(e) for e in errors)
+
+
+def test_bigquery_refuses_encryption(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "{type: sftp, conn_id: partner_sftp, folder: /outbox}",
+        "{type: bigquery, conn_id: gcp, dataset: d, table: t}",
+    ).replace("compression: gzip}", "compression: gzip, encryption: {recipients: [{conn_id: pgp}]}}")
+    text = text.replace("confirmation: {format: keyvalue}", "confirmation: {path: 's3://b/{file}.done'}")
+    errors = inspect_definition_file(_write(tmp_path, text)).errors
+    assert "no file.encryption" in str(errors[0])
+
+
+def test_schedules_give_crons() -> None:
+    base = ExportDefinition.model_validate(
+        {
+            "kind": "export",
+            "integration": "i",
+            "name": "n",
+            "content": {"fields": ["EMAIL"]},
+            "destination": {"type": "storage", "path": "/tmp/out"},
+        }
+    )
+    cases = {
+        "manual": None,
+        "daily": "@daily",
+        "15 3 * * 1-5": "15 3 * * 1-5",
+    }
+    for given, cron in cases.items():
+        assert base.model_copy(update={"schedule": given}).cron == cron
+    weekly = ExportDefinition.model_validate(
+        {**base.model_dump(), "schedule": {"every": "weekly", "at": "07:05", "weekday": "sunday"}}
+    )
+    assert weekly.cron == "5 7 * * 0"
+    monthly = ExportDefinition.model_validate({**base.model_dump(), "schedule": {"every": "monthly", "day": 3}})
+    assert monthly.cron == "0 0 3 * *"
+
+
+def test_condition_reads_attributes_it_names_outside_strings() -> None:
+    content = ExportContent(fields=[{"attribute": "EMAIL"}], where='COUNTRY == "FR" && AGE > 3 && "NOPE" != EMAIL')
+    assert attributes_of(content) == ["EMAIL", "COUNTRY", "AGE"]
+    condition = compile_condition(content)
+    assert condition is not None
+    assert condition.keeps({"COUNTRY": "FR", "AGE": 4, "EMAIL": "a@b.c"})
+    assert not condition.keeps({"COUNTRY": "FR", "AGE": 2, "EMAIL": "a@b.c"})
+
+
+def test_method_choice_and_export_filter() -> None:
+    listed = ExportContent(contacts="list", list_id=7, status="unsubscribed", fields=[{"attribute": "EMAIL"}])
+    assert choose_method(listed, None, 50) == "pages"
+    assert choose_method(listed, None, 50_000) == "export"
+    incremental = listed.model_copy(update={"incremental": True})
+    assert choose_method(incremental, Cursor("2026-01-01T00:00:00.000+00:00", 1), 50_000) == "pages"
+    per_list = listed.model_copy(update={"status": "unsubscribed_from_list"})
+    assert choose_method(per_list, None, 1) == "export"
+    assert export_filter(per_list) == {"actionForContacts": "unsubscribedPerList", "listId": 7}
+    with pytest.raises(ValueError, match="needs a list or a segment"):
+        ExportContent(read="export", fields=[{"attribute": "EMAIL"}])
+
+
+def test_source_definitions_are_unchanged_by_kind(tmp_path: Path) -> None:
+    demo = Path(__file__).resolve().parents[1] / "example_dags" / "definitions" / "demo_customers.yaml"
+    report = inspect_definition_file(demo)
+    assert report.errors == [] and report.definition.dag_id == "contactsync__demo__customers"
+
+
+def test_missing_attribute_in_the_account_is_named() -> None:
+    from airflow_provider_contactsync.exports.content import check_attributes
+
+    content = ExportContent(fields=[{"attribute": "EMAIL"}, {"attribute": "LOYALTY"}], where="AGE > 1")
+    with pytest.raises(ConfigurationError, match="no attribute LOYALTY, AGE"):
+        check_attributes(content, {"FIRSTNAME": "text"})
