@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="print the JSON Schema of definition files")
     schema.add_argument("--markdown", action="store_true", help="print the Markdown reference instead")
+    schema.add_argument("--export", action="store_true", help="export definitions' (kind: export) instead")
     schema.set_defaults(run=_schema)
     return parser
 
@@ -105,7 +106,7 @@ def _validate(args: argparse.Namespace) -> int:
         report = inspect_definition_file(file)  # every problem of the file, not only the first
         errors = report.errors + _account_errors(args, report)
         definition = None if errors else report.definition
-        if definition is not None and args.check_source:
+        if definition is not None and args.check_source and getattr(definition, "kind", None) != "export":
             try:
                 _check_source(definition)
             except ConfigurationError as exc:
@@ -253,7 +254,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from airflow_provider_contactsync.core.spec.schema import json_schema_text, render_reference
+    from airflow_provider_contactsync.core.spec.schema import (
+        export_json_schema_text,
+        json_schema_text,
+        render_export_reference,
+        render_reference,
+    )
+
+    if args.export:
+        sys.stdout.write(render_export_reference() if args.markdown else export_json_schema_text())
+        return 0
 
     sys.stdout.write(render_reference() if args.markdown else json_schema_text())
     return 0

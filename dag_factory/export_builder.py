@@ -54,11 +54,11 @@ def build_export_dag(
             "staging": staging,
             "definition_file": file,
         }
-        if "on_failure_callback" not in args and "failure" in definition.alerts.on:
+        if "on_failure_callback" not in args and definition.alerts.on_failure:
             notifier = failure_notifier(definition)
             if notifier is not None:
                 kwargs["on_failure_callback"] = notifier
-        if task_id == "deliver" and "success" in definition.alerts.on and definition.alerts.emails:
+        if task_id == "deliver" and definition.alerts.on_success and definition.alerts.emails:
             from airflow_provider_contactsync.exports.alerts import delivered_notifier
 
             kwargs["on_success_callback"] = delivered_notifier(definition)

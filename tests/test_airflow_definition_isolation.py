@@ -42,6 +42,7 @@ GOOD = {
     "contactsync__warehouse__users",
     "contactsync__webshop__customers",
     "contactsync__woocommerce__customers",
+    "contactsync_export__newsletter__unsubscribes",
 }
 PARSE_TIMEOUT = 90.0  # a change shows after a parse loop or two (intervals of 2 to 5 s here)
 RUN_TIMEOUT = 180.0

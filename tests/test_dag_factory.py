@@ -192,6 +192,7 @@ def test_example_dag_files_load_without_import_errors(tmp_path: Path) -> None:
         "contactsync__warehouse__users",
         "contactsync__webshop__customers",
         "contactsync__woocommerce__customers",
+        "contactsync_export__newsletter__unsubscribes",
     ]
     assert {Path(dag.fileloc).name for dag in bag.dags.values()} == {"contactsync_dags.py"}
 

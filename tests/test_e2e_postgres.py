@@ -160,6 +160,7 @@ def test_every_example_dag_runs(crm: Crm, brevo_sandbox: BrevoSandbox, monkeypat
         "contactsync__warehouse__users": "tests/test_source_bigquery.py (the BigQuery emulator)",
         "contactsync__shop__customers": "tests/test_source_snowflake.py (fakesnow)",
         "contactsync__salesforce__contacts": "tests/test_source_salesforce.py (the Salesforce sandbox)",
+        "contactsync_export__newsletter__unsubscribes": "tests/test_e2e_exports.py (a real sshd, PGP decrypted)",
         **dict.fromkeys(
             (
                 "contactsync__shopify__customers",

@@ -168,3 +168,27 @@ def test_missing_attribute_in_the_account_is_named() -> None:
     content = ExportContent(fields=[{"attribute": "EMAIL"}, {"attribute": "LOYALTY"}], where="AGE > 1")
     with pytest.raises(ConfigurationError, match="no attribute LOYALTY, AGE"):
         check_attributes(content, {"FIRSTNAME": "text"})
+
+
+def test_generated_export_docs_are_current_and_the_schema_validates_the_example() -> None:
+    import json
+
+    import jsonschema
+    import yaml
+
+    from airflow_provider_contactsync.core.spec.schema import (
+        export_json_schema,
+        export_json_schema_text,
+        render_export_reference,
+    )
+
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "docs" / "export-definition.schema.json").read_text() == export_json_schema_text()
+    assert (root / "docs" / "export-definition-reference.md").read_text() == render_export_reference()
+    assert json.loads(export_json_schema_text())["title"] == "ExportDefinition"
+    validator = jsonschema.Draft202012Validator(export_json_schema())
+    validator.validate(yaml.safe_load(GOOD))
+    bad = yaml.safe_load(GOOD)
+    bad["content"]["statuz"] = "x"
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(bad)

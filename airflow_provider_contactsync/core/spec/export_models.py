@@ -358,17 +358,15 @@ class ExportAlerts(StrictModel):
     emails: list[Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254)]] = Field(
         default_factory=list, max_length=100, description="Addresses emailed, through the SMTP connection."
     )
-    on: list[Literal["failure", "success"]] = Field(
-        default_factory=lambda: ["failure"],
-        description="failure: a task failed (each try that fails for good); success: the file was delivered.",
-    )
+    on_failure: bool = Field(True, description="Email when a task of an execution fails (after its retries).")
+    on_success: bool = Field(False, description="Email when the file was delivered (file name, rows, size, where).")
     smtp_conn_id: ConnId = Field("smtp_default", description="Airflow SMTP connection used to send the emails.")
 
 
 class ExportDefinition(StrictModel):
     """One automated export of Brevo contacts; the DAG factory turns each into one DAG."""
 
-    kind: Literal["export"] = Field(description="export (a source definition has no kind, or kind: source).")
+    kind: Literal["export"] = Field(description="export. Source definitions have no kind key.")
     version: Literal[1] = Field(1, description="Definition format version.")
     integration: str = Field(pattern=NAME_PATTERN, max_length=100, description="Groups exports and sources.")
     name: str = Field(pattern=NAME_PATTERN, max_length=100, description="The export's name (in the DAG id).")

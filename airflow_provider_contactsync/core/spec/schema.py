@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from airflow_provider_contactsync.core.spec.export_models import ExportDefinition
 from airflow_provider_contactsync.core.spec.limits import LIMITS
 from airflow_provider_contactsync.core.spec.models import SourceDefinition
 
 SCHEMA_ID = "https://contactsync.dev/schemas/source-definition-v1.json"
+EXPORT_SCHEMA_ID = "https://contactsync.dev/schemas/export-definition-v1.json"
 
 
 def json_schema() -> dict[str, Any]:
@@ -29,6 +31,39 @@ def json_schema() -> dict[str, Any]:
 
 def json_schema_text() -> str:
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def export_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one export definition file (``kind: export``)."""
+    schema = ExportDefinition.model_json_schema(mode="validation")
+    # "- EMAIL" is short for "- {attribute: EMAIL}" (export_models._field_entry)
+    fields = schema["$defs"]["ExportContent"]["properties"]["fields"]
+    attribute = schema["$defs"]["ExportField"]["properties"]["attribute"]
+    fields["items"] = {"anyOf": [{"type": "string", "pattern": attribute["pattern"]}, fields["items"]]}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": EXPORT_SCHEMA_ID, **schema}
+
+
+def export_json_schema_text() -> str:
+    return json.dumps(export_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def render_export_reference() -> str:
+    """Markdown tables of every key of an export definition (docs/export-definition-reference.md)."""
+    schema = export_json_schema()
+    defs = schema.get("$defs", {})
+    out = [
+        "# Export definition reference",
+        "",
+        "Generated from the models in `airflow_provider_contactsync/core/spec/export_models.py` by",
+        "`contactsync schema --export --markdown`. An export definition is a YAML file with `kind: export` in",
+        "the same definitions folder as source definitions; unknown keys are errors and values are read",
+        "strictly, as for sources. Guide: docs/exports.md.",
+        "",
+    ]
+    out += _section("Top level", schema, defs)
+    for name in sorted(defs):
+        out += _section(f"`{name}`", defs[name], defs)
+    return "\n".join(out).rstrip() + "\n"
 
 
 def render_reference() -> str:
