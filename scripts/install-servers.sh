@@ -9,6 +9,8 @@ command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/n
 command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]] || packages+=(redis-server)
 # The Contactsync page's browser test drives Debian's Chromium (playwright never downloads its own).
 [[ -x /usr/bin/chromium ]] || packages+=(chromium)
+# Export files are encrypted with GnuPG (exports/encryption.py, ADR 0013); gpgconf stops the tests' agents.
+command -v gpg >/dev/null 2>&1 && command -v gpgconf >/dev/null 2>&1 || packages+=(gnupg)
 if ((${#packages[@]})); then
   echo "install-servers: apt-get install ${packages[*]}" >&2
   apt-get update -qq
