@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_contactsync.core.cursor import Cursor
 from airflow_provider_contactsync.core.errors import ConfigurationError
 from airflow_provider_contactsync.core.spec.export_models import ExportContent, ExportDefinition
 from airflow_provider_contactsync.core.spec.loader import inspect_definition_file
 from airflow_provider_contactsync.exports.condition import attributes_of, compile_condition
-from airflow_provider_contactsync.exports.content import choose_method, export_filter
+from airflow_provider_contactsync.exports.content import ExportCursor, choose_method, export_filter
 
 GOOD = """\
 kind: export
@@ -148,7 +147,7 @@ def test_method_choice_and_export_filter() -> None:
     assert choose_method(listed, None, 50) == "pages"
     assert choose_method(listed, None, 50_000) == "export"
     incremental = listed.model_copy(update={"incremental": True})
-    assert choose_method(incremental, Cursor("2026-01-01T00:00:00.000+00:00", 1), 50_000) == "pages"
+    assert choose_method(incremental, ExportCursor("2026-01-01T00:00:00.000+00:00", frozenset({1})), 50_000) == "pages"
     per_list = listed.model_copy(update={"status": "unsubscribed_from_list"})
     assert choose_method(per_list, None, 1) == "export"
     assert export_filter(per_list) == {"actionForContacts": "unsubscribedPerList", "listId": 7}
@@ -192,3 +191,13 @@ def test_generated_export_docs_are_current_and_the_schema_validates_the_example(
     bad["content"]["statuz"] = "x"
     with pytest.raises(jsonschema.ValidationError):
         validator.validate(bad)
+
+
+def test_export_cursor_keeps_every_contact_of_its_millisecond() -> None:
+    start = ExportCursor("2026-01-01T00:00:00.000+00:00", frozenset({5}))
+    assert not start.is_new("2026-01-01T00:00:00.000+00:00", 5)
+    assert start.is_new("2026-01-01T00:00:00.000+00:00", 3)  # same instant, lower id, not delivered yet
+    assert not start.is_new("2025-12-31T23:59:59.999+00:00", 9)
+    later = start.after("2026-01-01T00:00:00.000+00:00", 3).after("2026-01-01T00:00:00.001+00:00", 1)
+    assert later == ExportCursor("2026-01-01T00:00:00.001+00:00", frozenset({1}))
+    assert ExportCursor.from_json(later.to_json()) == later

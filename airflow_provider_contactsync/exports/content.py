@@ -24,7 +24,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_contactsync.core.cursor import Cursor
 from airflow_provider_contactsync.core.errors import ConfigurationError
 from airflow_provider_contactsync.core.spec.export_models import SYSTEM_FIELDS, ExportContent
 from airflow_provider_contactsync.exports.condition import Condition, attributes_of
@@ -38,6 +37,36 @@ _ACTIONS = {
 _NOT_ATTRIBUTES = frozenset(
     ("CONTACT_ID", "EMAIL", "ADDED_TIME", "MODIFIED_TIME", "EMAIL_BLACKLISTED", "SMS_BLACKLISTED")
 )
+
+
+@dataclass(frozen=True)
+class ExportCursor:
+    """Where the last delivered export stopped: the newest MODIFIED_TIME it delivered and every contact
+    delivered at that instant (Brevo's time stamps are to the millisecond: two contacts can share one,
+    and one modified in that millisecond after the read must still come next time)."""
+
+    time: str
+    ids: frozenset[int] = frozenset()
+
+    def is_new(self, modified: str, contact_id: int) -> bool:
+        return modified > self.time or (modified == self.time and contact_id not in self.ids)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": self.time, "ids": sorted(self.ids)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> ExportCursor | None:
+        if not data or not data.get("time"):
+            return None
+        return cls(str(data["time"]), frozenset(int(i) for i in data.get("ids") or ()))
+
+    def after(self, modified: str, contact_id: int) -> ExportCursor:
+        """The cursor once this contact is delivered too."""
+        if modified > self.time:
+            return ExportCursor(modified, frozenset((contact_id,)))
+        if modified == self.time:
+            return ExportCursor(self.time, self.ids | {contact_id})
+        return self
 
 
 @dataclass
@@ -79,7 +108,7 @@ def check_attributes(content: ExportContent, types: Mapping[str, str]) -> None:
         )
 
 
-def choose_method(content: ExportContent, cursor: Cursor | None, count: int | None) -> str:
+def choose_method(content: ExportContent, cursor: ExportCursor | None, count: int | None) -> str:
     """``export`` or ``pages``, as :class:`ExportContent.read` says (see the module docstring)."""
     if content.read != "auto":
         return content.read
@@ -118,7 +147,7 @@ class ContactReader:
         content: ExportContent,
         types: Mapping[str, str],
         *,
-        cursor: Cursor | None = None,
+        cursor: ExportCursor | None = None,
         condition: Condition | None = None,
         work_dir: str | None = None,
     ) -> None:
@@ -129,7 +158,7 @@ class ContactReader:
         self.condition = condition
         self.work_dir = work_dir
         self.stats = ReadStats()
-        self.last: Cursor | None = None  # the newest (MODIFIED_TIME, CONTACT_ID) kept: the next cursor
+        self.last: ExportCursor | None = cursor  # the cursor once this run's contacts are delivered
 
     def count(self) -> int | None:
         """How many contacts the group holds (one request), for choosing the method."""
@@ -147,12 +176,12 @@ class ContactReader:
             if not self._keeps(contact):
                 continue
             self.stats.kept += 1
-            stamp = Cursor(contact["MODIFIED_TIME"], contact["CONTACT_ID"])
-            self.last = stamp if self.last is None else stamp.max(self.last)
+            modified, contact_id = contact["MODIFIED_TIME"] or "", contact["CONTACT_ID"]
+            self.last = (self.last or ExportCursor("")).after(modified, contact_id)
             yield contact
 
     def _keeps(self, contact: Mapping[str, Any]) -> bool:
-        if self.cursor is not None and not self.cursor.is_before(contact["MODIFIED_TIME"], contact["CONTACT_ID"]):
+        if self.cursor is not None and not self.cursor.is_new(contact["MODIFIED_TIME"] or "", contact["CONTACT_ID"]):
             self.stats.before_cursor += 1
             return False
         if not self._status_matches(contact):
@@ -176,7 +205,7 @@ class ContactReader:
     def _from_pages(self) -> Iterator[dict[str, Any]]:
         since = None
         if self.cursor is not None:
-            since = dt.datetime.fromisoformat(self.cursor.value)
+            since = dt.datetime.fromisoformat(self.cursor.time)
         for item in self.hook.iter_contacts(
             modified_since=since, list_id=self.content.list_id, segment_id=self.content.segment_id
         ):

@@ -21,7 +21,6 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_contactsync.core.cursor import Cursor
 from airflow_provider_contactsync.core.errors import ConfigurationError
 from airflow_provider_contactsync.core.spec.export_models import ExportDefinition
 from airflow_provider_contactsync.exports import history
@@ -37,6 +36,16 @@ def export_asset(integration: str, name: str) -> Any:
     from airflow.sdk import Asset
 
     return Asset(name=f"contactsync-export/{integration}/{name}", uri=f"x-contactsync-export://{integration}/{name}")
+
+
+CURSOR_KEY = "export_cursor"
+
+
+def export_state(context: Any, spec: ExportDefinition) -> Any:
+    """The export's small persistent state (its cursor): the asset state store, else Variables."""
+    from airflow_provider_contactsync.state import SourceState
+
+    return SourceState(context, export_asset(spec.integration, spec.name))
 
 
 class _ExportOperator(BaseOperator):
@@ -167,6 +176,7 @@ class ContactsyncExportOperator(_ExportOperator):
         from airflow_provider_contactsync.exports.condition import compile_condition
         from airflow_provider_contactsync.exports.content import (
             ContactReader,
+            ExportCursor,
             attribute_types,
             check_attributes,
             choose_method,
@@ -174,7 +184,6 @@ class ContactsyncExportOperator(_ExportOperator):
         from airflow_provider_contactsync.exports.packaging import file_name, pack
         from airflow_provider_contactsync.exports.writer import SUFFIX, ContactWriter
         from airflow_provider_contactsync.hooks.brevo import BrevoHook
-        from airflow_provider_contactsync.state import CursorStore
 
         spec = self.spec
         self.save(record)
@@ -184,7 +193,7 @@ class ContactsyncExportOperator(_ExportOperator):
             check_attributes(spec.content, types)
         cursor = None
         if spec.content.incremental and not (context.get("params") or {}).get(FULL_EXPORT_PARAM):
-            cursor = CursorStore(context, export_asset(spec.integration, spec.name)).get()
+            cursor = ExportCursor.from_json(export_state(context, spec).get(CURSOR_KEY))
         record.cursor_before = cursor.to_json() if cursor else None
         reader = ContactReader(hook, spec.content, types, cursor=cursor, condition=compile_condition(spec.content))
         when = _run_date(context)
@@ -227,9 +236,7 @@ class ContactsyncExportOperator(_ExportOperator):
             record.file_name, record.file_url, record.size, record.sha256 = name, str(target), size, digest
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        after = cursor
-        if reader.last is not None:
-            after = reader.last.max(cursor) if cursor else reader.last
+        after = reader.last if spec.content.incremental else None
         record.cursor_after = after.to_json() if after else None
         record.status = "built"
         self.save(record)
@@ -258,8 +265,6 @@ class ContactsyncExportDeliverOperator(_ExportOperator):
     advances the incremental cursor only once the file is delivered (never for a retry)."""
 
     def run_task(self, context: Any) -> dict[str, Any]:
-        from airflow_provider_contactsync.state import CursorStore
-
         spec = self.spec
         built = context["ti"].xcom_pull(task_ids="build_file")
         if not isinstance(built, dict):
@@ -276,9 +281,7 @@ class ContactsyncExportDeliverOperator(_ExportOperator):
             self.save(record)
             raise
         if built.get("cursor_after") and not built.get("retry_of"):
-            CursorStore(context, export_asset(spec.integration, spec.name)).advance(
-                Cursor.from_json(built["cursor_after"])
-            )
+            export_state(context, spec).set(CURSOR_KEY, built["cursor_after"])
         record.status = "delivered"
         record.error = None
         record.finished_at = history._now()

@@ -199,7 +199,10 @@ class Recipient(StrictModel):
 
     conn_id: ConnId = Field(description='Airflow connection whose extra holds the armored key: {"public_key": ...}.')
     fingerprint: str | None = Field(
-        None, pattern=r"^[0-9A-Fa-f ]{16,80}$", description="Expected key fingerprint; another key fails the run."
+        None,
+        pattern=r"^(?:[0-9A-Fa-f] ?){39}[0-9A-Fa-f]$|^(?:[0-9A-Fa-f] ?){63}[0-9A-Fa-f]$",
+        max_length=130,
+        description="Expected key fingerprint, all 40 (or 64) hex digits, spaces allowed; another key fails the run.",
     )
 
 
