@@ -14,10 +14,10 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pgp_keys import Keypair, dispose_keypair, generate_keypair
 
 from airflow_provider_contactsync.exports.encryption import (
     Encrypted,
@@ -34,55 +34,15 @@ pytestmark = pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg (Debian
 CSV = b"EMAIL,FIRSTNAME\n" + b"".join(b"c%d@example.com,N%d\n" % (n, n) for n in range(20_000))
 
 
-@dataclass
-class Keypair:
-    home: Path
-    fingerprint: str
-    public: str
-
-    def gpg(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            ["gpg", "--homedir", str(self.home), "--batch", "--yes", "--quiet", *args],
-            input=input,
-            capture_output=True,
-            check=True,
-        )
-
-    def decrypt(self, path: Path, out: Path) -> Path:
-        self.gpg("--output", str(out), "--decrypt", str(path))
-        return out
-
-
-def _generate(name: str, *, expire: str = "0", encrypt: bool = True, faked_time: str | None = None) -> Keypair:
-    home = Path(tempfile.mkdtemp(prefix="cs-pgp-"))  # short: gpg-agent's socket path must fit in 108 bytes
-    subkey = "Subkey-Type: ecdh\nSubkey-Curve: cv25519\nSubkey-Usage: encrypt\n" if encrypt else ""
-    params = (
-        f"%no-protection\nKey-Type: eddsa\nKey-Curve: ed25519\nKey-Usage: sign\n{subkey}"
-        f"Name-Real: {name}\nName-Email: {name}@example.com\nExpire-Date: {expire}\n%commit\n"
-    )
-    faked = ["--faked-system-time", faked_time] if faked_time else []
-    pair = Keypair(home, "", "")
-    pair.gpg(*faked, "--gen-key", input=params.encode())
-    listing = pair.gpg("--with-colons", "--list-keys").stdout.decode()
-    pair.fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
-    pair.public = pair.gpg("--armor", "--export", pair.fingerprint).stdout.decode()
-    return pair
-
-
-def _dispose(pair: Keypair) -> None:
-    subprocess.run(["gpgconf", "--homedir", str(pair.home), "--kill", "all"], capture_output=True, check=False)
-    shutil.rmtree(pair.home, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def keys() -> Iterator[dict[str, Keypair]]:
     pairs = {
-        "alice": _generate("alice"),
-        "bob": _generate("bob"),
-        "signonly": _generate("signonly", encrypt=False),
+        "alice": generate_keypair("alice"),
+        "bob": generate_keypair("bob"),
+        "signonly": generate_keypair("signonly", encrypt=False),
         # Made in 2020 and valid for a day: expired since.
-        "expired": _generate("expired", expire="1d", faked_time="20200101T000000"),
-        "revoked": _generate("revoked"),
+        "expired": generate_keypair("expired", expire="1d", faked_time="20200101T000000"),
+        "revoked": generate_keypair("revoked"),
     }
     revoked = pairs["revoked"]
     certificate = (revoked.home / "openpgp-revocs.d" / f"{revoked.fingerprint}.rev").read_text()
@@ -90,7 +50,7 @@ def keys() -> Iterator[dict[str, Keypair]]:
     revoked.public = revoked.gpg("--armor", "--export", revoked.fingerprint).stdout.decode()
     yield pairs
     for pair in pairs.values():
-        _dispose(pair)
+        dispose_keypair(pair)
 
 
 def key(pair: Keypair, source: str = "connection 'test_pgp'") -> PublicKey:
