@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from . import contacts, doi, errors
+from . import contacts, doi, errors, exports, segments
 from .imports import ProcessWorker
 from .jsonbody import parse_json
 from .settings import Settings
@@ -170,6 +170,7 @@ class Api:
             ("PUT", f"/contacts/folders/{p}", self.update_folder, ("folderId",)),
             ("DELETE", f"/contacts/folders/{p}", self.delete_folder, ("folderId",)),
             ("GET", f"/contacts/folders/{p}/lists", self.get_folder_lists, ("folderId",)),
+            ("GET", "/contacts/segments", self.get_segments, ()),
             ("GET", "/contacts/lists", self.get_lists, ()),
             ("POST", "/contacts/lists", self.create_list, ()),
             ("GET", f"/contacts/lists/{p}", self.get_list, ("listId",)),
@@ -249,11 +250,18 @@ class Api:
         created = req.since_arg("createdSince")
         list_ids = _ids_arg(req, "listIds")
         ids = _ids_arg(req, "ids")
-        if list_ids and req.arg("segmentId"):
+        segment = req.arg("segmentId")
+        if list_ids and segment:
             raise errors.invalid("Either listIds or segmentId can be passed, not both")
-        if req.arg("segmentId"):
-            raise errors.invalid("Segment ID does not exist")  # the sandbox has no segments
         where, params = [], []
+        if segment:  # the segment's rules as they are now (segments are dynamic)
+            segment_id = digits(segment)
+            if segment_id is None:
+                raise errors.invalid("segmentId should be an integer")
+            with self.store.reading() as db:
+                condition, condition_params = segments.members_sql(db, db_int(segment_id))
+            where.append(f"({condition})")
+            params.extend(condition_params)
         if modified is not None:
             where.append("c.modified_at >= ?")
             params.append(modified)
@@ -323,6 +331,7 @@ class Api:
             row = contacts.lookup(db, req.params["identifier"], kind)
             db.execute("DELETE FROM list_members WHERE contact_id=?", (row["id"],))
             db.execute("DELETE FROM unsubscriptions WHERE contact_id=?", (row["id"],))
+            db.execute("DELETE FROM list_unsubscriptions WHERE contact_id=?", (row["id"],))
             db.execute("DELETE FROM contacts WHERE id=?", (row["id"],))
         return Response(204)
 
@@ -525,33 +534,10 @@ class Api:
         return Response(202, {"processId": pid})
 
     def export_contacts(self, req: Request) -> Response:
+        """202 with the process that writes the CSV (see :mod:`.exports`); 400 for a request Brevo refuses."""
         body = req.json()
-        filt = body.get("customContactFilter")
-        if filt is None:
-            raise errors.missing("customContactFilter is required")
-        if not isinstance(filt, dict):
-            raise errors.invalid("customContactFilter should be an object")
-        action = filt.get("actionForContacts")
-        if action is None and not (filt.get("actionForEmailCampaigns") or filt.get("actionForSmsCampaigns")):
-            raise errors.missing("actionForContacts is required")
-        if action is not None and action not in (
-            "allContacts",
-            "subscribed",
-            "unsubscribed",
-            "unsubscribedPerList",
-        ):
-            raise errors.invalid("actionForContacts is invalid")
-        if action is not None and filt.get("listId") is None and filt.get("segmentId") is None:
-            raise errors.missing("listId or segmentId is required with actionForContacts")
-        if filt.get("segmentId") is not None:
-            raise errors.invalid("Segment ID does not exist")
-        if filt.get("listId") is not None:
-            with self.store.reading() as db:
-                if not isinstance(filt["listId"], int) or not list_exists(db, filt["listId"]):
-                    raise errors.invalid("List ID does not exist")
-        attrs = body.get("exportAttributes")
-        if attrs is not None and (not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs)):
-            raise errors.invalid("exportAttributes should be an array of strings")
+        with self.store.reading() as db:
+            exports.check_request(db, body)
         pid = self.worker.submit("SEARCH_EXPORT_USERS", body)
         return Response(202, {"processId": pid})
 
@@ -576,6 +562,20 @@ class Api:
         if row is None:
             raise errors.ApiError(404, "invalid_parameter", "processId is invalid")
         return Response(200, render_process(row, self.base_url()))
+
+    # --- segments ----------------------------------------------------------------------------------
+
+    def get_segments(self, req: Request) -> Response:
+        """The account's segments (defined through ``POST /_sandbox/segments``), by creation."""
+        limit = req.int_arg("limit", 10, maximum=50)
+        offset = req.int_arg("offset", 0)
+        order = "DESC" if req.sort_arg() == "desc" else "ASC"
+        with self.store.reading() as db:
+            count = db.execute("SELECT COUNT(*) FROM segments").fetchone()[0]
+            rows = db.execute(
+                f"SELECT * FROM segments ORDER BY id {order} LIMIT ? OFFSET ?", (limit, offset)
+            ).fetchall()
+        return Response(200, {"segments": [segments.render(r) for r in rows], "count": count})
 
     # --- folders -----------------------------------------------------------------------------------
 
@@ -644,6 +644,7 @@ class Api:
             where = "list_id IN (SELECT id FROM lists WHERE folder_id=?)"
             touch_members(db, where, (row["id"],), now_ms())
             db.execute(f"DELETE FROM list_members WHERE {where}", (row["id"],))
+            db.execute(f"DELETE FROM list_unsubscriptions WHERE {where}", (row["id"],))
             db.execute("DELETE FROM lists WHERE folder_id=?", (row["id"],))
             db.execute("DELETE FROM folders WHERE id=?", (row["id"],))
         return Response(204)
@@ -744,6 +745,7 @@ class Api:
             row = self._list_row(db, req)
             touch_members(db, "list_id=?", (row["id"],), now_ms())
             db.execute("DELETE FROM list_members WHERE list_id=?", (row["id"],))
+            db.execute("DELETE FROM list_unsubscriptions WHERE list_id=?", (row["id"],))
             db.execute("DELETE FROM lists WHERE id=?", (row["id"],))
         return Response(204)
 

@@ -358,3 +358,48 @@ def unsubscribe_by_link(db: sqlite3.Connection, row: sqlite3.Row, campaign_id: i
     a ``userUnsubscription`` event is recorded (even when it was blacklisted already)."""
     db.execute("UPDATE contacts SET email_blacklisted=1, modified_at=? WHERE id=?", (now_ms(), row["id"]))
     add_unsubscriptions(db, [row["id"]], event_time, campaign_id=campaign_id, ip=ip)
+
+
+def unsubscribe_from_list(db: sqlite3.Connection, list_id: Any, body: Any) -> dict[str, Any]:
+    """What Brevo's subscription page does when a contact unsubscribes from one list: the contact
+    leaves the list (``modified_at`` moves) and the unsubscription is recorded (``unsubscribedPerList``
+    exports it until the contact joins the list again); the contact stays subscribed to emails.
+
+    :param body: ``{"emails": [...]}``, ``{"ids": [...]}`` or ``{"extIds": [...]}``.
+    :returns: ``{"contacts": {"success": [...], "failure": [...]}}``: failures are unknown contacts
+        and contacts not in the list.
+    """
+    if not isinstance(body, dict):
+        raise errors.invalid("the body should be a JSON object")
+    given = [k for k in ("emails", "ids", "extIds") if body.get(k) is not None]
+    unknown = sorted(set(body) - {"emails", "ids", "extIds"})
+    if unknown:
+        raise errors.invalid(f"unknown field(s): {', '.join(map(str, unknown))}")
+    if len(given) != 1:
+        raise errors.missing("Pass one of emails, ids or extIds")
+    key = given[0]
+    values = body[key]
+    if not isinstance(values, list) or not values:
+        raise errors.invalid(f"{key} should be a non-empty array")
+    if key == "ids" and not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise errors.invalid("ids should be an array of integers")
+    if key != "ids" and not all(isinstance(v, str) for v in values):
+        raise errors.invalid(f"{key} should be an array of strings")
+    if not isinstance(list_id, int) or not list_exists(db, list_id):
+        raise errors.not_found("List ID does not exist")
+    column = {"emails": "email", "ids": "id", "extIds": "ext_id"}[key]
+    stamp = now_ms()
+    success, failure = [], []
+    for value in values:
+        row = find(db, column, (normalize_email(value) or value.lower()) if key == "emails" else value)
+        left = (
+            row is not None
+            and db.execute("DELETE FROM list_members WHERE list_id=? AND contact_id=?", (list_id, row["id"])).rowcount
+        )
+        if not left:
+            failure.append(value)
+            continue
+        db.execute("UPDATE contacts SET modified_at=? WHERE id=?", (stamp, row["id"]))
+        db.execute("INSERT OR REPLACE INTO list_unsubscriptions VALUES (?,?,?)", (list_id, row["id"], stamp))
+        success.append(value)
+    return {"contacts": {"success": success, "failure": failure}}

@@ -1,11 +1,15 @@
 """Background processes: contact imports and exports, run by one worker thread like Brevo's queue.
 
 A process goes ``queued`` -> ``in_process`` -> ``completed`` (``import_delay`` seconds split between
-the first two, so sensors see every state). An import is one transaction with ``executemany``: a
-100k-contact import takes seconds. Duplicate identifiers are counted in ``info.import`` and the row
-skipped; unknown attributes and values that do not fit an attribute are dropped, as Brevo does.
-``emailBlacklist`` records an ``adminUnsubscription`` for each contact it blacklists, and a contact
-the import only adds to a list (``updateExistingContacts: false``) gets a new ``modified_at``.
+the first two, so sensors see every state). An export (see :mod:`.exports`) is written to a file
+while the process is ``in_process``, from a snapshot of its own: imports and API calls go on
+meanwhile; its ``export_url`` is ``/_sandbox/exports/<process id>.csv``.
+
+An import is one transaction with ``executemany``: a 100k-contact import takes seconds. Duplicate
+identifiers are counted in ``info.import`` and the row skipped; unknown attributes and values that
+do not fit an attribute are dropped, as Brevo does. ``emailBlacklist`` records an
+``adminUnsubscription`` for each contact it blacklists, and a contact the import only adds to a list
+(``updateExistingContacts: false``) gets a new ``modified_at``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import gc
 import io
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -23,6 +28,7 @@ from collections.abc import Callable
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
+from . import errors, exports
 from .contacts import ERASE, UNSET
 from .settings import Settings
 from .store import Store, add_unsubscriptions, load_attributes, now_ms
@@ -406,56 +412,6 @@ else:  # pragma: no cover - CPython always has the C encoder
     _dumps = json.dumps
 
 
-def run_export(db: sqlite3.Connection, payload: dict[str, Any]) -> str:
-    """The CSV (``;`` separated) of the contacts matching ``customContactFilter``."""
-    filt = payload.get("customContactFilter") or {}
-    action = filt.get("actionForContacts", "allContacts")
-    sql = "SELECT c.* FROM contacts c"
-    params: list[Any] = []
-    where = []
-    if filt.get("listId") is not None:
-        sql += " JOIN list_members m ON m.contact_id = c.id"
-        where.append("m.list_id = ?")
-        params.append(filt["listId"])
-    if action == "subscribed":
-        where.append("c.email_blacklisted = 0")
-    elif action == "unsubscribed":
-        where.append("c.email_blacklisted = 1")
-    elif action == "unsubscribedPerList":
-        where.append("0")
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY c.id"
-    wanted = [str(a).upper() for a in payload.get("exportAttributes") or []]
-    mandatory = payload.get("exportMandatoryAttributes", True) is not False
-    header = ["CONTACT_ID", "EMAIL", *[a for a in wanted if a not in ("EMAIL", "CONTACT_ID")]]
-    if mandatory:
-        header += ["ADDED_TIME", "MODIFIED_TIME", "EMAIL_BLACKLISTED", "SMS_BLACKLISTED"]
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\n")
-    writer.writerow(header)
-    from .store import iso  # local: only exports need it
-
-    for row in db.execute(sql, params):
-        values = json.loads(row["attributes"])
-        values.update({"SMS": row["sms"], "EXT_ID": row["ext_id"]})
-        line = [row["id"], row["email"] or ""]
-        for name in header[2:]:
-            if name == "ADDED_TIME":
-                line.append(iso(row["created_at"]))
-            elif name == "MODIFIED_TIME":
-                line.append(iso(row["modified_at"]))
-            elif name == "EMAIL_BLACKLISTED":
-                line.append(str(bool(row["email_blacklisted"])).lower())
-            elif name == "SMS_BLACKLISTED":
-                line.append(str(bool(row["sms_blacklisted"])).lower())
-            else:
-                value = values.get(name)
-                line.append("" if value is None else ",".join(value) if isinstance(value, list) else value)
-        writer.writerow(line)
-    return out.getvalue()
-
-
 class ProcessWorker:
     """Runs queued processes one at a time in a daemon thread; resumes unfinished ones after a restart."""
 
@@ -529,7 +485,7 @@ class ProcessWorker:
             return
         with self.store.transaction() as db:
             row = db.execute(  # the stored payload only when this run did not submit it (a restart)
-                "SELECT name, CASE WHEN ? THEN payload END AS payload FROM processes WHERE id=?",
+                "SELECT name, created_at, CASE WHEN ? THEN payload END AS payload FROM processes WHERE id=?",
                 (payload is None, pid),
             ).fetchone()
             if row is None:  # wiped by a reset
@@ -539,26 +495,57 @@ class ProcessWorker:
             return
         if payload is None:
             payload = json.loads(row["payload"])
-        with self.store.transaction() as db:
-            if row["name"] == "IMPORTUSER":
-                info: dict[str, Any] = {"import": run_import(db, payload)}
-                export_path = None
-            else:
-                text = run_export(db, payload)
-                db.execute("INSERT OR REPLACE INTO exports VALUES (?,?)", (pid, text))
-                info = {"export": {"total_records": max(0, text.count("\n") - 1), "file_size": len(text.encode())}}
-                export_path = f"/_sandbox/exports/{pid}.csv"
-            db.execute(
-                "UPDATE processes SET status='completed', info=?, export_path=?, completed_at=?, payload=NULL"
-                " WHERE id=?",
-                (json.dumps(info), export_path, now_ms(), pid),
-            )
+        if row["name"] == "IMPORTUSER":
+            with self.store.transaction() as db:
+                info = {"import": run_import(db, payload)}
+                db.execute(
+                    "UPDATE processes SET status='completed', info=?, completed_at=?, payload=NULL WHERE id=?",
+                    (json.dumps(info), now_ms(), pid),
+                )
+        elif not self._export(pid, row["created_at"], payload):
+            return
         if payload.get("notifyUrl"):
             threading.Thread(
                 target=self._notify,
                 args=(payload["notifyUrl"], {"processId": pid, "status": "completed"}),
                 daemon=True,
             ).start()
+
+    def _export(self, pid: int, created_at: int, payload: dict[str, Any]) -> bool:
+        """Write the export's file, then complete the process; ``False`` when it did not complete
+        (the sandbox is stopping, the process was wiped by a reset, or it failed)."""
+        part = self.store.export_dir / f"{pid}.csv.part"
+        same = "SELECT 1 FROM processes WHERE id=? AND created_at=?"  # not a process of a later reset
+        try:
+            rows, size = exports.write_export(self.store, payload, part, self._stop)
+        except exports.Stopped:
+            return False
+        except errors.ApiError as exc:  # e.g. the segment was deleted after the request
+            with self.store.transaction() as db:
+                db.execute(
+                    "UPDATE processes SET status='failed', error=?, completed_at=?, payload=NULL WHERE id=?"
+                    " AND created_at=?",
+                    (exc.message, now_ms(), pid, created_at),
+                )
+            return False
+        with self.store.transaction() as db:  # a reset (which removes the files) waits for this
+            if db.execute(same, (pid, created_at)).fetchone() is None:
+                part.unlink(missing_ok=True)
+                return False
+            name = f"{pid}.csv"
+            os.replace(part, self.store.export_dir / name)
+            db.execute("INSERT OR REPLACE INTO export_files VALUES (?,?)", (pid, name))
+            db.execute(
+                "UPDATE processes SET status='completed', info=?, export_path=?, completed_at=?, payload=NULL"
+                " WHERE id=?",
+                (
+                    json.dumps({"export": {"total_records": rows, "file_size": size}}),
+                    f"/_sandbox/exports/{name}",
+                    now_ms(),
+                    pid,
+                ),
+            )
+        return True
 
 
 def _post_json(url: str, body: dict[str, Any]) -> None:

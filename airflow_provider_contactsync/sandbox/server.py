@@ -19,6 +19,7 @@ import datetime as dt
 import io
 import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import contacts, doi, errors
+from . import contacts, doi, errors, segments
 from .api import Api, Request, Response, parse_since
 from .faults import Faults
 from .imports import ProcessWorker
@@ -406,17 +407,42 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def _export_file(self, path: str) -> None:
+        """An export's CSV (``export_url``; no api-key, like Brevo's pre-signed links), streamed from
+        its file with ``sendfile``: a 1 GB export costs no memory. HEAD gives the headers only."""
+        if self.command not in ("GET", "HEAD"):
+            self._send(
+                405,
+                {"code": "method_not_allowed", "message": f"{self.command} Method is not allowed"},
+                {"Allow": "GET, HEAD"},
+            )
+            return
         name = path.rsplit("/", 1)[-1]
-        pid = digits(name.removesuffix(".csv"))
-        text = None
-        if pid is not None and self.command in ("GET", "HEAD"):
-            with self.server.sandbox.store.reading() as db:
-                row = db.execute("SELECT csv FROM exports WHERE process_id=?", (db_int(pid),)).fetchone()
-                text = row[0] if row else None
-        if text is None:
+        pid = digits(name.removesuffix(".csv")) if name.endswith(".csv") else None
+        store = self.server.sandbox.store
+        file = None
+        if pid is not None:
+            with store.reading() as db:
+                found = store.export_file(db, db_int(pid))
+            try:
+                file = found.open("rb") if found is not None else None
+            except FileNotFoundError:  # removed by a reset meanwhile
+                file = None
+        if file is None:
             self._send(404, {"code": "document_not_found", "message": "Export not found"})
-        else:
-            self._send(200, text.encode(), content_type="text/csv; charset=utf-8")
+            return
+        with file:
+            size = os.fstat(file.fileno()).st_size
+            self._status = 200
+            self._record()
+            self._responded = True
+            self.connection.settimeout(self._reader.read_timeout)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv; charset=utf-8")
+            self.send_header("Content-Length", str(size))
+            self.send_header("Content-Disposition", f'attachment; filename="contacts_export_{pid}.csv"')
+            self.end_headers()
+            if self.command == "GET" and size:
+                self.connection.sendfile(file)
 
     def _control(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
         sandbox = self.server.sandbox
@@ -477,6 +503,19 @@ class _Handler(BaseHTTPRequestHandler):
                         ip=data.get("ip") or ADMIN_IP,
                     ),
                 )
+            elif name == "segments" and method == "GET":
+                self._send(200, {"segments": sandbox.segments()})
+            elif name == "segments" and method == "POST":
+                self._send(201, sandbox.create_segment_from(data))
+            elif (match := _SEGMENT.fullmatch(name)) and method in ("PUT", "DELETE"):
+                segment_id = db_int(int(match[1]))
+                if method == "PUT":
+                    self._send(200, sandbox.update_segment_from(segment_id, data))
+                else:
+                    sandbox.delete_segment(segment_id)
+                    self._send(204)
+            elif (match := _LIST_UNSUBSCRIBE.fullmatch(name)) and method == "POST":
+                self._send(200, sandbox.unsubscribe_from_list_from(db_int(int(match[1])), data))
             elif name == "doi" and method == "GET":
                 self._send(200, {"pending": sandbox.pending_doi(email=(query.get("email") or [None])[-1])})
             elif (match := _DOI_CONFIRM.fullmatch(name)) and method == "POST":
@@ -491,6 +530,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 _UNSUBSCRIBE = re.compile(r"contacts/([^/]+)/unsubscribe")
 _DOI_CONFIRM = re.compile(r"doi/([^/]+)/confirm")
+_SEGMENT = re.compile(r"segments/([0-9]{1,30})")
+_LIST_UNSUBSCRIBE = re.compile(r"lists/([0-9]{1,30})/unsubscribe")
 
 
 def _object(data: Any) -> dict[str, Any]:
@@ -726,6 +767,59 @@ class BrevoSandbox:
         contactId, created}``; raises :class:`~.errors.ApiError` (404 for a token that is not pending)."""
         with self.store.transaction() as db:
             return doi.confirm(db, token)
+
+    def segments(self) -> list[dict[str, Any]]:
+        """The segments with their rules, oldest first: ``{id, segmentName, categoryName, updatedAt, rules}``."""
+        with self.store.reading() as db:
+            rows = db.execute("SELECT * FROM segments ORDER BY id").fetchall()
+        return [segments.render(r, with_rules=True) for r in rows]
+
+    def create_segment(self, name: str, rules: Any, category: str | None = None) -> int:
+        """Define a segment (rules: see :mod:`.segments`; category "Sandbox" by default) and return its
+        id; raises :class:`~.errors.ApiError` (400) for rules naming an unknown attribute or list, or a
+        value the attribute cannot hold."""
+        body = {"name": name, "rules": rules, **({"category": category} if category is not None else {})}
+        return int(self.create_segment_from(body)["id"])
+
+    def create_segment_from(self, body: Any) -> dict[str, Any]:
+        """``POST /_sandbox/segments``: ``{"name", "rules", "category"?}`` -> the segment with its rules."""
+        with self.store.transaction() as db:
+            return segments.create(db, body)
+
+    def update_segment(
+        self, segment_id: int, *, name: str | None = None, rules: Any = None, category: str | None = None
+    ) -> dict[str, Any]:
+        """Change a segment (``updatedAt`` moves); a field left ``None`` is kept; 404 for an unknown id."""
+        body = {k: v for k, v in (("name", name), ("rules", rules), ("category", category)) if v is not None}
+        return self.update_segment_from(segment_id, body)
+
+    def update_segment_from(self, segment_id: int | None, body: Any) -> dict[str, Any]:
+        with self.store.transaction() as db:
+            return segments.update(db, segment_id, body)  # type: ignore[arg-type]
+
+    def delete_segment(self, segment_id: int | None) -> None:
+        """Delete a segment: its id answers ``Segment ID does not exist`` from then on."""
+        with self.store.transaction() as db:
+            segments.delete(db, segment_id)  # type: ignore[arg-type]
+
+    def unsubscribe_from_list(
+        self,
+        list_id: int,
+        *,
+        emails: list[str] | None = None,
+        ids: list[int] | None = None,
+        ext_ids: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Simulate contacts unsubscribing from list ``list_id`` only (Brevo's subscription page): they
+        leave the list, stay subscribed to emails, and ``unsubscribedPerList`` exports them. Pass one
+        of ``emails``, ``ids``, ``ext_ids``; returns ``{"contacts": {"success": [...], "failure": [...]}}``."""
+        body = {k: v for k, v in (("emails", emails), ("ids", ids), ("extIds", ext_ids)) if v is not None}
+        return self.unsubscribe_from_list_from(list_id, body)
+
+    def unsubscribe_from_list_from(self, list_id: int | None, body: Any) -> dict[str, Any]:
+        """``POST /_sandbox/lists/{id}/unsubscribe``."""
+        with self.store.transaction() as db:
+            return contacts.unsubscribe_from_list(db, list_id, body)
 
     def create_attribute(
         self,

@@ -1,15 +1,19 @@
-"""SQLite state of the sandbox account: attributes, folders, lists, contacts, unsubscription events,
-pending double opt-in confirmations, processes, exports.
+"""SQLite state of the sandbox account: attributes, folders, lists, contacts, unsubscription events
+(from emails and from single lists), segments, pending double opt-in confirmations, processes, and
+the files of finished exports (CSV files in :attr:`Store.export_dir`, beside the database; the
+database keeps only their names).
 
 One writer connection guarded by a lock (every write is one transaction, so a dropped connection
 or a failed batch never leaves half a change) and one reader connection: WAL mode lets readers
-(e.g. a sensor polling a process) go on while an import writes.
+(e.g. a sensor polling a process) go on while an import writes. A long read (an export of a million
+contacts) takes a connection of its own (:meth:`Store.snapshot`) so that it holds up neither.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -40,7 +44,14 @@ CREATE INDEX IF NOT EXISTS list_members_contact ON list_members(contact_id);
 CREATE TABLE IF NOT EXISTS processes(
   id INTEGER PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, info TEXT, export_path TEXT,
   error TEXT, created_at INTEGER NOT NULL, completed_at INTEGER, payload TEXT);
-CREATE TABLE IF NOT EXISTS exports(process_id INTEGER PRIMARY KEY, csv TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS export_files(process_id INTEGER PRIMARY KEY, file TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS list_unsubscriptions(
+  list_id INTEGER NOT NULL, contact_id INTEGER NOT NULL, event_time INTEGER NOT NULL,
+  PRIMARY KEY(list_id, contact_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS list_unsubscriptions_contact ON list_unsubscriptions(contact_id);
+CREATE TABLE IF NOT EXISTS segments(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, category TEXT NOT NULL, rules TEXT NOT NULL,
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS unsubscriptions(
   id INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL, campaign_id INTEGER, event_time INTEGER NOT NULL,
   ip TEXT NOT NULL);
@@ -95,6 +106,8 @@ class Store:
 
     def __init__(self, path: str | Path, seed: dict[str, Any] | None = None) -> None:
         self.path = str(path)
+        self.export_dir = Path(self.path + "-exports")
+        """Where finished exports are written (``<process id>.csv``); emptied by :meth:`reset`."""
         self.seed = seed or {}
         self.lock = threading.RLock()
         # Imports touch index pages all over a big account: a page cache that holds the indexes of
@@ -105,6 +118,7 @@ class Store:
         with self.lock:
             self._writer.executescript(SCHEMA)
         with self.transaction() as db:
+            self._move_legacy_exports(db)
             if not db.execute("SELECT 1 FROM meta WHERE key='seeded'").fetchone():
                 self._seed_defaults(db)
             self._apply_seed(db, self.seed)
@@ -121,6 +135,44 @@ class Store:
         with self.lock, self._read_lock:
             self._writer.close()
             self._reader.close()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection of its own inside one read transaction (a consistent snapshot), for
+        reads that take seconds: neither the writer nor the shared reader waits for it."""
+        conn = self._connect(cache_mb=32)
+        try:
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("BEGIN")
+            yield conn
+        finally:
+            conn.close()
+
+    def _move_legacy_exports(self, db: sqlite3.Connection) -> None:
+        """Databases of earlier sandboxes kept each export's CSV text in an ``exports`` table: written
+        out as files, so that their ``export_url`` still answers."""
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='exports'").fetchone():
+            return
+        for process_id, text in db.execute("SELECT process_id, csv FROM exports").fetchall():
+            self.export_dir.mkdir(parents=True, exist_ok=True)
+            name = f"{int(process_id)}.csv"
+            (self.export_dir / name).write_bytes(text.encode())
+            db.execute("INSERT OR REPLACE INTO export_files VALUES (?,?)", (process_id, name))
+        db.execute("DROP TABLE exports")
+
+    def export_file(self, db: sqlite3.Connection, process_id: int | None) -> Path | None:
+        """The CSV file of a finished export, ``None`` if there is none."""
+        row = db.execute("SELECT file FROM export_files WHERE process_id=?", (process_id,)).fetchone()
+        return self.export_dir / row[0] if row else None
+
+    def _remove_export_files(self) -> None:
+        """Delete the export files (finished and in progress). A download already under way keeps
+        reading its open file."""
+        if not self.export_dir.is_dir():
+            return
+        for entry in os.scandir(self.export_dir):
+            if entry.is_file() and entry.name.endswith((".csv", ".part")):
+                Path(entry.path).unlink(missing_ok=True)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -203,11 +255,15 @@ class Store:
                 "contacts",
                 "list_members",
                 "processes",
-                "exports",
+                "export_files",
                 "unsubscriptions",
+                "list_unsubscriptions",
+                "segments",
                 "doi_requests",
             ):
                 db.execute(f"DELETE FROM {table}")
+            db.execute("DELETE FROM sqlite_sequence WHERE name='segments'")
+            self._remove_export_files()
             self._seed_defaults(db)
             self._apply_seed(db, self.seed)
 
