@@ -28,6 +28,12 @@ against the path relative to the folder (subfolders are walked for it). Folders 
 as relative paths are relative to the login folder, ``exclude`` ones to the listed folder; every path
 returned is absolute.
 
+Writing (export destinations, :mod:`airflow_provider_contactsync.exports.destinations`) uses the same
+connections: :meth:`~SftpFileSystem.makedirs`, :meth:`~SftpFileSystem.upload` (a stream written in
+blocks, constant memory), :meth:`~SftpFileSystem.file_size` and :meth:`~SftpFileSystem.rename` (which,
+unlike ``move``, replaces an existing target), with ``open`` and ``delete`` above for reading back and
+cleaning up.
+
 Needs the ``sftp`` extra (apache-airflow-providers-sftp and -ftp); they are imported on first use.
 """
 
@@ -44,7 +50,7 @@ import ssl
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from airflow_provider_contactsync.core.errors import ConfigurationError
 from airflow_provider_contactsync.sources.files import FileInfo, FileSystem, LocalFileSystem, matches
@@ -54,7 +60,7 @@ if TYPE_CHECKING:
     from airflow.providers.sftp.hooks.sftp import SFTPHook
     from paramiko import SFTPClient, SFTPFile
 
-__all__ = ["FtpFileSystem", "HostKeyError", "SftpFileSystem", "filesystem_for"]
+__all__ = ["FtpFileSystem", "HostKeyError", "SftpFileSystem", "filesystem_for", "ftp_filesystem"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +100,16 @@ def filesystem_for(source: _SourceLocation) -> FileSystem:
     conn = _connection(source.conn_id)
     tls = conn.conn_type == "ftps" or _is_true(conn.extra_dejson.get("tls"))
     return FtpFileSystem(source.conn_id, tls=tls)
+
+
+def ftp_filesystem(conn_id: str, *, tls: bool = False) -> FtpFileSystem:
+    """An FTP file system, with TLS when asked or when the connection says so (``ftps`` type, ``tls`` extra).
+
+    A connection that asks for TLS never gets clear text, whatever the caller asked.
+    """
+    conn = _connection(conn_id)
+    tls = tls or conn.conn_type == "ftps" or _is_true(conn.extra_dejson.get("tls"))
+    return FtpFileSystem(conn_id, tls=tls)
 
 
 class SftpFileSystem:
@@ -178,6 +194,56 @@ class SftpFileSystem:
 
     def delete(self, path: str) -> None:
         self._client().remove(path)
+
+    def makedirs(self, folder: str) -> str:
+        """Create ``folder`` ('' = login folder) and its missing parents; return its absolute path."""
+        sftp = self._client()
+        folder = self._absolute(folder)
+        _makedirs(folder, is_folder=lambda p: _sftp_is_folder(sftp, p), mkdir=sftp.mkdir)
+        return folder
+
+    def upload(self, source: BinaryIO, path: str) -> int:
+        """Write ``source`` to ``path`` (created, or truncated if it exists); return the bytes sent.
+
+        Blocks are pipelined (sent without waiting for each reply, as ``putfo`` does); the server's
+        replies are all checked when the file is closed, so a refused write raises here.
+        """
+        sent = 0
+        with self._client().open(path, "wb") as remote:
+            remote.set_pipelined(True)
+            while block := source.read(_SFTP_BLOCK):
+                remote.write(block)
+                sent += len(block)
+        return sent
+
+    def file_size(self, path: str) -> int | None:
+        """The size of the regular file at ``path``, or None when there is none (missing, or not a file)."""
+        try:
+            attrs = self._client().stat(path)
+        except FileNotFoundError:
+            return None
+        return (attrs.st_size or 0) if stat.S_ISREG(attrs.st_mode or 0) else None
+
+    def rename(self, path: str, target: str) -> None:
+        """Rename ``path`` to ``target``, **replacing** ``target`` if it exists (``move`` never does).
+
+        Atomic with OpenSSH's ``posix-rename@openssh.com`` extension: readers see the old file or the
+        new one, never neither. A server without it gets the SFTP v3 rename (which refuses to
+        overwrite) after the old target is removed: for that moment no file has the name.
+        """
+        sftp = self._client()
+        try:
+            sftp.posix_rename(path, target)
+            return
+        except OSError as exc:
+            if exc.errno is not None:  # no such file, permission denied: the server understood
+                raise
+            log.info(
+                "SFTP connection %r: posix-rename refused (%s); removing %r, then renaming", self.conn_id, exc, target
+            )
+        if _sftp_exists(sftp, target):
+            sftp.remove(target)
+        sftp.rename(path, target)
 
     def close(self) -> None:
         """Close the SFTP session and its SSH connection (``SFTPHook.close_conn`` leaves the SSH one open)."""
@@ -368,6 +434,64 @@ class FtpFileSystem:
             self._conn().delete(path)
         except ftplib.error_perm as exc:
             raise _not_found(exc, path) from None
+
+    def makedirs(self, folder: str) -> str:
+        """Create ``folder`` ('' = login folder) and its missing parents; return its absolute path."""
+        conn = self._conn()
+        folder = self._absolute(folder)
+        _makedirs(folder, is_folder=lambda p: _ftp_is_folder(conn, p), mkdir=conn.mkd)
+        return folder
+
+    def upload(self, source: BinaryIO, path: str) -> int:
+        """``STOR`` ``source`` to ``path`` in binary mode (created, or replaced); return the bytes sent.
+
+        The server's final reply is checked: a 4xx/5xx after the data (disk full, quota) raises.
+        """
+        conn = self._conn()
+        if not _encodable(path, conn.encoding):
+            raise ConfigurationError(f"the file name is not valid {conn.encoding}: FTP cannot send it", file=path)
+        sent = 0
+
+        def count(block: bytes) -> None:
+            nonlocal sent
+            sent += len(block)
+
+        try:
+            conn.storbinary(f"STOR {path}", source, blocksize=_FTP_BUFFER, callback=count)
+        except ftplib.error_perm:
+            raise  # the server's refusal was read: the connection is still in step
+        except BaseException:
+            self.close()  # a transfer cut short leaves replies unread: start the next call afresh
+            raise
+        return sent
+
+    def file_size(self, path: str) -> int | None:
+        """The size of the file at ``path`` (``SIZE``, binary mode), or None when the server has no such file."""
+        try:
+            size = self._conn().size(path)
+        except ftplib.error_perm as exc:
+            if str(exc).startswith("550"):
+                return None
+            raise
+        return None if size is None else int(size)
+
+    def rename(self, path: str, target: str) -> None:
+        """Rename ``path`` to ``target``, **replacing** ``target`` if it exists (``move`` never does).
+
+        ``RNFR``/``RNTO`` replaces the target on most servers (vsftpd, ProFTPD, pyftpdlib: a POSIX
+        rename, atomic). A server that refuses because the target exists gets the old target removed,
+        then the rename again: for that moment no file has the name.
+        """
+        conn = self._conn()
+        try:
+            conn.rename(path, target)
+            return
+        except ftplib.error_perm as exc:
+            if self.file_size(target) is None:
+                raise _not_found(exc, path) from None
+            log.info("FTP connection %r: RNTO %r refused (%s); removing it, then renaming", self.conn_id, target, exc)
+        self.delete(target)
+        conn.rename(path, target)
 
     def close(self) -> None:
         """Log out of the listing connection (open files close their own)."""
