@@ -201,7 +201,7 @@ class ContactsyncExportOperator(_ExportOperator):
         if not template.endswith(SUFFIX[spec.format.type]):
             template += SUFFIX[spec.format.type]
         name = file_name(template, when=when, name=spec.name, compression=spec.file.compression)
-        member = name.removesuffix(".zip")
+        member = name.removesuffix(".zip").removesuffix(".gz")  # the uncompressed file (a zip's member)
         workdir = tempfile.mkdtemp(prefix="contactsync-export-")
         try:
             method = choose_method(spec.content, cursor, reader.count())
@@ -381,6 +381,8 @@ def destination_config(spec: ExportDefinition) -> Any:
         columns=[entry.name for entry in spec.content.fields],
         compression=spec.file.compression,
         encrypted=spec.file.encryption is not None,
+        quotechar=spec.format.quotechar,
+        encoding=spec.format.encoding,
     )
 
 

@@ -10,6 +10,7 @@ with a two-step transfer and a confirmation file. The factory turns each into on
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -414,6 +415,16 @@ class ExportDefinition(StrictModel):
         if self.destination.type == "bigquery":
             if self.file.encryption is not None or self.file.compression == "zip":
                 raise ValueError("destination bigquery loads the rows: no file.encryption and no zip (gzip is fine)")
+            if self.format.encoding not in ("utf-8", "latin-1"):
+                raise ValueError(
+                    "destination bigquery loads utf-8 or latin-1 files: set format.encoding to one of them"
+                )
+            for entry in self.content.fields:
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,299}", entry.name):
+                    raise ValueError(
+                        f"content.fields: {entry.name!r} is not a BigQuery column name (a letter or '_', then letters, "
+                        "digits or '_'): give it a column name"
+                    )
             if self.format.type == "csv" and self.format.quoting == "none":
                 raise ValueError("destination bigquery: CSV quoting none cannot be loaded safely; use minimal")
             if self.confirmation is not None and "://" not in self.confirmation.path:
