@@ -317,3 +317,38 @@ def test_csv_reader_handles_brevo_exports_with_quoted_values(tmp_path: Path) -> 
     (contact,) = list(reader._read_csv(str(path)))
     assert contact["EMAIL"] == "a;b@example.com" and contact["AGE"] == 31 and contact["EMAIL_BLACKLISTED"] is True
     assert contact["MODIFIED_TIME"] == "2026-01-01T23:00:00.000+00:00"
+
+
+def test_segment_and_unsubscribed_from_list_to_ftp(
+    account: Account, ftp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_EXPORT_FTP", ftp_server.airflow_connection())
+    for n in range(4):
+        account.add(f"p{n}@example.com", COUNTRY="FR" if n < 3 else "DE")
+    account.sandbox.unsubscribe_from_list(account.list_id, emails=["p0@example.com", "p3@example.com"])
+    segment = account.sandbox.create_segment("French", {"attribute": "COUNTRY", "equals": "FR"})
+    folder = f"drop-{uuid.uuid4().hex[:6]}"
+
+    def export(name: str, content: str) -> list[str]:
+        definition = account.definition(f"""
+kind: export
+integration: newsletter
+name: {name}
+content:
+{content}
+  fields: [EMAIL]
+file: {{name: "{name}"}}
+destination: {{type: ftp, conn_id: export_ftp, folder: {folder}}}
+""")
+        run = account.run(definition)
+        assert task_states(run) == {"build_file": "success", "deliver": "success"}
+        return ftp_server.read(f"{folder}/{name}.csv").decode().splitlines()[1:]
+
+    left = export(
+        "left_newsletter", f"  contacts: list\n  list_id: {account.list_id}\n  status: unsubscribed_from_list"
+    )
+    assert sorted(left) == ["p0@example.com", "p3@example.com"]
+    french = export("french", f"  contacts: segment\n  segment_id: {segment}\n  read: export")
+    assert sorted(french) == ["p0@example.com", "p1@example.com", "p2@example.com"]
+    french_pages = export("french_pages", f"  contacts: segment\n  segment_id: {segment}\n  read: pages")
+    assert sorted(french_pages) == sorted(french)
