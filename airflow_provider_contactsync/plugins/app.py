@@ -6,6 +6,8 @@ Pages (HTML) and the same data as JSON:
 - ``/sources/{dag_id}``: a source's last runs, charts, error reports, definition and trigger buttons
   (``/api/sources/{dag_id}``);
 - ``/reports/{dag_id}/{run_id}``: a run's error report as CSV, streamed from the staging store.
+- ``/exports``: the export history, each execution's view, and its actions (retry, ignore, run now):
+  :mod:`.exports_panel`.
 - ``POST /webhooks/{integration}/{source}``: the signed webhook intake (a shop's deliveries into the
   source's events queue; :mod:`airflow_provider_contactsync.sources.events.intake`).
 
@@ -35,7 +37,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from markupsafe import Markup, escape
 
-from airflow_provider_contactsync.plugins import charts, data, markdown, panels, reports
+from airflow_provider_contactsync.plugins import charts, data, exports_panel, markdown, panels, reports
 from airflow_provider_contactsync.plugins.urls import WEBHOOKS_PATH, report_path
 
 HERE = Path(__file__).parent
@@ -126,6 +128,7 @@ def create_app() -> FastAPI:
             },
         )
 
+    exports_panel.add_routes(app)
     return app
 
 
