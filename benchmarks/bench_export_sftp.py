@@ -175,7 +175,8 @@ confirmation: {{format: json}}
         for name, seconds in result["steps"]:
             print(f"  {seconds:8.2f} s  {name}")
         print(
-            f"  build_file {result['build_s']:.2f} s, deliver {result['deliver_s']:.2f} s, total {result['total_s']:.2f} s"
+            f"  build_file {result['build_s']:.2f} s, deliver {result['deliver_s']:.2f} s, "
+            f"total {result['total_s']:.2f} s"
         )
         print(f"  file {size / 1e6:.1f} MB at {result['delivered']}")
         print(
