@@ -187,8 +187,9 @@ class SourceDetail:
     staging: str | None  # the staging base the DAG's tasks were given, if any (else the configured one)
 
 
-def contactsync_dag_ids(session: Any, readable: Iterable[str] | None = None) -> list[str]:
-    """The DAGs tagged ``contactsync`` (among ``readable``, when given), sorted."""
+def contactsync_dag_ids(session: Any, readable: Iterable[str] | None = None, *, exports: bool = False) -> list[str]:
+    """The sources' DAGs (tagged ``contactsync``; with ``exports``, the exports' instead), among ``readable``
+    when given, sorted."""
     from airflow.models.dag import DagTag
     from sqlalchemy import select
 
@@ -196,7 +197,7 @@ def contactsync_dag_ids(session: Any, readable: Iterable[str] | None = None) -> 
     ids = set(session.scalars(query))
     if readable is not None:
         ids &= set(readable)
-    return sorted(ids)
+    return sorted(dag_id for dag_id in ids if dag_id.startswith("contactsync_export__") == exports)
 
 
 def load_sources(session: Any, dag_ids: list[str]) -> list[Source]:

@@ -208,7 +208,7 @@ def retry_refusal(record: ExportRecord | None) -> str | None:
 
 def export_dag_ids(session: Any, readable: Any = None) -> list[str]:
     """The export DAGs (tagged ``contactsync``, id ``contactsync_export__...``), among ``readable`` when given."""
-    return [dag_id for dag_id in data.contactsync_dag_ids(session, readable) if dag_id.startswith(EXPORT_PREFIX)]
+    return data.contactsync_dag_ids(session, readable, exports=True)
 
 
 def staging_base(session: Any, dag_id: str) -> str:
