@@ -39,7 +39,11 @@ DIST = "airflow-provider-contactsync"
 DEMO_DAG = "contactsync__demo__customers"
 EXAMPLE_DEFINITIONS = ROOT / "example_dags" / "definitions"
 EXAMPLE_DAGS = {
-    "contactsync__{integration}__{name}".format(integration=d["integration"], name=d["source"]["name"])
+    (
+        f"contactsync_export__{d['integration']}__{d['name']}"
+        if d.get("kind") == "export"
+        else f"contactsync__{d['integration']}__{d['source']['name']}"
+    )
     for d in (yaml.safe_load(path.read_text(encoding="utf-8")) for path in EXAMPLE_DEFINITIONS.glob("*.yaml"))
 }
 VENV_BIN = Path(sys.executable).parent
