@@ -161,6 +161,9 @@ def test_example_unsubscribes_to_sftp_gzip_pgp_two_step_confirmation_incremental
     assert account.record(definition, retry).retry_of == first.run_id
     fourth = account.run(definition)  # the retry did not move the cursor back or forward
     assert xcom_value(fourth, "deliver")["rows"] == 0
+    full = account.run(definition, full_export=True)  # the param ignores the cursor once
+    assert xcom_value(full, "deliver")["rows"] == 3
+    assert xcom_value(account.run(definition), "deliver")["rows"] == 0
 
 
 def test_brevo_export_to_a_local_folder_as_zip_json_lines_with_a_where_condition(account: Account) -> None:

@@ -201,3 +201,77 @@ def test_export_cursor_keeps_every_contact_of_its_millisecond() -> None:
     later = start.after("2026-01-01T00:00:00.000+00:00", 3).after("2026-01-01T00:00:00.001+00:00", 1)
     assert later == ExportCursor("2026-01-01T00:00:00.001+00:00", frozenset({1}))
     assert ExportCursor.from_json(later.to_json()) == later
+
+
+def test_a_broken_export_is_an_import_error_of_its_file_only(tmp_path: Path) -> None:
+    import shutil
+
+    from airflow_provider_contactsync.dag_factory import check_definitions, load_dags
+    from airflow_provider_contactsync.dag_factory.errors import ContactsyncDefinitionsError
+
+    demo = Path(__file__).resolve().parents[1] / "example_dags" / "definitions" / "demo_customers.yaml"
+    shutil.copy(demo, tmp_path / "demo.yaml")
+    _write(tmp_path, GOOD, "good_export.yaml")
+    broken = _write(
+        tmp_path, GOOD.replace("name: unsubscribes", "name: broken").replace("status:", "statuz:"), "broken_export.yaml"
+    )
+    dags = load_dags(tmp_path)
+    assert sorted(dags) == ["contactsync__demo__customers", "contactsync_export__newsletter__unsubscribes"]
+    assert [t.task_id for t in dags["contactsync_export__newsletter__unsubscribes"].tasks] == ["build_file", "deliver"]
+    with pytest.raises(ContactsyncDefinitionsError) as caught:
+        check_definitions(tmp_path)
+    assert f"{broken}:8: content.statuz" in str(caught.value)
+    assert "good_export.yaml" not in str(caught.value)
+
+
+def test_schedule_time_zone_and_draft_reach_the_dag(tmp_path: Path) -> None:
+    from airflow_provider_contactsync.core.spec import load_definition
+    from airflow_provider_contactsync.dag_factory import build_dag
+
+    dag = build_dag(
+        load_definition(_write(tmp_path, GOOD.replace("kind: export", "kind: export\nstatus: draft"))), register=False
+    )
+    assert dag.timetable.expression == "30 6 * * *"
+    assert str(dag.timetable.timezone) == "Europe/Paris"
+    assert dag.is_paused_upon_creation is True
+    assert set(dag.params.keys()) == {"full_export", "retry_of"}
+
+
+def test_history_records_ignore_and_prune(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from airflow_provider_contactsync.exports import history
+
+    base = f"file://{tmp_path}"
+    kept = tmp_path / "kept.csv"
+    for run_id, started, keep_until in (
+        ("r1", "2026-01-01T00:00:00+00:00", "2026-01-10T00:00:00+00:00"),
+        ("r2", "2026-01-05T00:00:00+00:00", "2026-03-01T00:00:00+00:00"),
+    ):
+        folder = history.run_folder(base, "d", run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "f.csv").write_bytes(b"x")
+        record = history.ExportRecord(
+            dag_id="d",
+            run_id=run_id,
+            export="e",
+            integration="i",
+            status="delivered",
+            file_url=str(folder / "f.csv"),
+            started_at=started,
+            keep_until=keep_until,
+        )
+        with record.step("a step"):
+            pass
+        history.write_record(base, record)
+    assert [r.run_id for r in history.list_records(base, "d")] == ["r2", "r1"]
+    history.mark_ignored(base, "d", "r2", by="alice")
+    assert [r.run_id for r in history.list_records(base, "d")] == ["r1"]
+    assert history.is_ignored(base, "d", "r2")
+    history.mark_ignored(base, "d", "r2", by="alice", ignored=False)
+    assert len(history.list_records(base, "d")) == 2
+    assert history.prune(base, "d", now=dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)) == ["r1"]
+    r1 = history.read_record(base, "d", "r1")
+    assert r1.file_removed and not (tmp_path / "d" / "exports" / "r1" / "f.csv").exists()
+    assert (tmp_path / "d" / "exports" / "r2" / "f.csv").exists() and not kept.exists()
+    assert r1.steps[0].name == "a step" and r1.steps[0].ok
