@@ -89,6 +89,8 @@ def test_where_must_give_a_boolean(tmp_path: Path) -> None:
         (('{every: daily, at: "06:30", timezone: Europe/Paris}', "{every: daily, at: '25:00'}"), "at"),
         (("timezone: Europe/Paris", "timezone: Mars/Olympus"), "not an IANA time zone"),
         (("- EMAIL\n", "- EMAIL\n    - {attribute: FIRSTNAME, column: EMAIL}\n"), "appears twice"),
+        (("{format: keyvalue}", "{path: '{date}.done'}"), "only {file}"),
+        (('schedule: {every: daily, at: "06:30", timezone: Europe/Paris}', "schedule: '61 * * * *'"), "cron"),
     ],
 )
 def test_inconsistent_definitions_are_refused(tmp_path: Path, change: tuple[str, str], message: str) -> None:

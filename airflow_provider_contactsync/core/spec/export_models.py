@@ -306,6 +306,22 @@ class Confirmation(StrictModel):
     )
     format: Literal["json", "keyvalue"] = Field("json", description="json, or keyvalue (one key=value per line).")
 
+    @field_validator("path")
+    @classmethod
+    def _template(cls, template: str) -> str:
+        from airflow_provider_contactsync.exports.confirmation import split_confirmation_location
+
+        split_confirmation_location(template)
+        return template
+
+
+def _check_cron(expression: str, what: str) -> str:
+    from croniter import croniter
+
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        raise ValueError(f"{what} {expression!r} is not a five-field cron expression")
+    return expression
+
 
 class ExportSchedule(StrictModel):
     """When: a frequency and a time of day, or a cron expression."""
@@ -324,10 +340,7 @@ class ExportSchedule(StrictModel):
         if (self.every is None) == (self.cron is None):
             raise ValueError("give either every (with at) or cron")
         if self.cron is not None:
-            from croniter import croniter
-
-            if len(self.cron.split()) != 5 or not croniter.is_valid(self.cron):
-                raise ValueError(f"cron {self.cron!r} is not a five-field cron expression")
+            _check_cron(self.cron, "cron")
         import zoneinfo
 
         try:
@@ -394,13 +407,8 @@ class ExportDefinition(StrictModel):
     @field_validator("schedule")
     @classmethod
     def _schedule_text(cls, schedule: ExportSchedule | str) -> ExportSchedule | str:
-        if isinstance(schedule, str):
-            if schedule in ("manual", "hourly", "daily"):
-                return schedule
-            from croniter import croniter
-
-            if len(schedule.split()) != 5 or not croniter.is_valid(schedule):
-                raise ValueError(f"{schedule!r} is not manual, hourly, daily or a five-field cron expression")
+        if isinstance(schedule, str) and schedule not in ("manual", "hourly", "daily"):
+            _check_cron(schedule, "schedule: manual, hourly, daily or a cron;")
         return schedule
 
     @model_validator(mode="after")
