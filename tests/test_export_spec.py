@@ -277,3 +277,20 @@ def test_history_records_ignore_and_prune(tmp_path: Path) -> None:
     assert r1.file_removed and not (tmp_path / "d" / "exports" / "r1" / "f.csv").exists()
     assert (tmp_path / "d" / "exports" / "r2" / "f.csv").exists() and not kept.exists()
     assert r1.steps[0].name == "a step" and r1.steps[0].ok
+
+
+def test_cli_validates_export_definitions_and_prints_their_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from airflow_provider_contactsync.cli import main
+
+    good = _write(tmp_path, GOOD, "good.yaml")
+    assert main(["validate", str(good), "--check-source"]) == 0
+    assert "contactsync_export__newsletter__unsubscribes" in capsys.readouterr().out
+    bad = _write(tmp_path, GOOD.replace("status: unsubscribed", "status: gone"), "bad.yaml")
+    assert main(["validate", str(bad)]) == 1
+    assert f"{bad}:8: content.status" in capsys.readouterr().err
+    assert main(["schema", "--export"]) == 0
+    assert json.loads(capsys.readouterr().out)["title"] == "ExportDefinition"
