@@ -232,9 +232,11 @@ destination: {{type: storage, conn_id: export_s3, path: "s3://{bucket}/exports/"
 
 
 def test_bigquery_replace_then_append(
-    account: Account, bigquery_emulator: Any, monkeypatch: pytest.MonkeyPatch
+    account: Account, bigquery_emulator: Any, s3_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_EXPORT_BQ", bigquery_emulator.airflow_connection())
+    monkeypatch.setenv("AIRFLOW_CONN_CONFIRMATIONS_S3", s3_server.connection())
+    bucket = s3_server.create_bucket()
     dataset = f"exports_{uuid.uuid4().hex[:8]}"
     client = bigquery_emulator.client()
     client.create_dataset(dataset)
@@ -249,7 +251,7 @@ name: to_bq_{write}
 content: {{fields: [{{attribute: EMAIL, column: email}}, {{attribute: FIRSTNAME, column: first_name}}]}}
 file: {{compression: gzip}}
 destination: {{type: bigquery, conn_id: export_bq, dataset: {dataset}, table: contacts, write: {write}}}
-confirmation: {{path: "{account.tmp_path}/confirmations/{{file}}.json"}}
+confirmation: {{path: "s3://{bucket}/confirmations/{{file}}.json", conn_id: confirmations_s3}}
 """)
 
     def table() -> list[tuple[str, str]]:
@@ -263,7 +265,9 @@ confirmation: {{path: "{account.tmp_path}/confirmations/{{file}}.json"}}
         assert table() == [(f"b{n}@example.com", f"B{n}") for n in range(3)]
     account.run(definition("append"))
     assert len(table()) == 6
-    assert any((account.tmp_path / "confirmations").iterdir())
+    listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="confirmations/")["Contents"]
+    body = s3_server.client().get_object(Bucket=bucket, Key=listed[0]["Key"])["Body"].read()
+    assert json.loads(body)["rows"] == 3
 
 
 def test_failure_alert_reaches_every_recipient(account: Account, smtp_server: Any, smtp_conn_id: str) -> None:

@@ -383,6 +383,7 @@ def destination_config(spec: ExportDefinition) -> Any:
         encrypted=spec.file.encryption is not None,
         quotechar=spec.format.quotechar,
         encoding=spec.format.encoding,
+        confirmation_conn_id=spec.confirmation.conn_id if spec.confirmation is not None else None,
     )
 
 

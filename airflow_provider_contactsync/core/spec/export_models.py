@@ -305,6 +305,11 @@ class Confirmation(StrictModel):
         "or a URL/absolute folder path for storage (required for bigquery: e.g. s3://bucket/confirmations/{file}.json).",
     )
     format: Literal["json", "keyvalue"] = Field("json", description="json, or keyvalue (one key=value per line).")
+    conn_id: ConnId | None = Field(
+        None,
+        description="Airflow connection of the object store when path is a URL elsewhere than the destination "
+        "(s3://, gs://); default: the destination's connection for storage, the environment's credentials otherwise.",
+    )
 
     @field_validator("path")
     @classmethod
