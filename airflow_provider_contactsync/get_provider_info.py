@@ -109,6 +109,14 @@ def get_provider_info() -> dict[str, Any]:
                         "the task defers (no worker slot held) and resumes at the reset.",
                         "schema": {"type": ["number", "null"], "default": 300, "minimum": 1},
                     },
+                    "shared_rate_limit": {
+                        "label": "Shared rate limit (Redis)",
+                        "description": "Share Brevo's per-account limits with every task syncing into this account "
+                        'through Redis: {"redis_conn_id": "redis_default"}; optional contacts_per_second (10), '
+                        "contacts_per_hour (36000), general_per_hour (100), margin_seconds (0.05), account. "
+                        "Empty: each task paces itself.",
+                        "schema": {"type": ["object", "null"], "default": None},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["login", "schema", "port"],

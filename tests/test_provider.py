@@ -40,4 +40,10 @@ def test_connection_form_declares_api_key_and_base_url() -> None:
     behaviour = conn["ui-field-behaviour"]
     assert behaviour["relabeling"]["password"] == "API key"
     assert "host" not in behaviour["hidden-fields"] and "password" not in behaviour["hidden-fields"]
-    assert set(conn["conn-fields"]) == {"timeout", "poll_interval", "max_retries", "max_wait_seconds"}
+    assert set(conn["conn-fields"]) == {
+        "timeout",
+        "poll_interval",
+        "max_retries",
+        "max_wait_seconds",
+        "shared_rate_limit",
+    }

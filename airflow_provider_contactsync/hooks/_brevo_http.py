@@ -9,6 +9,10 @@ Why the rules are what they are:
   in the window). When ``remaining`` reaches 0 we wait the window out *before* the next call in
   that bucket instead of collecting a 429.
 * A 429 proves the request was not processed, so any call may be repeated after the reset.
+* Those headers are the account's, but they arrive after the fact: two processes syncing into one
+  account each spend the budget they see. With a :class:`~._shared_limit.SharedRateLimiter` (the
+  connection extra ``shared_rate_limit``) every request first takes a place in windows that all
+  processes share through Redis, and waits (or defers, like a used-up hourly budget) until one frees.
 * 5xx answers, read timeouts and dropped connections do not say whether Brevo acted on the
   request. Only calls whose repetition is harmless (reads, PUT/DELETE, upserts) are repeated;
   the others raise :class:`BrevoOutcomeUnknownError`.
@@ -29,6 +33,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from airflow_provider_contactsync.core.errors import BrevoError
+from airflow_provider_contactsync.hooks._shared_limit import SharedRateLimiter
 
 DEFAULT_BASE_URL = "https://api.brevo.com/v3"
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -117,6 +122,8 @@ class BrevoStats:
     :param wait_seconds: total time spent sleeping (pacing, 429 waits, backoff, polling).
     :param import_bodies: ``POST /contacts/import`` bodies accepted by Brevo.
     :param imported_contacts: contacts carried by those bodies.
+    :param shared_waits: times the shared rate limit (Redis) made a request wait for a place.
+    :param shared_unavailable: requests sent without the shared limit because Redis was unreachable.
     """
 
     requests: Counter[str] = field(default_factory=Counter)
@@ -125,6 +132,8 @@ class BrevoStats:
     wait_seconds: float = 0.0
     import_bodies: int = 0
     imported_contacts: int = 0
+    shared_waits: int = 0
+    shared_unavailable: int = 0
 
     @property
     def total_requests(self) -> int:
@@ -252,6 +261,7 @@ class BrevoHttp:
     :param sleep: injectable ``time.sleep`` so tests check waits without waiting.
     :param monotonic: injectable ``time.monotonic`` (must advance with ``sleep``).
     :param rand: injectable ``random.random`` for jitter.
+    :param shared: the account's limits shared with other processes (``None``: this process alone).
     """
 
     def __init__(
@@ -265,8 +275,10 @@ class BrevoHttp:
         monotonic: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = _random.random,
         log: logging.Logger | None = None,
+        shared: SharedRateLimiter | None = None,
     ) -> None:
         self.client = client
+        self.shared = shared
         self._secret = secret
         self.policy = policy
         self.stats = stats
@@ -279,11 +291,11 @@ class BrevoHttp:
     def bucket(self, path: str) -> RateLimitBucket:
         return self.buckets.setdefault(rate_limit_bucket(path), RateLimitBucket())
 
-    def wait(self, seconds: float, why: str) -> None:
+    def wait(self, seconds: float, why: str, *, level: int = logging.INFO) -> None:
         """Sleep through the injected clock and count it."""
         if seconds <= 0:
             return
-        self.log.info("Brevo: waiting %.2f s (%s)", seconds, why)
+        self.log.log(level, "Brevo: waiting %.2f s (%s)", seconds, why)
         self.stats.wait_seconds += seconds
         self.sleep(seconds)
 
@@ -323,6 +335,7 @@ class BrevoHttp:
             )
             if bucket.remaining == 0 and (bucket.seconds_until_reset(self.monotonic()) or 0) <= 0:
                 bucket.remaining = None  # the window has reset; the next answer tells the new count
+            self._take_shared_place(method, path)
             if attempt:
                 self.stats.retries += 1
             attempt += 1
@@ -375,7 +388,31 @@ class BrevoHttp:
                 continue
             raise self._status_error(response, method, path)
 
-    def _rate_limit_wait(self, seconds: float, method: str, path: str, why: str) -> None:
+    def _take_shared_place(self, method: str, path: str) -> None:
+        """Wait until the account's shared windows have room for this request, and take it.
+
+        Waits past ``max_wait_seconds`` raise :class:`BrevoRateLimitedError` (the load defers), as a
+        used-up window reported by Brevo's headers does. The jitter is a tenth of the wait at most, so
+        workers woken by the same freed place do not all ask again at the same instant.
+        """
+        if self.shared is None:
+            return
+        bucket = rate_limit_bucket(path)
+        while True:
+            wait = self.shared.acquire(bucket)
+            if wait is None:
+                self.stats.shared_unavailable += 1
+                return
+            if wait <= 0:
+                return
+            self.stats.shared_waits += 1
+            delay = wait + self.rand() * min(self.policy.rate_limit_jitter, wait / 10)
+            # Sub-second waits are the normal pace of a busy account: not worth a log line each.
+            self._rate_limit_wait(
+                delay, method, path, f"shared {bucket} rate limit", level=logging.INFO if delay >= 1 else logging.DEBUG
+            )
+
+    def _rate_limit_wait(self, seconds: float, method: str, path: str, why: str, *, level: int = logging.INFO) -> None:
         """Wait for a rate-limit window, unless that is longer than the policy allows (then raise)."""
         if seconds > self.policy.max_wait_seconds:
             bucket = rate_limit_bucket(path)
@@ -386,7 +423,7 @@ class BrevoHttp:
                 self.policy.max_wait_seconds,
             )
             raise BrevoRateLimitedError(seconds, method=method, path=path, bucket=bucket)
-        self.wait(seconds, why)
+        self.wait(seconds, why, level=level)
 
     def _reset_jitter(self, bucket: RateLimitBucket) -> float:
         if bucket.required_wait(self.monotonic()) <= 0:

@@ -9,6 +9,7 @@ and timeouts, and repeats only the calls whose repetition is harmless.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 import math
 import random as _random
@@ -21,7 +22,7 @@ from urllib.parse import quote
 import httpx
 from airflow.sdk import BaseHook
 
-from airflow_provider_contactsync.core.errors import BrevoError
+from airflow_provider_contactsync.core.errors import BrevoError, ConfigurationError
 from airflow_provider_contactsync.hooks._brevo_http import (
     DEFAULT_BASE_URL,
     BrevoHttp,
@@ -32,6 +33,7 @@ from airflow_provider_contactsync.hooks._brevo_http import (
     resolve_base_url,
 )
 from airflow_provider_contactsync.hooks._brevo_import import DEFAULT_MAX_BODY_BYTES, iter_import_bodies
+from airflow_provider_contactsync.hooks._shared_limit import SharedLimitConfig, SharedRateLimiter, connect_redis
 
 __all__ = [
     "BrevoHook",
@@ -101,13 +103,16 @@ class BrevoHook(BaseHook):
 
     The connection's password is the API key; its host optionally overrides the base URL
     (``http://127.0.0.1:8787/v3`` for the sandbox; scheme, port and ``/v3`` optional). Extras
-    ``timeout`` and ``max_retries`` tune the request loop.
+    ``timeout``, ``max_retries``, ``max_wait_seconds`` and ``poll_interval`` tune the request loop;
+    ``shared_rate_limit`` shares Brevo's per-account limits with every other process through Redis
+    (:mod:`._shared_limit`).
 
     :param brevo_conn_id: Airflow connection id.
     :param timeout: overrides the connection's ``timeout`` extra (seconds per request).
     :param max_retries: overrides the connection's ``max_retries`` extra.
     :param sleep: injectable sleep; tests pass a fake clock so waits are checked, not waited.
-    :param monotonic: injectable monotonic clock; must advance with ``sleep``.
+    :param monotonic: injectable monotonic clock; must advance with ``sleep``. An injected clock also
+        drives the shared rate limit (otherwise it runs on Redis's clock, the same for every worker).
     :param rand: injectable ``[0, 1)`` random source for jitter.
     :param transport: injectable httpx transport (``httpx.MockTransport`` in unit tests).
     """
@@ -177,6 +182,7 @@ class BrevoHook(BaseHook):
             max_retries = DEFAULT_MAX_RETRIES
         max_wait = _number(extras.get("max_wait_seconds"), float)
         self.base_url = resolve_base_url(conn.host, conn.port) if conn.host else DEFAULT_BASE_URL
+        shared = self._shared_limiter(extras.get("shared_rate_limit"), self.base_url, api_key)
         client = httpx.Client(
             base_url=self.base_url,
             headers={"api-key": api_key, "accept": "application/json"},
@@ -192,6 +198,26 @@ class BrevoHook(BaseHook):
             monotonic=self._monotonic,
             rand=self._rand,
             log=logging.getLogger(f"{__name__}.http"),
+            shared=shared,
+        )
+
+    def _shared_limiter(self, extra: Any, base_url: str, api_key: str) -> SharedRateLimiter | None:
+        """The ``shared_rate_limit`` extra's limiter, or ``None`` (each process on its own, as before)."""
+        where = f"Brevo connection {self.brevo_conn_id!r}, extra shared_rate_limit"
+        try:
+            config = SharedLimitConfig.from_extra(extra)
+        except ValueError as exc:
+            raise ConfigurationError(f"{where}: {exc}") from None
+        if config is None:
+            return None
+        return SharedRateLimiter(
+            config,
+            account_id=config.account_id(base_url, api_key),
+            connect=functools.partial(connect_redis, config.redis_conn_id, where=where),
+            clock=None if self._monotonic is time.monotonic else self._monotonic,
+            monotonic=self._monotonic,
+            log=logging.getLogger(f"{__name__}.shared_limit"),
+            where=where,
         )
 
     def get_conn(self) -> httpx.Client:
@@ -202,6 +228,8 @@ class BrevoHook(BaseHook):
         """Close the HTTP client; the next call opens a new one."""
         if self._http is not None:
             self._http.client.close()
+            if self._http.shared is not None:
+                self._http.shared.close()
             self._http = None
 
     def __enter__(self) -> BrevoHook:
