@@ -1,5 +1,7 @@
 """Real Airflow processes on 127.0.0.1 for a test: dag-processor, scheduler (LocalExecutor), triggerer, api-server.
 
+(With ``executor="CeleryExecutor"``, servers.airflow_celery adds the broker and the workers.)
+
 What users run, not an in-process imitation: a fresh ``AIRFLOW_HOME`` in a temp folder, a metadata
 database of its own on the test PostgreSQL server (``servers.postgres``), ``airflow db migrate``,
 then the three long-running processes, each started with ``subprocess`` in its own process group
@@ -91,13 +93,25 @@ class AirflowServices:
             raise RuntimeError(f"airflow {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return done
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        """Start ``airflow <args>`` in the background, its output in ``<home>/<name>.log``."""
+    def start(
+        self,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        wrapper: tuple[str, ...] = (),
+    ) -> subprocess.Popen[bytes]:
+        """Start ``airflow <args>`` in the background, its output in ``<home>/<name>.log``.
+
+        :param env: the process's whole environment (default: this Airflow's).
+        :param cwd: its working directory (default: the home).
+        :param wrapper: a command that execs the rest (``unshare ...``), so the PID stays Airflow's.
+        """
         with open(self.log_file(name), "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "airflow", *args],
-                env=self.env,
-                cwd=self.home,
+                [*wrapper, sys.executable, "-m", "airflow", *args],
+                env=self.env if env is None else env,
+                cwd=self.home if cwd is None else cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: its workers are stopped with it
@@ -129,6 +143,21 @@ class AirflowServices:
                 os.killpg(process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+    def stop_one(self, name: str) -> None:
+        """Stop one process by its PID (SIGTERM, then SIGKILL), then what is left of its group."""
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def parse_log(self, dag_file: str) -> str:
         """What the dag-processor logged while parsing ``dag_file`` (relative to the DAGs folder)."""
@@ -238,6 +267,7 @@ def start_airflow(
     env: dict[str, str] | None = None,
     processes: tuple[str, ...] = ("dag-processor", "scheduler", "triggerer", "api-server"),
     home: Path | None = None,
+    executor: str = "LocalExecutor",
 ) -> AirflowServices:
     """Migrate ``db_url`` and start Airflow's processes over ``dags_folder``; return once the API answers.
 
@@ -246,6 +276,7 @@ def start_airflow(
     :param env: more environment variables (``AIRFLOW__SECTION__KEY`` settings) for every process.
     :param processes: which long-running processes to start.
     :param home: the AIRFLOW_HOME to use (default: a new temp folder).
+    :param executor: ``[core] executor``; ``CeleryExecutor`` needs workers (``servers.airflow_celery``).
     """
     home = home or Path(tempfile.mkdtemp(prefix="contactsync-airflow-services-"))
     port = free_port()
@@ -261,7 +292,7 @@ def start_airflow(
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
             "AIRFLOW__CORE__AUTH_MANAGER": (
