@@ -207,10 +207,23 @@ class Spy:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str]] = []
+        self.finished = 0
+        self._changed = threading.Condition()
 
     def __call__(self, conn_id: str, integration: str, source: str) -> None:
         self.calls.append((conn_id, integration, source))
-        wake.publish_wake(conn_id, integration, source)
+        try:
+            wake.publish_wake(conn_id, integration, source)
+        finally:
+            with self._changed:
+                self.finished += 1
+                self._changed.notify_all()
+
+    def wait_finished(self, count: int) -> None:
+        """Wait until ``count`` calls returned: behind Airflow's middleware the intake's background
+        task (the wake) may still run after the test client has the answer."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.finished >= count, timeout=WAIT), "the wake never returned"
 
 
 @pytest.fixture
@@ -275,6 +288,7 @@ def test_a_failing_wake_still_answers_200_and_the_event_is_stored(
     body = sample("shopify_customers_create.json")
     with caplog.at_level(logging.WARNING, logger=wake.__name__):
         response = intake.post("realtime", body, shopify_headers(body, webhook_id="rt-down"))
+        spy.wait_finished(1)
         wait_until_settled()
     assert (response.status_code, response.json()["status"]) == (200, "queued"), response.text
     assert spy.calls == [(dead, "shop", "realtime")]
