@@ -93,9 +93,10 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["number", "null"], "default": 30, "minimum": 1},
                     },
                     "poll_interval": {
-                        "label": "First import poll (s)",
-                        "description": "Seconds before the first check of an import process; doubles up to "
-                        "60 s. Brevo allows ~100 process checks per hour.",
+                        "label": "Latest first import poll (s)",
+                        "description": "At most this many seconds before the first check of an import "
+                        "process (sooner for small imports, from their size and the speed observed); the "
+                        "interval doubles up to 60 s. Brevo allows ~100 process checks per hour.",
                         "schema": {"type": ["number", "null"], "default": 2, "minimum": 0},
                     },
                     "max_retries": {

@@ -33,6 +33,7 @@ from airflow_provider_contactsync.hooks._brevo_http import (
     resolve_base_url,
 )
 from airflow_provider_contactsync.hooks._brevo_import import DEFAULT_MAX_BODY_BYTES, iter_import_bodies
+from airflow_provider_contactsync.hooks._process_pace import ProcessPace
 from airflow_provider_contactsync.hooks._shared_limit import SharedLimitConfig, SharedRateLimiter, connect_redis
 
 __all__ = [
@@ -147,6 +148,7 @@ class BrevoHook(BaseHook):
         self.stats = BrevoStats()
         self._poll_interval = DEFAULT_POLL_INTERVAL
         self._process_listing = True  # falls back to per-id polling if the listing is unsupported
+        self._pace: ProcessPace | None = None  # built with the connection (its poll_interval is the ceiling)
         self.last_import_received_at: _dt.datetime | None = None
         """Brevo's clock (the ``Date`` header, else ours) when it accepted the last import body: the
         instant after which the import's contacts are modified (see :meth:`count_contacts`)."""
@@ -614,6 +616,7 @@ class BrevoHook(BaseHook):
                     path="/contacts/import",
                 )
             process_ids.append(int(process_id))
+            self.pace.submitted(int(process_id), self._monotonic(), len(body.content))
             self.last_import_received_at = _response_time(response)
             self.stats.import_bodies += 1
             self.stats.imported_contacts += body.count
@@ -682,6 +685,14 @@ class BrevoHook(BaseHook):
 
     # -- processes ----------------------------------------------------------------------------
 
+    @property
+    def pace(self) -> ProcessPace:
+        """When to poll import processes first (:mod:`._process_pace`), capped by ``poll_interval``."""
+        if self._pace is None:
+            _ = self.http  # resolves the connection, and with it the poll_interval extra
+            self._pace = ProcessPace(ceiling=self._poll_interval)
+        return self._pace
+
     def get_process(self, process_id: int) -> dict[str, Any]:
         """One background process document (``GET /processes/{id}``)."""
         return self.http.request("GET", f"/processes/{int(process_id)}", idempotent=True).json()
@@ -709,7 +720,8 @@ class BrevoHook(BaseHook):
         final: dict[int, dict[str, Any]] = {}
         deadline = self._monotonic() + timeout
         if first_interval is None:
-            _ = self.http  # resolves the connection, and with it the poll_interval extra
+            first_interval = self.pace.first_wait(ids, self._monotonic())
+        if first_interval is None:  # not our imports (an export, another task's processes)
             first_interval = self._poll_interval
         interval = first_interval
         self._wait(first_interval, "first process poll")
@@ -733,6 +745,7 @@ class BrevoHook(BaseHook):
                 elif status not in _RUNNING:
                     self.log.warning("Brevo process %s has unexpected status %r; still waiting", pid, status)
             if all(i in final for i in ids):
+                self.pace.finished(ids, self._monotonic())
                 return [final[i] for i in ids]
             interval = min(interval * 2, max_interval)
             now = self._monotonic()
