@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -48,10 +50,35 @@ def _run_jobs(
             yield work(*job)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=setup, initargs=setup_args) as pool:
+    initargs = (os.getpid(), setup, *setup_args)
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_die_with_parent, initargs=initargs
+    ) as pool:
         futures: list[Future[Any]] = [pool.submit(work, *job) for job in jobs]
         for future in futures:
             yield future.result()
+
+
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _die_with_parent(parent: int, setup: Callable[..., None], *setup_args: Any) -> None:
+    """Worker initializer: exit when the task process is gone, then ``setup(*setup_args)``.
+
+    A task process killed outright (SIGKILL, the OOM killer) cannot stop its pool, and a worker
+    waiting for its next job would wait forever: it holds both ends of the job queue's pipe. Found
+    by the fault suite (``scripts/fault_suite.py``); Airflow's retry then starts a new pool beside
+    the orphans. A daemon thread checks the parent every half second (a kernel parent-death signal
+    would follow the thread that spawned the worker, not the process).
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="contactsync-parent-watch", daemon=True).start()
+    setup(*setup_args)
 
 
 def _read(path: str) -> Any:
