@@ -11,6 +11,7 @@ may hold threads and locks that a fork would copy half-way.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import threading
@@ -27,12 +28,40 @@ if TYPE_CHECKING:
 _state: dict[str, Any] = {}
 
 
-def default_workers() -> int:
-    """One worker per core this process may use."""
+def default_workers(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """One worker per core this process may use: its CPU affinity, capped by a cgroup CPU quota.
+
+    In a container (a KubernetesExecutor pod with ``limits.cpu: 2`` on a 64-core node) the affinity
+    still lists every core of the node; the quota is what the pod may use, and 64 workers on 2 CPUs
+    of quota would only be throttled.
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+    quota = cgroup_cpu_limit(cgroup_root)
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs this process's cgroup may use (cgroup v2 ``cpu.max``, else v1 CFS quota), None if unlimited."""
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            with open(os.path.join(root, quota_file)) as handle:
+                fields = handle.read().split()
+            if period_file is not None:
+                with open(os.path.join(root, period_file)) as handle:
+                    fields.append(handle.read().strip())
+            quota, period = fields[0], float(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if quota in ("max", "-1") or period <= 0:
+            return None
+        try:
+            return float(quota) / period
+        except ValueError:
+            return None
+    return None
 
 
 def _run_jobs(

@@ -1,4 +1,4 @@
-"""A task process killed outright takes its transform/map worker processes with it."""
+"""Transform/map worker processes: as many as the task may use, and gone with their task process."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+import pytest
+
+from airflow_provider_contactsync.core.parallel import cgroup_cpu_limit, default_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 60.0
@@ -59,3 +62,29 @@ def test_pool_workers_exit_when_the_task_process_is_killed() -> None:
         for worker in pool:  # when the test fails: stop the orphans it made, by PID
             if alive(worker):
                 worker.kill()
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu.max": "150000 100000\n"}, 1.5),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),
+        ({}, None),
+    ],
+)
+def test_the_cgroup_cpu_quota_is_read(tmp_path: Path, files: dict[str, str], expected: float | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_limit(str(tmp_path)) == expected
+
+
+def test_default_workers_are_capped_by_the_quota(tmp_path: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers(str(tmp_path)) == cores  # no quota: every core the process may use
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: one worker
+    assert default_workers(str(tmp_path)) == 1
+    (tmp_path / "cpu.max").write_text(f"{(cores + 3) * 100000} 100000\n")  # more quota than cores
+    assert default_workers(str(tmp_path)) == cores
