@@ -65,6 +65,16 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "600",
                         "default": "300",
                     },
+                    "task_workers": {
+                        "description": "Processes a transform or map task may start (its chunks in parallel). "
+                        "Empty: one per core the task may use (its CPU affinity, capped by a container's CPU "
+                        "quota). Set it to cores / task slots when a worker runs several tasks at once "
+                        "(Celery worker_concurrency > 1).",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "2",
+                        "default": "",
+                    },
                     "staging": {
                         "description": "ObjectStoragePath URL where tasks stage chunk files and error reports. "
                         "Use shared storage (s3://, gs://) when tasks run on several machines.",

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from airflow_provider_contactsync.core.errors import ConfigurationError
 from airflow_provider_contactsync.core.parallel import cgroup_cpu_limit, default_workers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +89,17 @@ def test_default_workers_are_capped_by_the_quota(tmp_path: Path) -> None:
     assert default_workers(str(tmp_path)) == 1
     (tmp_path / "cpu.max").write_text(f"{(cores + 3) * 100000} 100000\n")  # more quota than cores
     assert default_workers(str(tmp_path)) == cores
+
+
+def test_task_workers_config_caps_the_workers_of_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_contactsync.operators.contactsync import _workers_for
+
+    monkeypatch.setenv("AIRFLOW__CONTACTSYNC__TASK_WORKERS", "3")
+    assert _workers_for(None, 10) == 3  # the deployment's setting
+    assert _workers_for(None, 2) == 2  # never more than the chunks
+    assert _workers_for(5, 10) == 5  # the operator's own argument wins
+    monkeypatch.setenv("AIRFLOW__CONTACTSYNC__TASK_WORKERS", "")
+    assert _workers_for(None, 100) == default_workers()
+    monkeypatch.setenv("AIRFLOW__CONTACTSYNC__TASK_WORKERS", "many")
+    with pytest.raises(ConfigurationError, match=r"\[contactsync\] task_workers .* 'many'"):
+        _workers_for(None, 10)

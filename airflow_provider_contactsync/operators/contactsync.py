@@ -16,7 +16,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_contactsync.core.boundary import SKIP_UNCHANGED, BoundaryFilter
 from airflow_provider_contactsync.core.cursor import Cursor, normalize_value
-from airflow_provider_contactsync.core.errors import Reject, RowError
+from airflow_provider_contactsync.core.errors import ConfigurationError, Reject, RowError
 from airflow_provider_contactsync.core.spec import SourceDefinition
 from airflow_provider_contactsync.operators.links import ERROR_REPORT_XCOM_KEY, ErrorReportLink
 from airflow_provider_contactsync.staging import ChunkStore, default_staging_base
@@ -309,10 +309,24 @@ class ContactsyncTransformOperator(ContactsyncBaseOperator):
 
 
 def _workers_for(configured: int | None, jobs: int) -> int:
-    """Worker processes worth starting: spawning one costs ~1 s, a 50k-row chunk ~1.5 s of formulas."""
+    """Worker processes worth starting: spawning one costs ~1 s, a 50k-row chunk ~1.5 s of formulas.
+
+    ``configured`` (the operator's ``workers``) wins; else ``[contactsync] task_workers``; else one
+    per core the task may use.
+    """
     from airflow_provider_contactsync.core.parallel import default_workers
 
-    return max(1, min(configured or default_workers(), jobs // 2 if configured is None else jobs))
+    if configured is None:
+        from airflow.configuration import conf
+
+        text = (conf.get("contactsync", "task_workers", fallback="") or "").strip()
+        if text:
+            if not text.isdigit() or int(text) < 1:
+                raise ConfigurationError(f"[contactsync] task_workers must be a whole number >= 1, not {text!r}")
+            configured = int(text)
+        limit = configured or default_workers()
+        return max(1, min(limit, jobs // 2 if configured is None else jobs))
+    return max(1, min(configured, jobs))
 
 
 class ContactsyncMapOperator(ContactsyncBaseOperator):
