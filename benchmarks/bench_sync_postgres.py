@@ -15,6 +15,18 @@ way. Each stage's time counts only its ``execute()`` (interpreter and Airflow im
 the load stage includes waiting until the sandbox has finished the imports.
 
 Prints seconds, rows/s and peak RSS per stage, and end-to-end rows/s (rows / sum of stage times).
+Also, in the same run:
+
+- each task process's start-up: interpreter start, imports (Airflow, the provider) and the exit,
+  around its ``execute()`` (so the cost of four task processes shows beside the work);
+- the sandbox's share of the load: the sandbox process's CPU time during the load (its import
+  processing stands for Brevo's; on this machine it shares our cores) and the load's wait for it;
+- the floor: the same table read by a bare psycopg server-side cursor and the same five formulas
+  written by hand (``bench_formulas.handwritten``), one process, no staging; and the ratio of the
+  pipeline's own throughput (extract + transform + map + the load's own CPU) to the floor's.
+
+The Brevo connection uses the hook's default poll interval (``--poll-interval`` to change it).
+``--profile load,map`` runs those stages under cProfile (``benchmarks/results/<stage>.prof``).
 """
 
 from __future__ import annotations
@@ -86,6 +98,7 @@ def fill(server: Any, dbname: str, rows: int) -> None:
 
 def run_stage(stage: str, state: Path, chunk_size: int, definition: dict[str, Any] | None = None) -> None:
     """Child process: run one operator's execute() with a stand-in context; record time and RSS."""
+    main_started = time.time()
     from servers.stage_process import FileStateStore, FileXcomTI
 
     from airflow_provider_contactsync import operators
@@ -116,9 +129,21 @@ def run_stage(stage: str, state: Path, chunk_size: int, definition: dict[str, An
         "params": {"full_refresh": False},
         "asset_state_store": FileStateStore(state / "asset_state.json"),
     }
+    execute_started = time.time()
+    profile_to = os.environ.get("BENCH_PROFILE")
+    profiler = None
+    if profile_to and stage in profile_to.split(","):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     started, cpu_started = time.perf_counter(), time.process_time()
     result = operator.execute(context)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(str(ROOT / "benchmarks" / "results" / f"{stage}.prof"))
+    execute_ended = time.time()
     xcoms[stage] = result
     xcom_file.write_text(json.dumps(xcoms, default=str))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -127,9 +152,46 @@ def run_stage(stage: str, state: Path, chunk_size: int, definition: dict[str, An
     cpu_seconds += children.ru_utime + children.ru_stime  # the stage's worker processes
     (state / f"{stage}.json").write_text(
         json.dumps(
-            {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": peak_mb, "worker_peak_rss_mb": workers_mb}
+            {
+                "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
+                "peak_rss_mb": peak_mb,
+                "worker_peak_rss_mb": workers_mb,
+                "main_started": main_started,
+                "execute_started": execute_started,
+                "execute_ended": execute_ended,
+            }
         )
     )
+
+
+def run_floor(table: str, chunk_size: int) -> None:
+    """Child process: the floor, a bare server-side read of the table and the hand-written formulas."""
+    import psycopg
+    from bench_formulas import handwritten
+
+    from airflow_provider_contactsync.core.formulas.contactsync import normalize_phone_number
+
+    normalize_phone_number.cache_clear()  # as in bench_formulas: no head start from another run
+    fields = DEFINITION["source"]["fields"]
+    started = time.perf_counter()
+    rows = rejected = 0
+    read_seconds = 0.0
+    with psycopg.connect(os.environ["BENCH_FLOOR_DSN"]) as conn, conn.cursor(name="floor") as cursor:
+        cursor.itersize = chunk_size
+        cursor.execute(f"SELECT {', '.join(fields)} FROM {table} ORDER BY updated_at, id")  # noqa: S608 - constants
+        while True:
+            before = time.perf_counter()
+            batch = cursor.fetchmany(chunk_size)
+            read_seconds += time.perf_counter() - before
+            if not batch:
+                break
+            for values in batch:
+                _, errors = handwritten(dict(zip(fields, values, strict=True)))
+                rows += 1
+                rejected += bool(errors)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "read_seconds": read_seconds, "rows": rows, "rejected": rejected}))
 
 
 def start_sandbox(folder: Path, api_key: str) -> tuple[subprocess.Popen[str], str]:
@@ -160,7 +222,9 @@ def start_sandbox(folder: Path, api_key: str) -> tuple[subprocess.Popen[str], st
     raise RuntimeError("the sandbox did not start")
 
 
-def bench(rows: int, chunk_size: int, server: Any, mode: str = "upsert", runs: int = 1) -> list[dict[str, Any]]:
+def bench(
+    rows: int, chunk_size: int, server: Any, mode: str = "upsert", runs: int = 1, poll_interval: float | None = None
+) -> list[dict[str, Any]]:
     import httpx
 
     dbname = server.create_database()
@@ -177,8 +241,9 @@ def bench(rows: int, chunk_size: int, server: Any, mode: str = "upsert", runs: i
             env = dict(os.environ)
             env["AIRFLOW_HOME"] = str(state / "airflow-home")
             env["AIRFLOW_CONN_BENCH_PG"] = server.airflow_connection(dbname)
+            extra = {} if poll_interval is None else {"poll_interval": poll_interval}
             env["AIRFLOW_CONN_BENCH_BREVO"] = json.dumps(
-                {"conn_type": "brevo", "host": url, "password": api_key, "extra": json.dumps({"poll_interval": 0.5})}
+                {"conn_type": "brevo", "host": url, "password": api_key, "extra": json.dumps(extra)}
             )
             env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
             env["BENCH_MODE"] = mode
@@ -188,6 +253,8 @@ def bench(rows: int, chunk_size: int, server: Any, mode: str = "upsert", runs: i
                 (state / "xcom.json").unlink(missing_ok=True)
                 results: dict[str, Any] = {}
                 for stage in STAGES:
+                    sandbox_cpu = _cpu_seconds(sandbox.pid)
+                    launched = time.time()
                     subprocess.run(
                         [
                             sys.executable,
@@ -202,16 +269,37 @@ def bench(rows: int, chunk_size: int, server: Any, mode: str = "upsert", runs: i
                         check=True,
                         env=env,
                     )
+                    exited = time.time()
                     results[stage] = json.loads((state / f"{stage}.json").read_text())
+                    results[stage].update(
+                        launched=launched, exited=exited, sandbox_cpu_seconds=_cpu_seconds(sandbox.pid) - sandbox_cpu
+                    )
                 xcoms = json.loads((state / "xcom.json").read_text())
                 results["summary"] = xcoms["load"]
                 contacts = httpx.get(f"{url}/contacts", params={"limit": 1}, headers={"api-key": api_key}).json()
                 results["contacts_in_sandbox"] = contacts["count"]
                 every.append(results)
+            floor = subprocess.run(
+                [sys.executable, __file__, "--floor", "public.customers", "--chunk-size", str(chunk_size)],
+                check=True,
+                env=dict(env, BENCH_FLOOR_DSN=server.conn_uri(dbname)),
+                capture_output=True,
+                text=True,
+            )
+            for results in every:
+                results["floor"] = json.loads(floor.stdout.strip().splitlines()[-1])
         finally:
             sandbox.terminate()
             sandbox.wait(timeout=30)
     return every
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads so far (the sandbox's work)."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def main() -> None:
@@ -220,18 +308,35 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=50_000)
     parser.add_argument("--mode", choices=("upsert", "mirror"), default="upsert")
     parser.add_argument("--runs", type=int, default=1, help="DAG runs on the same table (nothing changes between)")
+    parser.add_argument(
+        "--poll-interval", type=float, help="the Brevo connection's poll_interval (default: the hook's)"
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="comma-separated stages to run under cProfile (benchmarks/results/<stage>.prof; slower)",
+    )
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--floor", metavar="TABLE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
         run_stage(args.stage, args.state, args.chunk_size)
         return
+    if args.floor:
+        run_floor(args.floor, args.chunk_size)
+        return
     from servers.postgres import start_server
+
+    if args.profile:
+        os.environ["BENCH_PROFILE"] = args.profile
+        (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
 
     server = start_server()
     try:
         for rows in args.rows:
-            for run, results in enumerate(bench(rows, args.chunk_size, server, args.mode, args.runs), start=1):
+            measured = bench(rows, args.chunk_size, server, args.mode, args.runs, args.poll_interval)
+            for run, results in enumerate(measured, start=1):
                 report(rows, args.chunk_size, args.mode, run, results)
     finally:
         server.stop()
@@ -256,6 +361,37 @@ def report(rows: int, chunk_size: int, mode: str, run: int, results: dict[str, A
     )
     print(f"  {counts}, contacts in sandbox {results['contacts_in_sandbox']:,}")
     print(f"  requests {summary['brevo requests']}; load steps (s): {summary.get('load seconds', '-')}")
+
+    print(f"  {'process':<10} {'start s':>8} {'imports s':>10} {'execute s':>10} {'exit s':>7}")
+    overhead = 0.0
+    for stage in STAGES:
+        r = results[stage]
+        start = r["main_started"] - r["launched"]
+        imports = r["execute_started"] - r["main_started"]
+        leave = r["exited"] - r["execute_ended"]
+        overhead += start + imports + leave
+        print(f"  {stage:<10} {start:8.2f} {imports:10.2f} {r['seconds']:10.2f} {leave:7.2f}")
+    print(
+        f"  four task processes' own start-up and exit: {overhead:.2f} s ({overhead / total:.0%} of the stages' time)"
+    )
+
+    load = results["load"]
+    waited = (summary.get("load seconds") or {}).get("waiting for Brevo", 0.0)
+    print(
+        f"  load {load['seconds']:.2f} s: its own CPU {load['cpu_seconds']:.2f} s; sandbox CPU during it"
+        f" {load['sandbox_cpu_seconds']:.2f} s; waiting for the imports to finish {waited:.2f} s"
+    )
+    own = sum(results[s]["seconds"] for s in ("extract", "transform", "map")) + load["cpu_seconds"]
+    floor = results["floor"]
+    own_rate, floor_rate = rows / own, floor["rows"] / floor["seconds"]
+    print(
+        f"  floor (bare server-side read {floor['read_seconds']:.2f} s + hand-written formulas, one process):"
+        f" {floor['seconds']:.2f} s = {floor_rate:,.0f} rows/s"
+    )
+    print(
+        f"  pipeline's own throughput (extract + transform + map + load CPU = {own:.2f} s): {own_rate:,.0f} rows/s"
+        f" = {own_rate / floor_rate:.2f} x the floor"
+    )
 
 
 if __name__ == "__main__":

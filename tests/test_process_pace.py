@@ -8,24 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+from test_brevo_hook import FakeClock  # sleep() advances monotonic()
 
 from airflow_provider_contactsync.hooks._process_pace import MIN_FIRST_POLL, PRIOR_BYTES_PER_SECOND, ProcessPace
 from airflow_provider_contactsync.hooks.brevo import DEFAULT_POLL_INTERVAL, BrevoHook
 
 CONN_ID = "brevo_pace"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 500.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 class Brevo:
