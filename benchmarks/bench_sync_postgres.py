@@ -5,6 +5,7 @@
 
 ``--runs 2`` runs the DAG a second time on the same table, nothing changed: an upsert run then reads
 nothing new; a mirror run reads the whole table again and checks 1M delivered contacts for deletions.
+``--runs 2 --change 1000`` changes 1,000 rows before the second run: the hourly incremental run.
 
 For each size: a fresh table in a temporary PostgreSQL server, a fresh Brevo sandbox in its own
 process (Brevo is remote: its work must not share our CPU budget... but on this 2-core machine it
@@ -94,6 +95,17 @@ def fill(server: Any, dbname: str, rows: int) -> None:
         )
         conn.execute("CREATE INDEX ON public.customers (updated_at, id)")
         conn.execute("VACUUM ANALYZE public.customers")
+
+
+def update(server: Any, dbname: str, rows: int, change: int) -> None:
+    """Change ``change`` rows spread over the table (a new first name, a newer cursor value)."""
+    step = max(1, rows // change)
+    with server.connect(dbname) as conn:
+        conn.execute(
+            "UPDATE public.customers SET firstname = firstname || 'x', updated_at = now()"
+            " WHERE id IN (SELECT generate_series(1, %s, %s) LIMIT %s)",
+            (rows, step, change),
+        )
 
 
 def run_stage(stage: str, state: Path, chunk_size: int, definition: dict[str, Any] | None = None) -> None:
@@ -223,7 +235,13 @@ def start_sandbox(folder: Path, api_key: str) -> tuple[subprocess.Popen[str], st
 
 
 def bench(
-    rows: int, chunk_size: int, server: Any, mode: str = "upsert", runs: int = 1, poll_interval: float | None = None
+    rows: int,
+    chunk_size: int,
+    server: Any,
+    mode: str = "upsert",
+    runs: int = 1,
+    poll_interval: float | None = None,
+    change: int = 0,
 ) -> list[dict[str, Any]]:
     import httpx
 
@@ -249,6 +267,8 @@ def bench(
             env["BENCH_MODE"] = mode
             every: list[dict[str, Any]] = []
             for run in range(runs):
+                if run and change:
+                    update(server, dbname, rows, change)
                 env["BENCH_RUN_ID"] = f"bench-{run}"
                 (state / "xcom.json").unlink(missing_ok=True)
                 results: dict[str, Any] = {}
@@ -308,6 +328,7 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=50_000)
     parser.add_argument("--mode", choices=("upsert", "mirror"), default="upsert")
     parser.add_argument("--runs", type=int, default=1, help="DAG runs on the same table (nothing changes between)")
+    parser.add_argument("--change", type=int, default=0, help="rows changed before each run after the first")
     parser.add_argument(
         "--poll-interval", type=float, help="the Brevo connection's poll_interval (default: the hook's)"
     )
@@ -335,16 +356,17 @@ def main() -> None:
     server = start_server()
     try:
         for rows in args.rows:
-            measured = bench(rows, args.chunk_size, server, args.mode, args.runs, args.poll_interval)
+            measured = bench(rows, args.chunk_size, server, args.mode, args.runs, args.poll_interval, args.change)
             for run, results in enumerate(measured, start=1):
                 report(rows, args.chunk_size, args.mode, run, results)
     finally:
         server.stop()
 
 
-def report(rows: int, chunk_size: int, mode: str, run: int, results: dict[str, Any]) -> None:
+def report(table_rows: int, chunk_size: int, mode: str, run: int, results: dict[str, Any]) -> None:
     total = sum(results[s]["seconds"] for s in STAGES)
-    print(f"\n{rows:,} rows (chunk size {chunk_size:,}), mode {mode}, run {run}")
+    rows = max(1, results["summary"].get("rows read", table_rows))  # rows/s of the rows this run read
+    print(f"\n{table_rows:,} rows (chunk size {chunk_size:,}), mode {mode}, run {run}: {rows:,} rows read")
     print(f"  {'stage':<10} {'seconds':>8} {'CPU s':>7} {'rows/s':>10} {'peak RSS MB':>12} {'worker peak MB':>15}")
     for stage in STAGES:
         r = results[stage]
