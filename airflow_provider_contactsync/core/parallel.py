@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_contactsync.core import gc_policy
 from airflow_provider_contactsync.core.pipeline import field_use, map_rows, transform_rows
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ def _die_with_parent(parent: int, setup: Callable[..., None], *setup_args: Any) 
         os._exit(1)
 
     threading.Thread(target=watch, name="contactsync-parent-watch", daemon=True).start()
+    gc_policy.for_worker_processes()
     setup(*setup_args)
 
 

@@ -25,7 +25,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -138,6 +138,28 @@ class PendingContact(NamedTuple):
     def fresh(self) -> bool:
         """Its identifiers are not those recorded for it: recording it may take them from others."""
         return self.prior is None or self.prior.identity != self.identity or self.prior.ids != self.ids
+
+
+class Recordable(Protocol):
+    """What :meth:`ContactLedger.add_pending` reads of a sent contact (a :class:`PendingContact`, or
+    the loader's own record of it)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def pos(self) -> int | None: ...
+    @property
+    def row_key(self) -> Any: ...
+    @property
+    def identity(self) -> str: ...
+    @property
+    def ids(self) -> ContactIds: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def prior(self) -> Delivered | None: ...
+    @property
+    def fresh(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +296,7 @@ class ContactLedger:
     def add_pending(
         self,
         process_ids: list[int],
-        contacts: Sequence[PendingContact],
+        contacts: Sequence[Recordable],
         *,
         run_id: str | None,
         chunk_url: str | None,
@@ -315,7 +337,7 @@ class ContactLedger:
             )
         return int(cursor.lastrowid or 0)
 
-    def _take_identifiers(self, fresh: Sequence[PendingContact]) -> list[tuple[str, str, str, str]]:
+    def _take_identifiers(self, fresh: Sequence[Recordable]) -> list[tuple[str, str, str, str]]:
         """Clear the identifiers that contacts being recorded take from others; return (victim, thief,
         column, value) for each, so that undoing a contact gives them back."""
         self._db.execute(

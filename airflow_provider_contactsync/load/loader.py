@@ -132,8 +132,20 @@ class _Outgoing:
     digest: str
     previous: Delivered | None = None
 
-    def pending(self, batch: int = 0) -> PendingContact:
-        return PendingContact(batch, self.seq, self.pos, self.key, self.identity, self.ids, self.digest, self.previous)
+    # What the ledger records of a sent contact (:class:`~.ledger.Recordable`): the contact itself,
+    # not a copy per contact (920,000 copies cost a million-row load 1.5 s).
+    @property
+    def row_key(self) -> Any:
+        return self.key
+
+    @property
+    def prior(self) -> Delivered | None:
+        return self.previous
+
+    @property
+    def fresh(self) -> bool:
+        prior = self.previous
+        return prior is None or prior.identity != self.identity or prior.ids != self.ids
 
 
 @dataclass(slots=True)
@@ -609,7 +621,7 @@ class ContactLoader:
                         contact.key, contact.identity, contact.item, kind, value, reason, chunk_url, contact.seq < 0
                     )
             if sent.process_ids:
-                pending = [c.pending() for c in contacts if c.seq not in sent.refused]
+                pending = [c for c in contacts if c.seq not in sent.refused] if sent.refused else contacts
                 batch = self.ledger.add_pending(
                     sent.process_ids,
                     pending,
@@ -723,9 +735,7 @@ class ContactLoader:
                     )
                 )
         if accepted:
-            batch = self.ledger.add_pending(
-                [], [c.pending() for c in accepted], run_id=self.run_id, chunk_url=chunk_url, submitted_at=None
-            )
+            batch = self.ledger.add_pending([], accepted, run_id=self.run_id, chunk_url=chunk_url, submitted_at=None)
             self.counts["updated"] += self.ledger.settle(batch)
 
     def _update_body(self, contact: _Outgoing, membership: Any) -> Item:

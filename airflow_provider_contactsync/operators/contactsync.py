@@ -60,9 +60,10 @@ class ContactsyncBaseOperator(DefinitionMixin, BaseOperator):
         self.staging = staging
 
     def execute(self, context: Any) -> Any:
+        from airflow_provider_contactsync.core.gc_policy import bulk_collection
         from airflow_provider_contactsync.operators.failures import configuration_errors_fail_at_once
 
-        with configuration_errors_fail_at_once():
+        with configuration_errors_fail_at_once(), bulk_collection():
             return self.run_stage(context)
 
     def run_stage(self, context: Any) -> Any:
@@ -486,9 +487,10 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
 
     def resume_after_rate_limit(self, context: Any, event: Any = None) -> Any:
         """Back from waiting out Brevo's rate limit (a trigger, no worker slot held): load on."""
+        from airflow_provider_contactsync.core.gc_policy import bulk_collection
         from airflow_provider_contactsync.operators.failures import configuration_errors_fail_at_once
 
-        with configuration_errors_fail_at_once():
+        with configuration_errors_fail_at_once(), bulk_collection():
             return self._load(context)
 
     def _load(self, context: Any) -> dict[str, Any]:
