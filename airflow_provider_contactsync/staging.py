@@ -446,12 +446,26 @@ def make_private_dirs(folder: str) -> None:
 
 
 def write_private(path: str, data: bytes) -> None:
-    """Write a local file readable by its owner only (0600), its missing folders created 0700."""
-    make_private_dirs(os.path.dirname(path))
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as stream:
-        os.fchmod(descriptor, 0o600)  # a file left by an earlier attempt keeps no wider mode
-        stream.write(data)
+    """Write a local file readable by its owner only (0600), its missing folders created 0700.
+
+    Atomically: the bytes go to a hidden temporary file beside it, renamed over ``path`` once
+    complete, so a task killed mid-write leaves the previous file (or none), never a truncated one.
+    The fault suite found the DAG's cursor boundary left empty by a load killed while writing it,
+    and every later run failing to read it.
+    """
+    import tempfile
+
+    folder = os.path.dirname(path)
+    make_private_dirs(folder)
+    descriptor, temporary = tempfile.mkstemp(dir=folder or None, prefix=".", suffix=".partial")  # 0600
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 @contextlib.contextmanager

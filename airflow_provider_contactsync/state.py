@@ -11,10 +11,13 @@ What each contact was last delivered as lives in the contact ledger (:mod:`.load
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from airflow_provider_contactsync.core.boundary import Boundary
 from airflow_provider_contactsync.core.cursor import Cursor
+
+log = logging.getLogger(__name__)
 
 CURSOR_KEY = "cursor"
 
@@ -113,14 +116,11 @@ def write_boundary(target: Any, boundary: Boundary) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     cursor = Cursor(boundary.value, None).to_json()
     text = json.dumps({"cursor": cursor, "digests": boundary.digests})
-    if target.protocol == "file":  # digests of personal data: owner only, like the error reports
-        import os
+    if target.protocol == "file":  # digests of personal data: owner only, like the error reports;
+        from airflow_provider_contactsync.staging import write_private  # and atomic: it outlives runs
 
-        descriptor = os.open(target.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-    else:
+        write_private(target.path, text.encode("utf-8"))
+    else:  # an object store replaces an object whole
         target.write_text(text, encoding="utf-8")
     return str(target)
 
@@ -129,7 +129,13 @@ def read_boundary(target: Any) -> Boundary | None:
     """The boundary stored at an ObjectStoragePath, or None."""
     if not target.exists():
         return None
-    data = json.loads(target.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(target.read_text(encoding="utf-8"))
+    except ValueError:
+        # Cut short by a kill before writes became atomic. Without it the rows at the cursor's value
+        # are read again and the ledger finds them unchanged: slower once, never wrong.
+        log.warning("cursor boundary %s is unreadable; the rows at the cursor's value are read again", target)
+        return None
     cursor = Cursor.from_json(data.get("cursor"))
     return None if cursor is None else Boundary(cursor.value, dict(data.get("digests") or {}))
 
