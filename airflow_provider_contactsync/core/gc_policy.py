@@ -8,6 +8,7 @@ thresholds below) and a quarter of the extract's (3.9 s -> 2.9 s). The rows are 
 reference counting the moment they are dropped), so collecting a hundred times less often only
 delays freeing the rare cycle; ``gc.freeze()`` moves what was alive before the stage (Airflow,
 imported modules) out of every later scan. The previous thresholds come back when the stage ends.
+Why this is safe: docs/adr/0016-garbage-collection-in-stages.md.
 """
 
 from __future__ import annotations
