@@ -30,8 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_dag_parse import PARSING_CONTEXT_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
-PARSING_CONTEXT_ENV = "_AIRFLOW_PARSING_CONTEXT_DAG_ID"
 STAGE_MODULES = (
     "airflow_provider_contactsync.operators.contactsync",
     "airflow_provider_contactsync.core.parallel",

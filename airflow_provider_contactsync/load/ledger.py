@@ -136,8 +136,12 @@ class PendingContact(NamedTuple):
 
     @property
     def fresh(self) -> bool:
-        """Its identifiers are not those recorded for it: recording it may take them from others."""
-        return self.prior is None or self.prior.identity != self.identity or self.prior.ids != self.ids
+        return is_fresh(self.prior, self.identity, self.ids)
+
+
+def is_fresh(prior: Delivered | None, identity: str, ids: ContactIds) -> bool:
+    """A sent contact's identifiers are not those recorded for it: recording it may take them from others."""
+    return prior is None or prior.identity != identity or prior.ids != ids
 
 
 class Recordable(Protocol):

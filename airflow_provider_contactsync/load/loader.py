@@ -43,7 +43,14 @@ from airflow_provider_contactsync.load.identity import (
     needs_rekey,
     rekey_target,
 )
-from airflow_provider_contactsync.load.ledger import Batch, ContactLedger, Delivered, PendingContact, contact_digest
+from airflow_provider_contactsync.load.ledger import (
+    Batch,
+    ContactLedger,
+    Delivered,
+    PendingContact,
+    contact_digest,
+    is_fresh,
+)
 from airflow_provider_contactsync.load.outcomes import (
     BrevoContact,
     ReadBack,
@@ -144,8 +151,7 @@ class _Outgoing:
 
     @property
     def fresh(self) -> bool:
-        prior = self.previous
-        return prior is None or prior.identity != self.identity or prior.ids != self.ids
+        return is_fresh(self.previous, self.identity, self.ids)
 
 
 @dataclass(slots=True)
