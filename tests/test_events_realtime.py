@@ -109,6 +109,25 @@ def test_a_lone_wake_is_published_at_once() -> None:
     assert not throttle.pending()
 
 
+def test_a_publish_under_way_is_pending_until_it_returns() -> None:
+    """Waiting for pending() to end must include a publish that has started (and its failure log)."""
+    started, release = threading.Event(), threading.Event()
+
+    def publish(key: Any) -> None:
+        started.set()
+        assert release.wait(WAIT)
+        raise ConnectionError("redis is down")
+
+    throttle = wake.WakeThrottle(publish, interval=10.0)
+    caller = threading.Thread(target=throttle.wake, args=("a",))
+    caller.start()
+    assert started.wait(WAIT)
+    assert throttle.pending()  # out of the timer slot, still publishing
+    release.set()
+    caller.join(WAIT)
+    assert not caller.is_alive() and not throttle.pending()
+
+
 @pytest.mark.parametrize("pause", [0.0, 0.001, 0.02])
 def test_a_burst_is_throttled_and_its_last_wake_is_never_dropped(pause: float) -> None:
     publish = Recorder()

@@ -123,6 +123,7 @@ def publish_wake(conn_id: str, integration: str, source: str) -> None:
 class _SourceWakes:
     last: float = float("-inf")  # when the last publish started
     trailing: threading.Timer | None = None  # a publish scheduled for the end of the interval
+    publishing: int = 0  # publishes started and not yet returned
 
 
 class WakeThrottle:
@@ -174,15 +175,21 @@ class WakeThrottle:
         self._safe_publish(key)
 
     def _safe_publish(self, key: Any) -> None:
+        with self._lock:
+            self._keys[key].publishing += 1
         try:
             self._publish(key)
         except Exception:  # noqa: BLE001 - the event is durable; a lost wake is only late
             log.warning("wake-up %s not published; the event waits for the next wake or sweep", key, exc_info=True)
+        finally:
+            with self._lock:
+                self._keys[key].publishing -= 1
 
     def pending(self) -> bool:
-        """True while a trailing publish is scheduled (tests wait on it)."""
+        """True while a publish is scheduled or running (tests wait on it: a trailing publish has left
+        its timer slot when it starts, so that a wake during it schedules another)."""
         with self._lock:
-            return any(state.trailing is not None for state in self._keys.values())
+            return any(state.trailing is not None or state.publishing for state in self._keys.values())
 
 
 class _Publisher:
