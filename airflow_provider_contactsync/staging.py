@@ -32,6 +32,11 @@ _INT_MIN, _UINT_MAX = -(1 << 63), (1 << 64) - 1
 _UNSTAGEABLE = (OverflowError, UnicodeEncodeError, RecursionError, TypeError, ValueError)
 
 
+_SIDECARS = (SIDECAR_SUFFIX, ".sync", ".facts")
+"""Files a map job writes next to its chunk: ``core.parallel.SYNC_SUFFIX`` and ``load.facts.FACTS_SUFFIX``
+(spelt here: staging is imported by both; a test checks they agree)."""
+
+
 def default_staging_base() -> str:
     """``[contactsync] staging`` from Airflow config, else a folder under AIRFLOW_HOME."""
     from airflow.configuration import conf
@@ -193,11 +198,22 @@ def encode(payload: Any) -> bytes:
         return _ENCODER.encode(_prepare_all(payload))
 
 
-def encode_rows(rows: list[Any]) -> bytes:
+def encode_rows(rows: list[Any], *, native: bool = False) -> bytes:
     """Staged bytes of a chunk of source rows; a row that cannot be staged becomes its RowError.
 
     The common chunk costs what :func:`encode` costs; only a chunk that fails is looked at row by row.
+
+    :param native: the caller knows every value is one msgpack keeps as it is (its types come from
+        a typed source: str, int, float, bool, None, aware datetimes, JSON documents), so the
+        per-value type scan is skipped. A value that does not encode (a 65-bit integer, a lone
+        surrogate) still takes the careful path; the flag must never be set for types msgpack would
+        change silently (dates, decimals, naive datetimes).
     """
+    if native:
+        try:
+            return _ENCODER.encode(rows)
+        except _UNSTAGEABLE:
+            pass
     try:
         return encode(rows)
     except _UNSTAGEABLE:
@@ -285,11 +301,25 @@ class ChunkStore:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with open(local_dst, "rb") as stream:
                     target.write_bytes(stream.read())
-                if os.path.exists(local_dst + SIDECAR_SUFFIX):  # a chunk's identity hashes (map)
-                    with open(local_dst + SIDECAR_SUFFIX, "rb") as stream:
-                        ObjectStoragePath(dst + SIDECAR_SUFFIX).write_bytes(stream.read())
-                    os.unlink(local_dst + SIDECAR_SUFFIX)
+                for suffix in _SIDECARS:  # what the map writes next to a chunk (identities, facts, deletes)
+                    if os.path.exists(local_dst + suffix):
+                        with open(local_dst + suffix, "rb") as stream:
+                            ObjectStoragePath(dst + suffix).write_bytes(stream.read())
+                        os.unlink(local_dst + suffix)
         return results
+
+    def read_facts(self, url: str, size: int) -> list[Any] | None:
+        """The facts the map task wrote next to a contacts chunk of ``size`` contacts
+        (:mod:`~airflow_provider_contactsync.load.facts`), or None without them."""
+        from airflow.sdk import ObjectStoragePath
+
+        from airflow_provider_contactsync.load.facts import FACTS_SUFFIX, decode_facts
+
+        path = ObjectStoragePath(url + FACTS_SUFFIX)
+        try:
+            return decode_facts(path.read_bytes(), size)
+        except FileNotFoundError:
+            return None
 
     def read_identities(self, url: str) -> IdentityColumns | None:
         """The identity hashes the map task wrote next to a contacts chunk, or None without them."""
@@ -313,14 +343,16 @@ class ChunkStore:
         except FileNotFoundError:
             return None
 
-    def write(self, stage: str, index: int, payload: Any) -> str:
+    def write(self, stage: str, index: int, payload: Any, *, native: bool = False) -> str:
         """Write one chunk atomically enough for a retry: a re-run overwrites the same name.
 
         A list of rows is staged by :func:`encode_rows`: a row that cannot be staged is replaced by
         its RowError (the chunk keeps its length). Local files are 0600 in 0700 folders.
+
+        :param native: the rows' values are known to stage as they are (see :func:`encode_rows`).
         """
         path = self.path(stage, f"chunk-{index:05d}.msgpack")
-        data = encode_rows(payload) if type(payload) is list else encode(payload)
+        data = encode_rows(payload, native=native) if type(payload) is list else encode(payload)
         if path.protocol == "file":
             write_private(path.path, data)
         else:
@@ -499,9 +531,25 @@ def local_copy(target: Any) -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def write_chunk_file(path: str, payload: Any) -> None:
-    """A chunk written by a worker process to local staging: :func:`encode`, then :func:`write_private`."""
-    write_private(path, encode(payload))
+def write_chunk_file(path: str, payload: Any, *, native: bool = False) -> None:
+    """A chunk written by a worker process to local staging: :func:`encode`, then :func:`write_private`.
+
+    :param native: as for :func:`encode_rows`: every value is known to stage as it is (no type scan).
+    """
+    write_private(path, encode_native(payload) if native else encode(payload))
+
+
+def encode_native(payload: Any) -> bytes:
+    """:func:`encode` of a payload whose values the caller knows msgpack keeps (see :func:`encode_rows`)."""
+    try:
+        return _ENCODER.encode(payload)
+    except _UNSTAGEABLE:
+        return encode(payload)
+
+
+def stage_as_is(values: list[Any]) -> bool:
+    """True when msgpack keeps every one of these (flat) values as it is: plain scalars, aware datetimes."""
+    return _passes_through(values)
 
 
 def _safe(run_id: str) -> str:

@@ -175,6 +175,29 @@ def test_values_are_row_model_natives(db: Database) -> None:
     assert row["ts"].utcoffset() == dt.timedelta(0)
 
 
+def test_only_columns_that_stage_as_they_are_skip_the_staging_type_scan(any_driver_db: Database) -> None:
+    """Text, integers, floats, booleans, timestamps and JSON stage as read; a date or numeric column
+    would change type in msgpack without the scan, so its chunks are checked value by value."""
+    from airflow_provider_contactsync.staging import decode, encode_rows
+
+    any_driver_db.execute(
+        "CREATE TABLE typed (id bigint, name text, ts timestamptz, naive timestamp, doc jsonb, flag boolean,"
+        " ratio real, day date, amount numeric(10,2))",
+        "INSERT INTO typed VALUES (1, 'a', '2024-03-01 12:00+02', '2024-03-01 12:00', '{\"a\": [1]}', true, 0.5,"
+        " '2024-03-01', 12.50)",
+    )
+    native = ["id", "name", "ts", "naive", "doc", "flag", "ratio"]
+    plain = any_driver_db.source(table="typed", fields=native)
+    [chunk] = plain.read(ReadWindow(), chunk_size=10)
+    assert plain.native_rows
+    assert decode(encode_rows(chunk, native=plain.native_rows)) == chunk
+    for column in ("day", "amount"):
+        typed = any_driver_db.source(table="typed", fields=["id", column])
+        [chunk] = typed.read(ReadWindow(), chunk_size=10)
+        assert not typed.native_rows, column
+        assert decode(encode_rows(chunk, native=typed.native_rows)) == chunk
+
+
 # -- incremental reads -------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ import pytest
 from hostile_definitions import CASES, GOOD, GOOD_FILE, GOOD_MONGO, Case
 
 from airflow_provider_contactsync.core.errors import ConfigurationError, DefinitionError
-from airflow_provider_contactsync.core.spec import SourceDefinition, load_definition, parse_definition
+from airflow_provider_contactsync.core.spec import load_definition, parse_definition
 from airflow_provider_contactsync.core.spec.limits import DEFINITION_SIZE, ERRORS_SHOWN, LIMITS, YAML_VALUES
 from airflow_provider_contactsync.core.spec.sql import _plainly_one_select, check_select, parse_select
 from airflow_provider_contactsync.core.spec.yaml_source import parse_yaml

@@ -148,3 +148,81 @@ def test_chunk_files_are_owner_only_in_owner_only_folders(tmp_path: Path) -> Non
     url.chmod(0o644)  # a file left by an earlier attempt is narrowed when written again
     store.write("extract", 0, [])
     assert stat.S_IMODE(url.stat().st_mode) == 0o600
+
+
+def test_native_chunks_skip_the_type_scan_and_still_stage_what_msgpack_refuses() -> None:
+    """``native=True`` trusts a typed source's values; anything msgpack cannot take still takes the careful path."""
+    from airflow_provider_contactsync.staging import encode_rows
+
+    plain = [
+        {"id": i, "email": f"c{i}@example.com", "at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)}
+        for i in range(64)
+    ]
+    assert decode(encode_rows(plain, native=True)) == plain
+    refused = [{"id": 2**70}, {"id": 2, "name": "\ud800x"}, {"id": 3}]
+    back = decode(encode_rows(refused, native=True))
+    assert back[0] == {"id": 2**70} and back[2] == {"id": 3}
+    assert isinstance(back[1], RowError) and back[1].field == "name"
+
+
+def test_the_native_flag_is_why_a_date_would_change_type(tmp_path: Path) -> None:
+    """The flag is a promise: the same chunk staged without it keeps a date a date (with it, msgpack
+    would turn it into text), which is why only typed sources whose columns cannot hold one set it."""
+    from airflow_provider_contactsync.staging import encode_rows, stage_as_is
+
+    rows = [{"day": dt.date(2024, 3, 1)}]
+    assert decode(encode_rows(rows)) == rows
+    assert decode(encode_rows(rows, native=True)) == [{"day": "2024-03-01"}]
+    assert not stage_as_is([dt.date(2024, 3, 1), 1])
+    assert not stage_as_is([dt.datetime(2024, 3, 1)])  # naive
+    assert stage_as_is([1, "k", None, dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)])
+
+
+def test_a_mapped_chunk_with_source_keys_of_any_type_round_trips(tmp_path: Path) -> None:
+    """Map output skips the per-value scan only when its row keys are plain: a date or decimal key stays one."""
+    from airflow_provider_contactsync.core.parallel import _write_items
+
+    items = [
+        (dt.date(2024, 3, 1), {"email": "a@x.com", "attributes": {"AGE": 3.0}}),
+        (Decimal("1.5"), {"email": "b@x.com", "attributes": {}}),
+    ]
+    target = tmp_path / "keys.msgpack"
+    _write_items(str(target), items)
+    assert [tuple(pair) for pair in decode(target.read_bytes())] == items
+    plain = [(7, {"email": "a@x.com", "attributes": {"TAGS": ["x"], "OK": True}})]
+    _write_items(str(target), plain)
+    assert [tuple(pair) for pair in decode(target.read_bytes())] == plain
+
+
+def test_remote_staging_keeps_every_file_a_map_job_writes_next_to_its_chunk() -> None:
+    """On object storage, jobs run on local copies: the identity hashes, the facts and the ``.sync``
+    record (what mirror mode and deletes read) must all go up with the chunk, or deletes are held."""
+    import uuid
+
+    from airflow_provider_contactsync.core.identifiers import SIDECAR_SUFFIX, IdentityColumns
+    from airflow_provider_contactsync.core.parallel import SYNC_SUFFIX
+    from airflow_provider_contactsync.load.facts import FACTS_SUFFIX, chunk_facts, encode_facts
+    from airflow_provider_contactsync.staging import _SIDECARS, write_private
+
+    assert set(_SIDECARS) == {SIDECAR_SUFFIX, SYNC_SUFFIX, FACTS_SUFFIX}
+    store = ChunkStore(f"memory://staging-{uuid.uuid4().hex}", "contactsync__crm__customers", "manual__1")
+    source = store.path("transformed", "chunk-00000.msgpack")
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_bytes(encode({"rows": [], "rejects": []}))
+    items = [(1, {"email": "a@x.io", "attributes": {}})]
+
+    def job(local: list[tuple[str, str]]) -> list[int]:
+        for _src, dst in local:
+            write_private(dst, encode(items))
+            identities = IdentityColumns()
+            identities.add_chunk(items, keyed=True)
+            write_private(dst + SIDECAR_SUFFIX, identities.to_bytes())
+            write_private(dst + FACTS_SUFFIX, encode_facts(chunk_facts(items, keyed=True) or []))
+            write_private(dst + SYNC_SUFFIX, encode({"deleted": [], "keys": ["1"], "unkeyed": 0}))
+        return [len(local)]
+
+    target = store.chunk_url("mapped", 0)
+    assert store.run_jobs([(str(source), target)], job) == [1]
+    assert store.read_identities(target) is not None
+    assert store.read_facts(target, 1) == chunk_facts(items, keyed=True)
+    assert store.read_sync(target) == {"deleted": [], "keys": ["1"], "unkeyed": 0}

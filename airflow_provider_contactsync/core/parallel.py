@@ -125,6 +125,15 @@ def _write(path: str, payload: Any) -> None:
     write_chunk_file(path, payload)  # owner-only, like every staged file: rows are personal data
 
 
+def _write_items(path: str, items: list[tuple[Any, Any]]) -> None:
+    """A mapped chunk: import items hold only what the attribute converters and sync rules make
+    (text, numbers, booleans, lists of them), so only the row keys, which come from the source,
+    are type-checked before staging (one scan of the keys, not of every value)."""
+    from airflow_provider_contactsync.staging import stage_as_is, write_chunk_file
+
+    write_chunk_file(path, items, native=stage_as_is([key for key, _ in items]))
+
+
 # -- transform -------------------------------------------------------------------------------
 
 
@@ -230,7 +239,9 @@ def _setup_map(
 
 def _map_file(source: str, target: str) -> tuple[int, int, list[Any]]:
     """Map one chunk; also write its contacts' identity hashes next to it (``<target>.ids``), for the
-    load's run-wide identity check, so that the load need not read every chunk twice."""
+    load's run-wide identity check, so that the load need not read every chunk twice, and their
+    facts (``<target>.facts``: identity, identifiers, digest), so that the load need not work them
+    out in its single process (:mod:`~airflow_provider_contactsync.load.facts`)."""
     from airflow_provider_contactsync.core.identifiers import SIDECAR_SUFFIX, IdentityColumns
     from airflow_provider_contactsync.core.mapping import to_import_item
 
@@ -241,11 +252,17 @@ def _map_file(source: str, target: str) -> tuple[int, int, list[Any]]:
     if chunk["rows"]:
         contacts, rejects, rejected = map_rows(_state["mapper"], chunk["rows"], _state.get("rules"))
         items = [(key, to_import_item(contact)) for key, contact in contacts]
-    _write(target, items)
-    identities = IdentityColumns()
-    identities.add_chunk(items, keyed=_state["keyed"])
+    _write_items(target, items)
+    from airflow_provider_contactsync.load.facts import FACTS_SUFFIX, chunk_facts, encode_facts
     from airflow_provider_contactsync.staging import write_private
 
+    identities = IdentityColumns()
+    facts = chunk_facts(items, keyed=_state["keyed"])
+    if facts is None:
+        identities.add_chunk(items, keyed=_state["keyed"])
+    else:
+        identities.add_facts(facts)
+        write_private(target + FACTS_SUFFIX, encode_facts(facts))
     write_private(target + SIDECAR_SUFFIX, identities.to_bytes())
     if _state.get("sync_sidecar"):
         sidecar = sync_sidecar(items, chunk["rejects"] + rejects, chunk.get("unkeyed", 0), mirror=_state["mirror"])

@@ -174,7 +174,7 @@ class ContactsyncExtractOperator(ContactsyncBaseOperator):
                 latest = latest_cursor(_last_row(chunk) if source.ordered_reads else chunk, field, key, latest)
             rows_to_stage = boundary.feed(chunk) if boundary is not None else chunk
             if rows_to_stage:
-                urls.append(store.write("extract", len(urls), rows_to_stage))
+                urls.append(store.write("extract", len(urls), rows_to_stage, native=source.native_rows))
                 chunk_rows.append(len(rows_to_stage))
         rows = sum(chunk_rows)
         skipped = dict(source.skipped)
@@ -531,6 +531,7 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
                 run_id=context["run_id"],
                 read_chunk=store.read,
                 read_identities=store.read_identities,
+                read_facts=store.read_facts,
                 settings=settings,
                 read_sync=store.read_sync,
                 on_batch=self._batch_notifier(context),

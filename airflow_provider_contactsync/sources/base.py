@@ -68,6 +68,10 @@ class Source(ABC):
     #: True when incremental reads come in (updated, key) order, so the last row holds the cursor.
     ordered_reads: bool = False
 
+    #: Set by :meth:`read` when the column types guarantee every value stages as it is (text,
+    #: integers, floats, booleans, aware timestamps, JSON): the chunks skip staging's per-value scan.
+    native_rows: bool = False
+
     @property
     def incremental(self) -> bool:
         """Sources without ``updated_field`` read everything on every run."""

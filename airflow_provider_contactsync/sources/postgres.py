@@ -58,6 +58,8 @@ _CURSOR_TYPES = {**_TIME_TYPES, **_NUMBER_TYPES}
 """Types an ``updated_field`` may have: they order rows the way the cursor compares its values."""
 _NATIVE_TYPES = {16, 18, 26, 114, 3802, _TIMESTAMPTZ, _DATE, *_TEXT_TYPES, *_NUMBER_TYPES}
 """Both drivers already return these as row-model natives (bool, int, str, Decimal, dict, ...)."""
+_STAGED_AS_IS = {16, 18, 26, 114, 3802, _TIMESTAMP, _TIMESTAMPTZ, *_TEXT_TYPES, 21, 23, 20, 700, 701}
+"""Types whose values (as read: naive timestamps made UTC) msgpack keeps exactly: no numeric (Decimal), no date."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,9 @@ class PostgresSource(SqlTableSource):
                     counts = cur.fetchone()
                 for reason, count in zip(plan.count_reasons, counts, strict=True):
                     self._skip(reason, int(count))
-            make_row = _row_maker(self.spec.fields, [by_name[c] for c in top_level_columns(self.spec.fields)])
+            selected = [by_name[c] for c in top_level_columns(self.spec.fields)]
+            make_row = _row_maker(self.spec.fields, selected)
+            self.native_rows = all(c.type_oid in _STAGED_AS_IS for c in selected)
             cursor = driver.server_cursor(connection, f"contactsync_{uuid.uuid4().hex}")
             try:
                 cursor.execute(plan.select, plan.params)
