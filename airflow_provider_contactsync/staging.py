@@ -32,9 +32,9 @@ _INT_MIN, _UINT_MAX = -(1 << 63), (1 << 64) - 1
 _UNSTAGEABLE = (OverflowError, UnicodeEncodeError, RecursionError, TypeError, ValueError)
 
 
-_SIDECARS = (SIDECAR_SUFFIX, ".sync", ".facts")
-"""Files a map job writes next to its chunk: ``core.parallel.SYNC_SUFFIX`` and ``load.facts.FACTS_SUFFIX``
-(spelt here: staging is imported by both; a test checks they agree)."""
+_SIDECARS = (SIDECAR_SUFFIX, ".sync")
+"""Files a map job writes next to its chunk: identity hashes and ``core.parallel.SYNC_SUFFIX`` (spelt
+here: core.parallel imports staging; a test checks they agree)."""
 
 
 def default_staging_base() -> str:
@@ -301,25 +301,12 @@ class ChunkStore:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with open(local_dst, "rb") as stream:
                     target.write_bytes(stream.read())
-                for suffix in _SIDECARS:  # what the map writes next to a chunk (identities, facts, deletes)
+                for suffix in _SIDECARS:  # what the map writes next to a chunk (identities, deletes)
                     if os.path.exists(local_dst + suffix):
                         with open(local_dst + suffix, "rb") as stream:
                             ObjectStoragePath(dst + suffix).write_bytes(stream.read())
                         os.unlink(local_dst + suffix)
         return results
-
-    def read_facts(self, url: str, size: int) -> list[Any] | None:
-        """The facts the map task wrote next to a contacts chunk of ``size`` contacts
-        (:mod:`~airflow_provider_contactsync.load.facts`), or None without them."""
-        from airflow.sdk import ObjectStoragePath
-
-        from airflow_provider_contactsync.load.facts import FACTS_SUFFIX, decode_facts
-
-        path = ObjectStoragePath(url + FACTS_SUFFIX)
-        try:
-            return decode_facts(path.read_bytes(), size)
-        except FileNotFoundError:
-            return None
 
     def read_identities(self, url: str) -> IdentityColumns | None:
         """The identity hashes the map task wrote next to a contacts chunk, or None without them."""

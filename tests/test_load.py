@@ -59,13 +59,9 @@ def run(
     full_refresh: bool = False,
     update_existing: bool = True,
     keyed: bool = True,
-    facts: bool = False,
 ) -> LoadResult:
-    """One load as the load task runs it (chunks staged in memory; with ``facts``, the map's facts too)."""
-    from airflow_provider_contactsync.load.facts import chunk_facts, decode_facts, encode_facts
-
+    """One load as the load task runs it (chunks staged in memory)."""
     staged = {f"chunk-{i}": c for i, c in enumerate(chunks)}
-    written = {url: encode_facts(chunk_facts(c, keyed=keyed) or []) for url, c in staged.items()}
     ledger = ContactLedger(str(db))
     try:
         loader = ContactLoader(
@@ -76,7 +72,6 @@ def run(
             keyed=keyed,
             run_id="run",
             read_chunk=staged.__getitem__,
-            read_facts=(lambda url, size: decode_facts(written[url], size)) if facts else None,
         )
         return loader.run(list(staged))
     finally:
@@ -120,37 +115,6 @@ def test_created_then_unchanged_then_updated(
 
     changed = run(hook, db, list_id, [chunk(1, name="Grace", start=1)])
     assert counts(changed, "created", "updated") == (0, 1)
-    assert by_ext_id(brevo_sandbox)["1"]["attributes"]["FIRSTNAME"] == "Grace"
-
-
-@pytest.mark.parametrize("keyed", [True, False])
-def test_the_map_s_staged_facts_are_used_instead_of_working_them_out(
-    brevo_sandbox: BrevoSandbox,
-    hook: BrevoHook,
-    list_id: int,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    keyed: bool,
-) -> None:
-    """With the facts the map staged, the load computes no identity or digest itself, and decides the same."""
-    import airflow_provider_contactsync.load.loader as loader_module
-
-    def not_expected(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the load worked out what the map staged")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(loader_module, "ids_of", not_expected)
-        patched.setattr(loader_module, "contact_digest", not_expected)
-        db = tmp_path / "ledger.sqlite"
-        first = run(hook, db, list_id, [chunk(3), chunk(2, start=3)], keyed=keyed, facts=True)
-        assert counts(first, "created", "updated", "unchanged") == (5, 0, 0)
-        again = run(hook, db, list_id, [chunk(3), chunk(2, start=3)], keyed=keyed, facts=True)
-        assert counts(again, "created", "updated", "unchanged") == (0, 0, 5)
-    # The ledger written from staged facts is the one computing them would have written.
-    computed = run(hook, db, list_id, [chunk(3), chunk(2, start=3)], keyed=keyed)
-    assert counts(computed, "created", "updated", "unchanged") == (0, 0, 5)
-    changed = run(hook, db, list_id, [chunk(1, name="Grace", start=1)], keyed=keyed, facts=True)
-    assert counts(changed, "created", "updated", "unchanged") == (0, 1, 0)
     assert by_ext_id(brevo_sandbox)["1"]["attributes"]["FIRSTNAME"] == "Grace"
 
 

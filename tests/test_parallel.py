@@ -104,36 +104,6 @@ def test_map_writes_each_chunks_identity_hashes_next_to_it(tmp_path: Path) -> No
         assert written.columns == expected.columns and len(written) == len(decode(chunk_path.read_bytes()))
 
 
-def test_map_stages_the_facts_the_load_would_work_out(tmp_path: Path) -> None:
-    from airflow_provider_contactsync.load.facts import FACTS_SUFFIX, decode_facts, facts_of
-
-    run(tmp_path, 2)
-    for index in range(4):
-        chunk = decode((tmp_path / "w2" / f"c-{index}.msgpack").read_bytes())
-        staged = decode_facts((tmp_path / "w2" / f"c-{index}.msgpack{FACTS_SUFFIX}").read_bytes(), len(chunk))
-        assert staged == [facts_of(key, item, keyed=True) for key, item in chunk]
-        assert decode_facts((tmp_path / "w2" / f"c-{index}.msgpack{FACTS_SUFFIX}").read_bytes(), len(chunk) + 1) is None
-
-
-def test_identity_hashes_from_facts_are_those_of_the_items() -> None:
-    """Edge cases the two ways must agree on: blank and spaced emails, a bare "+", numeric EXT_IDs, no key."""
-    from airflow_provider_contactsync.core.identifiers import IdentityColumns
-    from airflow_provider_contactsync.load.facts import chunk_facts
-
-    items = [
-        (1, {"email": " A@X.io ", "attributes": {"SMS": "+33612345678", "EXT_ID": 0}}),
-        (None, {"email": "  ", "attributes": {"SMS": "+"}}),
-        (3, {"attributes": {"EXT_ID": "", "SMS": "0033612345678"}}),
-        ("k", {"email": "b@x.io", "attributes": {}}),
-        (5, {"attributes": {"EXT_ID": 12345678901234567890}}),
-    ]
-    for keyed in (True, False):
-        from_items, from_facts = IdentityColumns(), IdentityColumns()
-        from_items.add_chunk(items, keyed=keyed)
-        from_facts.add_facts(chunk_facts(items, keyed=keyed) or [])
-        assert from_facts.columns == from_items.columns, keyed
-
-
 def test_worker_chunks_and_their_identity_hashes_are_owner_only(tmp_path: Path) -> None:
     import stat
 

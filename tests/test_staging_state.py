@@ -195,16 +195,15 @@ def test_a_mapped_chunk_with_source_keys_of_any_type_round_trips(tmp_path: Path)
 
 
 def test_remote_staging_keeps_every_file_a_map_job_writes_next_to_its_chunk() -> None:
-    """On object storage, jobs run on local copies: the identity hashes, the facts and the ``.sync``
-    record (what mirror mode and deletes read) must all go up with the chunk, or deletes are held."""
+    """On object storage, jobs run on local copies: the identity hashes and the ``.sync`` record (what
+    mirror mode and deletes read) must go up with the chunk, or mirror removals and deletes are held."""
     import uuid
 
     from airflow_provider_contactsync.core.identifiers import SIDECAR_SUFFIX, IdentityColumns
     from airflow_provider_contactsync.core.parallel import SYNC_SUFFIX
-    from airflow_provider_contactsync.load.facts import FACTS_SUFFIX, chunk_facts, encode_facts
     from airflow_provider_contactsync.staging import _SIDECARS, write_private
 
-    assert set(_SIDECARS) == {SIDECAR_SUFFIX, SYNC_SUFFIX, FACTS_SUFFIX}
+    assert set(_SIDECARS) == {SIDECAR_SUFFIX, SYNC_SUFFIX}
     store = ChunkStore(f"memory://staging-{uuid.uuid4().hex}", "contactsync__crm__customers", "manual__1")
     source = store.path("transformed", "chunk-00000.msgpack")
     source.parent.mkdir(parents=True, exist_ok=True)
@@ -217,12 +216,10 @@ def test_remote_staging_keeps_every_file_a_map_job_writes_next_to_its_chunk() ->
             identities = IdentityColumns()
             identities.add_chunk(items, keyed=True)
             write_private(dst + SIDECAR_SUFFIX, identities.to_bytes())
-            write_private(dst + FACTS_SUFFIX, encode_facts(chunk_facts(items, keyed=True) or []))
             write_private(dst + SYNC_SUFFIX, encode({"deleted": [], "keys": ["1"], "unkeyed": 0}))
         return [len(local)]
 
     target = store.chunk_url("mapped", 0)
     assert store.run_jobs([(str(source), target)], job) == [1]
     assert store.read_identities(target) is not None
-    assert store.read_facts(target, 1) == chunk_facts(items, keyed=True)
     assert store.read_sync(target) == {"deleted": [], "keys": ["1"], "unkeyed": 0}

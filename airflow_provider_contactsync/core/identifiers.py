@@ -71,16 +71,6 @@ class IdentityColumns:
             sms = attributes.get("SMS")
             sms_(stable_hash(normalize_phone(sms) or "") if sms else 0)
 
-    def add_facts(self, facts: Iterable[Any]) -> None:
-        """Add a chunk's contacts from their facts (:class:`~..load.facts.ContactFacts`): the same
-        hashes :meth:`add_chunk` gives, from identifiers already normalized."""
-        key_, email_, ext_id_, sms_ = (column.append for column in self.columns)
-        for identity, (email, ext_id, sms), _digest in facts:
-            key_(stable_hash(identity[2:]) if identity.startswith("K:") else 0)
-            email_(stable_hash(email) if email is not None else 0)
-            ext_id_(stable_hash(ext_id) if ext_id is not None else 0)
-            sms_(stable_hash(sms) if sms is not None else 0)
-
     def extend(self, other: IdentityColumns) -> None:
         for mine, theirs in zip(self.columns, other.columns, strict=True):
             mine.extend(theirs)

@@ -239,9 +239,7 @@ def _setup_map(
 
 def _map_file(source: str, target: str) -> tuple[int, int, list[Any]]:
     """Map one chunk; also write its contacts' identity hashes next to it (``<target>.ids``), for the
-    load's run-wide identity check, so that the load need not read every chunk twice, and their
-    facts (``<target>.facts``: identity, identifiers, digest), so that the load need not work them
-    out in its single process (:mod:`~airflow_provider_contactsync.load.facts`)."""
+    load's run-wide identity check, so that the load need not read every chunk twice."""
     from airflow_provider_contactsync.core.identifiers import SIDECAR_SUFFIX, IdentityColumns
     from airflow_provider_contactsync.core.mapping import to_import_item
 
@@ -253,16 +251,10 @@ def _map_file(source: str, target: str) -> tuple[int, int, list[Any]]:
         contacts, rejects, rejected = map_rows(_state["mapper"], chunk["rows"], _state.get("rules"))
         items = [(key, to_import_item(contact)) for key, contact in contacts]
     _write_items(target, items)
-    from airflow_provider_contactsync.load.facts import FACTS_SUFFIX, chunk_facts, encode_facts
+    identities = IdentityColumns()
+    identities.add_chunk(items, keyed=_state["keyed"])
     from airflow_provider_contactsync.staging import write_private
 
-    identities = IdentityColumns()
-    facts = chunk_facts(items, keyed=_state["keyed"])
-    if facts is None:
-        identities.add_chunk(items, keyed=_state["keyed"])
-    else:
-        identities.add_facts(facts)
-        write_private(target + FACTS_SUFFIX, encode_facts(facts))
     write_private(target + SIDECAR_SUFFIX, identities.to_bytes())
     if _state.get("sync_sidecar"):
         sidecar = sync_sidecar(items, chunk["rejects"] + rejects, chunk.get("unkeyed", 0), mirror=_state["mirror"])

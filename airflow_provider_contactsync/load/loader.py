@@ -34,7 +34,6 @@ from airflow_provider_contactsync.core.spec import Destination
 from airflow_provider_contactsync.core.sync_rules import SYNC_KEY, without_intent
 from airflow_provider_contactsync.load import consent as consent_rules
 from airflow_provider_contactsync.load.bulk import batch_address, change_lists, update_batches, update_each
-from airflow_provider_contactsync.load.facts import ContactFacts
 from airflow_provider_contactsync.load.identity import (
     ContactIds,
     RunRow,
@@ -177,8 +176,6 @@ class ContactLoader:
     :param read_identities: reads the identity hashes the map task wrote next to a chunk (None when
         there are none): the identity check then reads only the chunks holding shared identifiers.
     :param lookup_budget: see :data:`DEFAULT_LOOKUP_BUDGET`.
-    :param read_facts: reads the facts (identity, identifiers, digest) the map task wrote next to a
-        chunk of N contacts, None without them (:mod:`.facts`): the load then works them out itself.
     """
 
     def __init__(
@@ -196,7 +193,6 @@ class ContactLoader:
         settings: SyncSettings | None = None,
         read_sync: Callable[[str], dict[str, Any] | None] | None = None,
         on_batch: Callable[[int, dict[str, int]], None] | None = None,
-        read_facts: Callable[[str, int], Sequence[ContactFacts] | None] | None = None,
     ) -> None:
         self.hook = hook
         self.on_batch = on_batch  # told as each of this run's import batches is settled (batch_completed)
@@ -207,7 +203,6 @@ class ContactLoader:
         self.run_id = run_id
         self._read_chunk = read_chunk
         self._read_identities = read_identities
-        self._read_facts = read_facts
         self._lookups_left = lookup_budget
         self.counts: Counter[str] = Counter(dict.fromkeys(_ALWAYS_COUNTED, 0))
         self.problems: list[LoadProblem] = []
@@ -479,7 +474,6 @@ class ContactLoader:
         """Send the contacts of one chunk (in run order) that are new or changed."""
         start = self._next_seq
         self._next_seq += len(chunk)
-        facts = self._staged_facts(chunk_url, len(chunk))
         outgoing = []
         for pos, (key, item) in enumerate(chunk):
             verdict = self._verdicts.get(start + pos)
@@ -489,18 +483,8 @@ class ContactLoader:
             if self.settings.intents and (item.get(SYNC_KEY) or {}).get("delete"):
                 self.counts["deleted in source"] += 1  # removed (or kept, said why) by the removal plan
                 continue
-            if facts is None:
-                outgoing.append(self._outgoing(start + pos, pos, key, item))
-            else:
-                identity, ids, digest = facts[pos]
-                outgoing.append(_Outgoing(start + pos, pos, key, identity, ids, item, digest))
+            outgoing.append(self._outgoing(start + pos, pos, key, item))
         self._send(outgoing, chunk_url=chunk_url)
-
-    def _staged_facts(self, chunk_url: str | None, size: int) -> Sequence[ContactFacts] | None:
-        """The map task's facts of a chunk's contacts (computed from the same items), if it staged them."""
-        if chunk_url is None or self._read_facts is None or not size:
-            return None
-        return self._read_facts(chunk_url, size)
 
     def _outgoing(self, seq: int, pos: int, key: Any, item: Item) -> _Outgoing:
         """A contact of a chunk, as the send and the dry run look at it."""

@@ -531,7 +531,6 @@ class ContactsyncLoadOperator(ContactsyncBaseOperator):
                 run_id=context["run_id"],
                 read_chunk=store.read,
                 read_identities=store.read_identities,
-                read_facts=store.read_facts,
                 settings=settings,
                 read_sync=store.read_sync,
                 on_batch=self._batch_notifier(context),
