@@ -58,8 +58,10 @@ _CURSOR_TYPES = {**_TIME_TYPES, **_NUMBER_TYPES}
 """Types an ``updated_field`` may have: they order rows the way the cursor compares its values."""
 _NATIVE_TYPES = {16, 18, 26, 114, 3802, _TIMESTAMPTZ, _DATE, *_TEXT_TYPES, *_NUMBER_TYPES}
 """Both drivers already return these as row-model natives (bool, int, str, Decimal, dict, ...)."""
-_STAGED_AS_IS = {16, 18, 26, 114, 3802, _TIMESTAMP, _TIMESTAMPTZ, *_TEXT_TYPES, 21, 23, 20, 700, 701}
-"""Types whose values (as read: naive timestamps made UTC) msgpack keeps exactly: no numeric (Decimal), no date."""
+_NUMERIC = 1700
+_STAGED_AS_IS = (_NATIVE_TYPES - {_NUMERIC, _DATE}) | {_TIMESTAMP}
+"""Types whose values (as read: naive timestamps made UTC) msgpack keeps exactly: not numeric (a
+Decimal) nor date, which staging must wrap."""
 
 
 @dataclass(frozen=True)
